@@ -1,0 +1,427 @@
+//! The `apiclient` command line: argument definitions and the dispatch to the library.
+//!
+//! `main.rs` parses a [`Cli`], calls [`Cli::check`] for the few rules clap can't express, sets
+//! up logging and hands over to [`run`].
+
+use crate::error::{self, Result};
+use crate::get::GetRequest;
+use crate::set::{KeyPair, SettingsInput};
+use crate::{apply, get, history, raw_request, set, DEFAULT_SOCKET_PATH};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use tracing::debug;
+use tracing::level_filters::LevelFilter;
+
+/// Talk to the Ballast API server: read, change and apply settings.
+#[derive(Debug, Parser)]
+#[command(name = "apiclient", version)]
+pub struct Cli {
+    /// Unix socket of the API server.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "APICLIENT_SOCKET",
+        default_value = DEFAULT_SOCKET_PATH,
+        value_name = "PATH"
+    )]
+    pub socket_path: PathBuf,
+
+    /// How much to log on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Log at debug level (shows each request and response status).
+    #[arg(short, long, global = true, conflicts_with = "log_level")]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log levels for `--log-level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LogLevel> for LevelFilter {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Off => LevelFilter::OFF,
+            LogLevel::Error => LevelFilter::ERROR,
+            LogLevel::Warn => LevelFilter::WARN,
+            LogLevel::Info => LevelFilter::INFO,
+            LogLevel::Debug => LevelFilter::DEBUG,
+            LogLevel::Trace => LevelFilter::TRACE,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show settings under the given prefixes (merged), or the answer of one /URI; with no
+    /// arguments, show settings and OS information.
+    Get(GetArgs),
+    /// Change settings and apply them at once.
+    Set(SetArgs),
+    /// Apply TOML or JSON settings documents (with a top-level `settings` table) in one
+    /// transaction.
+    Apply(ApplyArgs),
+    /// Send any request and print the response body.
+    Raw(RawArgs),
+    /// Show the committed settings changes.
+    History(HistoryArgs),
+    /// Revert the newest committed change, or the one with the given ID.
+    Undo(UndoArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Key prefixes like `settings.motd` or `os`, or one API URI like `/tx/list`.
+    #[arg(value_name = "PREFIX|/URI")]
+    pub items: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// Settings to change, like `motd=hi` or `settings.ntp.time-servers='["a"]'`; the
+    /// `settings.` prefix is optional.  Keys with dots in a name need quotes:
+    /// 'kubernetes.node-labels."my.label"=x'.
+    #[arg(
+        value_name = "KEY=VALUE",
+        value_parser = keypair_arg,
+        required_unless_present = "json",
+        conflicts_with = "json"
+    )]
+    pub pairs: Vec<KeyPair>,
+
+    /// Settings as a JSON object, with or without an outer "settings" key, e.g.
+    /// '{"motd": "hi"}'.  Use this to control value types.
+    #[arg(short, long, value_name = "JSON", value_parser = json_arg)]
+    pub json: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Settings files: paths, file:// or http:// URIs, or `-` for stdin (the default).
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RawArgs {
+    /// Path and query to request, e.g. /tx/list.
+    #[arg(short, long, value_name = "URI")]
+    pub uri: String,
+
+    /// HTTP method.
+    #[arg(short, short_alias = 'X', long, default_value = "GET")]
+    pub method: String,
+
+    /// Request body (sent as JSON).
+    #[arg(short, long, value_name = "DATA")]
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The history record to revert; the newest if not given.
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+fn keypair_arg(text: &str) -> std::result::Result<KeyPair, String> {
+    text.parse::<KeyPair>().map_err(|e| e.to_string())
+}
+
+fn json_arg(text: &str) -> std::result::Result<Map<String, Value>, String> {
+    set::parse_json_settings(text).map_err(|e| e.to_string())
+}
+
+impl Cli {
+    /// Checks the rules between arguments that clap can't express.  The message is meant for
+    /// clap's usage error.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if let Command::Get(args) = &self.command {
+            GetRequest::from_args(&args.items).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The log level asked for, `-v` included.
+    pub fn level(&self) -> LevelFilter {
+        if self.verbose {
+            LevelFilter::DEBUG
+        } else {
+            self.log_level.into()
+        }
+    }
+}
+
+/// Runs the parsed command, writing its regular output to `out`.
+pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
+    let socket = &cli.socket_path;
+    match cli.command {
+        Command::Get(args) => {
+            let what = GetRequest::from_args(&args.items)?;
+            let value = get::get(socket, &what).await?;
+            print_json(out, &value)?;
+        }
+
+        Command::Set(args) => {
+            let input = match args.json {
+                Some(object) => SettingsInput::Json(object),
+                None => SettingsInput::KeyPairs(args.pairs),
+            };
+            let transaction = set::set(socket, &input).await?;
+            debug!("Committed and applied transaction {transaction}");
+        }
+
+        Command::Apply(args) => {
+            let transaction = apply::apply(socket, &args.inputs).await?;
+            debug!("Committed and applied transaction {transaction}");
+        }
+
+        Command::Raw(args) => {
+            let (status, body) = raw_request(socket, &args.uri, &args.method, args.data).await?;
+            debug!("Response status: {status}");
+            if !(200..300).contains(&status) {
+                // The caller asked for the raw answer, so show it whole, on stderr.
+                if !body.is_empty() {
+                    eprintln!("{}", body.trim_end_matches('\n'));
+                }
+                return error::RawStatusSnafu {
+                    method: args.method.to_ascii_uppercase(),
+                    uri: args.uri,
+                    status: error::StatusText(status),
+                }
+                .fail();
+            }
+            if !body.is_empty() {
+                print_text(out, &body)?;
+            }
+        }
+
+        Command::History(args) => {
+            let value = history::fetch(socket).await?;
+            if args.json {
+                print_json(out, &value)?;
+            } else {
+                let table = history::format_table(&history::records(value)?);
+                write_out(out, table.as_bytes())?;
+            }
+        }
+
+        Command::Undo(args) => {
+            let body = history::undo(socket, args.id.as_deref()).await?;
+            match serde_json::from_str::<Value>(&body) {
+                Ok(value) => print_json(out, &value)?,
+                Err(_) if body.trim().is_empty() => {}
+                Err(_) => print_text(out, &body)?,
+            }
+        }
+
+        Command::Completions(args) => {
+            let mut command = Cli::command();
+            let mut buffer = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "apiclient", &mut buffer);
+            write_out(out, &buffer)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_json<W: Write>(out: &mut W, value: &Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|source| error::Error::SerializeBody { source })?;
+    text.push('\n');
+    write_out(out, text.as_bytes())
+}
+
+fn print_text<W: Write>(out: &mut W, text: &str) -> Result<()> {
+    let mut text = text.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    write_out(out, text.as_bytes())
+}
+
+fn write_out<W: Write>(out: &mut W, bytes: &[u8]) -> Result<()> {
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|source| error::Error::WriteOutput { source })
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("apiclient").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options() {
+        let cli = parse(&["get"]).unwrap();
+        // The default unless APICLIENT_SOCKET is set in the environment of the test run.
+        if std::env::var_os("APICLIENT_SOCKET").is_none() {
+            assert_eq!(cli.socket_path, PathBuf::from(DEFAULT_SOCKET_PATH));
+        }
+        assert_eq!(cli.level(), LevelFilter::INFO);
+
+        let cli = parse(&["-s", "/tmp/x.sock", "--log-level", "trace", "get"]).unwrap();
+        assert_eq!(cli.socket_path, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(cli.level(), LevelFilter::TRACE);
+
+        // Global options also work after the subcommand.
+        let cli = parse(&["get", "--socket-path", "/tmp/y.sock", "-v"]).unwrap();
+        assert_eq!(cli.socket_path, PathBuf::from("/tmp/y.sock"));
+        assert_eq!(cli.level(), LevelFilter::DEBUG);
+
+        assert!(parse(&["--log-level", "loud", "get"]).is_err());
+        assert!(parse(&[]).is_err());
+    }
+
+    #[test]
+    fn get_arguments() {
+        let cli = parse(&["get", "settings.motd", "os"]).unwrap();
+        let Command::Get(args) = &cli.command else {
+            panic!("not get")
+        };
+        assert_eq!(args.items, ["settings.motd", "os"]);
+        assert!(cli.check().is_ok());
+
+        let cli = parse(&["get", "settings", "/tx"]).unwrap();
+        assert!(cli.check().unwrap_err().contains("can't be combined"));
+    }
+
+    #[test]
+    fn set_arguments() {
+        let cli = parse(&["set", "motd=hi", "settings.ntp.time-servers=[]"]).unwrap();
+        let Command::Set(args) = cli.command else {
+            panic!("not set")
+        };
+        assert_eq!(args.pairs.len(), 2);
+        assert_eq!(args.pairs[0].key, "settings.motd");
+        assert!(args.json.is_none());
+
+        let cli = parse(&["set", "-j", r#"{"settings":{"motd":"hi"}}"#]).unwrap();
+        let Command::Set(args) = cli.command else {
+            panic!("not set")
+        };
+        assert!(args.pairs.is_empty());
+        assert_eq!(
+            Value::Object(args.json.unwrap()),
+            serde_json::json!({"motd": "hi"})
+        );
+    }
+
+    #[test]
+    fn bad_set_arguments_are_usage_errors() {
+        let err = parse(&["set", "motd"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("expected KEY=VALUE"), "{err}");
+
+        let err = parse(&["set"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+
+        let err = parse(&["set", "motd=x", "--json", "{}"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+
+        let err = parse(&["set", "--json", "{nope"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn raw_arguments() {
+        let cli = parse(&["raw", "-u", "/tx/list"]).unwrap();
+        let Command::Raw(args) = cli.command else {
+            panic!("not raw")
+        };
+        assert_eq!(args.uri, "/tx/list");
+        assert_eq!(args.method, "GET");
+        assert_eq!(args.data, None);
+
+        for flag in ["-m", "-X", "--method"] {
+            let cli = parse(&["raw", "--uri", "/settings", flag, "PATCH", "-d", "{}"]).unwrap();
+            let Command::Raw(args) = cli.command else {
+                panic!("not raw")
+            };
+            assert_eq!(args.method, "PATCH");
+            assert_eq!(args.data.as_deref(), Some("{}"));
+        }
+
+        assert_eq!(
+            parse(&["raw"]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn other_subcommands() {
+        let Command::Apply(args) = parse(&["apply", "a.toml", "-"]).unwrap().command else {
+            panic!("not apply")
+        };
+        assert_eq!(args.inputs, ["a.toml", "-"]);
+
+        let Command::History(args) = parse(&["history", "--json"]).unwrap().command else {
+            panic!("not history")
+        };
+        assert!(args.json);
+
+        let Command::Undo(args) = parse(&["undo"]).unwrap().command else {
+            panic!("not undo")
+        };
+        assert_eq!(args.id, None);
+        let Command::Undo(args) = parse(&["undo", "12"]).unwrap().command else {
+            panic!("not undo")
+        };
+        assert_eq!(args.id.as_deref(), Some("12"));
+
+        let Command::Completions(args) = parse(&["completions", "zsh"]).unwrap().command else {
+            panic!("not completions")
+        };
+        assert_eq!(args.shell, clap_complete::Shell::Zsh);
+        assert!(parse(&["completions", "cmd.exe"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn completions_are_written() {
+        let cli = parse(&["completions", "bash"]).unwrap();
+        let mut out = Vec::new();
+        run(cli, &mut out).await.unwrap();
+        let script = String::from_utf8(out).unwrap();
+        assert!(script.contains("apiclient"));
+        assert!(script.contains("history"));
+    }
+}

@@ -1,0 +1,36 @@
+//! `apiclient`: the operator's command-line client for the API server.  See the library's
+//! documentation for the commands; this file only parses arguments, sets up logging and
+//! reports the outcome.
+
+use apiclient::cli::{self, Cli};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(message) = cli.check() {
+        Cli::command()
+            .error(ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
+
+    // Logs go to stderr so stdout carries only the command's output.  Only our own crate logs.
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(format!("apiclient={}", cli.level())))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+
+    let mut stdout = std::io::stdout();
+    match cli::run(cli, &mut stdout).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("apiclient: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

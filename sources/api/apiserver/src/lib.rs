@@ -1,0 +1,126 @@
+//! # Background
+//!
+//! The API server is the only way settings change on a Ballast node. It holds the datastore,
+//! speaks HTTP/1.1 on a Unix socket (default `/run/api.sock`, mode 0660, group from
+//! `--socket-gid`) and follows Bottlerocket's route names and JSON shapes, so scripts written for
+//! Bottlerocket's `apiclient raw` keep working. It sits after the defaults step (storewolf) in the
+//! boot order and before everything that reads settings.
+//!
+//! A change goes: `PATCH /settings?tx=T` (validated against the typed model in the `models`
+//! crate; a bad value is a 400 naming the key and nothing is written) -> `POST
+//! /tx/commit_and_apply?tx=T` (the datastore moves the transaction to live all or nothing and
+//! records it in the settings history) -> the changed keys go to the renderer command, which
+//! re-renders the affected files and restarts the affected services.
+//!
+//! # Usage
+//!
+//! `apiserver --datastore-path /var/lib/ballast/datastore/current --socket-path /run/api.sock
+//! --socket-gid 274 --apply-command /usr/bin/thar-be-settings`. `GET /openapi.json` describes
+//! every route; the document is generated from the same declarations that build the router.
+//!
+//! # Current limitations
+//!
+//! - Update actions, `/exec` and `/report` are not served yet.
+//! - Applies run in the background; their outcome is only in the journal, not in the answer.
+//! - There is no authentication beyond the socket's owner, group and mode.
+
+pub mod apply;
+pub mod controller;
+pub mod error;
+pub mod server;
+
+use error::*;
+use snafu::ResultExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub datastore_path: PathBuf,
+    pub socket_path: PathBuf,
+    pub socket_gid: Option<u32>,
+    pub os_release: PathBuf,
+    pub apply_command: Option<PathBuf>,
+}
+
+/// Opens the datastore, listens on the socket and serves until SIGTERM or SIGINT.
+pub async fn serve(config: ServerConfig) -> Result<()> {
+    let store = datastore::FilesystemDataStore::open(&config.datastore_path).context(
+        OpenDatastoreSnafu {
+            path: &config.datastore_path,
+        },
+    )?;
+    let state = server::AppState {
+        store: Arc::new(RwLock::new(Box::new(store))),
+        os_release: config.os_release.clone(),
+        applier: apply::Applier::start(config.apply_command.clone()),
+    };
+    let (app, _) = server::router(state);
+    let listener = bind(&config.socket_path, config.socket_gid)?;
+    tracing::info!("serving the API on {}", config.socket_path.display());
+    notify_ready();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context(ServeSnafu)
+}
+
+/// Creates the listening socket with mode 0660 and, when asked, the given group.
+pub fn bind(path: &Path, gid: Option<u32>) -> Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).context(SocketDirSnafu { path: dir })?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context(RemoveSocketSnafu { path }),
+    }
+    let listener = tokio::net::UnixListener::bind(path).context(BindSnafu { path })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .context(SocketModeSnafu { path })?;
+    if let Some(gid) = gid {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .context(SocketPermissionsSnafu { path })?;
+    }
+    Ok(listener)
+}
+
+/// Tells systemd (Type=notify) that the socket is ready, when started by systemd.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot notify systemd: {e}");
+            return;
+        }
+    };
+    let bytes = path.as_encoded_bytes();
+    let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|addr| sock.send_to_addr(b"READY=1", &addr))
+    } else {
+        sock.send_to(b"READY=1", &path)
+    };
+    if let Err(e) = result {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutting down");
+}

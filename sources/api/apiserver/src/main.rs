@@ -1,0 +1,52 @@
+//! `apiserver`: parses flags, sets up logging and runs [`apiserver::serve`].
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Ballast's API server: settings over HTTP on a Unix socket.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The datastore directory (usually the `current` link).
+    #[arg(long, default_value = "/var/lib/ballast/datastore/current")]
+    datastore_path: PathBuf,
+    /// Where to listen.
+    #[arg(long, default_value = "/run/api.sock")]
+    socket_path: PathBuf,
+    /// Group that owns the socket (mode 0660), e.g. the `api` group.
+    #[arg(long)]
+    socket_gid: Option<u32>,
+    /// os-release file describing this OS for GET /os.
+    #[arg(long, default_value = "/etc/os-release")]
+    os_release: PathBuf,
+    /// Renderer run on apply: changed keys as a JSON array on stdin, or `--all`.
+    #[arg(long)]
+    apply_command: Option<PathBuf>,
+    /// trace, debug, info, warn or error.
+    #[arg(long, default_value = "info")]
+    log_level: tracing_subscriber::filter::LevelFilter,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = apiserver::ServerConfig {
+        datastore_path: args.datastore_path,
+        socket_path: args.socket_path,
+        socket_gid: args.socket_gid,
+        os_release: args.os_release,
+        apply_command: args.apply_command,
+    };
+    match apiserver::serve(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("apiserver: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `storewolf`: seeds the datastore with defaults; see the library documentation.
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Creates and seeds the Ballast datastore with default settings and metadata.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Directory that holds the versioned datastore and its `current` link.
+    #[arg(long, default_value = "/var/lib/ballast/datastore")]
+    datastore_path: PathBuf,
+    /// Datastore version to create when the store does not exist yet.
+    #[arg(long, default_value = "0.1")]
+    version: String,
+    /// Extra defaults files (TOML), merged after the shared defaults in the order given.
+    #[arg(long = "defaults")]
+    defaults: Vec<PathBuf>,
+    /// Also commit the launch transaction.
+    #[arg(long)]
+    commit: bool,
+    #[arg(long, default_value = "info")]
+    log_level: tracing_subscriber::filter::LevelFilter,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = storewolf::load_defaults(&args.defaults).and_then(|defaults| {
+        storewolf::run(&args.datastore_path, &args.version, &defaults, args.commit)
+    });
+    match result {
+        Ok(seeded) => {
+            tracing::info!(
+                "seeded {} settings, dropped {} stale transactions",
+                seeded.settings.len(),
+                seeded.dropped_transactions.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("storewolf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

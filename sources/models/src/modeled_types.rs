@@ -1,0 +1,1476 @@
+//! Validated scalar types used by the settings model.
+//!
+//! Every type here can only hold a value that passed its rules, so code that receives a
+//! [`crate::Settings`] never re-checks a hostname or a sysctl key. Each string type offers:
+//! * `TryFrom<&str>`, `TryFrom<String>` and `FromStr`, failing with [`InvalidValue`];
+//! * serde support, where deserializing runs the same check, so a bad value in a settings document
+//!   fails with a reason such as `'Bad_Host' is not a valid hostname: contains 'B'; ...`;
+//! * `Display`, `Deref<Target = str>`, `AsRef<str>`, `Borrow<str>` (maps keyed by these types can
+//!   be looked up with a plain `&str`), and `as_str()` / `into_inner()`;
+//! * a hand-written OpenAPI schema (`utoipa::PartialSchema` + `utoipa::ToSchema`) of type string,
+//!   with a pattern and length limits where they describe the rule.
+//!
+//! Every type refuses control characters (C0, DEL and C1, which includes U+0085) and the Unicode
+//! line and paragraph separators U+2028/U+2029.
+//!
+//! The two choices worth knowing before using them:
+//! * [`Url`] accepts either an absolute `http`/`https` URL or a bare `host[:port]` (for NTP servers
+//!   and proxies written without a scheme). Other schemes are refused.
+//! * [`BootConfigValue`] may be empty; a kernel parameter given as a flag (no `=`) is written as an
+//!   empty list of values instead.
+
+pub use crate::error::InvalidValue;
+
+use base64::Engine as _;
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Borrow;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Deref;
+use std::str::FromStr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+
+/// Builds the OpenAPI schema shared by the string types.
+fn string_schema(
+    description: &str,
+    pattern: Option<&str>,
+    min_length: Option<usize>,
+    max_length: Option<usize>,
+    example: &str,
+) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .pattern(pattern)
+        .min_length(min_length)
+        .max_length(max_length)
+        .examples([example])
+}
+
+/// Implements the common surface of a validated string newtype. `$check` is a
+/// `fn(&str) -> Result<(), String>` whose error is the reason shown to the user.
+macro_rules! string_type {
+    (
+        $(#[$doc:meta])*
+        $name:ident,
+        kind: $kind:literal,
+        check: $check:path,
+        $(shown: $shown:path,)?
+        schema: $schema:expr $(,)?
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name {
+            inner: String,
+        }
+
+        impl $name {
+            /// The kind of value, as named in error messages.
+            pub const KIND: &'static str = $kind;
+
+            /// The validated value.
+            pub fn as_str(&self) -> &str {
+                &self.inner
+            }
+
+            /// Gives back the validated value as a `String`.
+            pub fn into_inner(self) -> String {
+                self.inner
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = InvalidValue;
+
+            fn try_from(input: &str) -> Result<Self, InvalidValue> {
+                $check(input).map_err(|reason| {
+                    InvalidValue::new(&string_type!(@shown input $(, $shown)?), $kind, reason)
+                })?;
+                Ok($name {
+                    inner: input.to_owned(),
+                })
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidValue;
+
+            fn try_from(input: String) -> Result<Self, InvalidValue> {
+                let text = input.as_str();
+                $check(text).map_err(|reason| {
+                    InvalidValue::new(&string_type!(@shown text $(, $shown)?), $kind, reason)
+                })?;
+                Ok($name { inner: input })
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidValue;
+
+            fn from_str(input: &str) -> Result<Self, InvalidValue> {
+                Self::try_from(input)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.inner)
+            }
+        }
+
+        impl Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.inner
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.inner
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.inner
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.inner
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.inner == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.inner == *other
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.inner)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visitor;
+
+                impl de::Visitor<'_> for Visitor {
+                    type Value = $name;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "a string ({})", $kind)
+                    }
+
+                    fn visit_str<E: de::Error>(self, value: &str) -> Result<$name, E> {
+                        $name::try_from(value).map_err(E::custom)
+                    }
+
+                    fn visit_string<E: de::Error>(self, value: String) -> Result<$name, E> {
+                        $name::try_from(value).map_err(E::custom)
+                    }
+                }
+
+                deserializer.deserialize_string(Visitor)
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                let builder: ObjectBuilder = $schema;
+                builder.into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+    (@shown $input:ident) => {
+        $input
+    };
+    (@shown $input:ident, $shown:path) => {
+        $shown($input)
+    };
+}
+
+/// Implements a closed set of lowercase words as a Rust enum.
+macro_rules! enum_type {
+    (
+        $(#[$doc:meta])*
+        $name:ident,
+        kind: $kind:literal,
+        description: $description:literal,
+        { $( $(#[$vdoc:meta])* $variant:ident => $text:literal ),+ $(,)? }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $( $(#[$vdoc])* $variant ),+
+        }
+
+        impl $name {
+            /// The kind of value, as named in error messages.
+            pub const KIND: &'static str = $kind;
+
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The lowercase word used in settings documents.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text ),+
+                }
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = InvalidValue;
+
+            fn try_from(input: &str) -> Result<Self, InvalidValue> {
+                match input {
+                    $( $text => Ok($name::$variant), )+
+                    _ => {
+                        let words: Vec<&str> = vec![$($text),+];
+                        Err(InvalidValue::new(
+                            input,
+                            $kind,
+                            format!("expected one of {}", words.join(", ")),
+                        ))
+                    }
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidValue;
+
+            fn from_str(input: &str) -> Result<Self, InvalidValue> {
+                Self::try_from(input)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visitor;
+
+                impl de::Visitor<'_> for Visitor {
+                    type Value = $name;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "a string ({})", $kind)
+                    }
+
+                    fn visit_str<E: de::Error>(self, value: &str) -> Result<$name, E> {
+                        $name::try_from(value).map_err(E::custom)
+                    }
+                }
+
+                deserializer.deserialize_str(Visitor)
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some($description))
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared checks. Each returns the reason a value is refused, phrased to follow "is not a valid X: ".
+
+/// Line terminators as Unicode defines them (UAX #14 mandatory breaks).
+fn is_line_break(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// Names a character for an error message: printable ones quoted, others as U+XXXX.
+fn show_char(c: char) -> String {
+    if c.is_control() || c.is_whitespace() || is_line_break(c) {
+        format!("U+{:04X}", c as u32)
+    } else {
+        format!("'{c}'")
+    }
+}
+
+fn no_control(input: &str) -> Result<(), String> {
+    if let Some(c) = input.chars().find(|&c| c.is_control() || is_line_break(c)) {
+        return Err(format!("contains the control character {}", show_char(c)));
+    }
+    Ok(())
+}
+
+fn no_whitespace(input: &str) -> Result<(), String> {
+    if let Some(c) = input.chars().find(|c| c.is_whitespace()) {
+        return Err(format!("contains whitespace ({})", show_char(c)));
+    }
+    Ok(())
+}
+
+fn not_empty(input: &str) -> Result<(), String> {
+    if input.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    Ok(())
+}
+
+fn max_chars(input: &str, max: usize) -> Result<(), String> {
+    let count = input.chars().count();
+    if count > max {
+        return Err(format!(
+            "is {count} characters long; at most {max} are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses the first character that `allowed` rejects, explaining what is allowed.
+fn only_chars(input: &str, allowed: fn(char) -> bool, description: &str) -> Result<(), String> {
+    if let Some(c) = input.chars().find(|&c| !allowed(c)) {
+        return Err(format!(
+            "contains {}; only {description} are allowed",
+            show_char(c)
+        ));
+    }
+    Ok(())
+}
+
+/// DNS label rules shared by hostnames and domains: labels of 1 to 63 characters that neither
+/// start nor end with '-'. Character set and total length are checked by the caller.
+fn dns_labels(name: &str) -> Result<(), String> {
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("has an empty label (a leading, trailing or doubled '.')".to_string());
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "label '{label}' is {} characters long; at most 63 are allowed",
+                label.len()
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("label '{label}' must not start or end with '-'"));
+        }
+    }
+    Ok(())
+}
+
+fn decode_base64(input: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD
+        .decode(input)
+        .map_err(|e| format!("is not standard base64 with padding ({e})"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// SingleLineString
+
+fn check_single_line(input: &str) -> Result<(), String> {
+    if let Some(c) = input.chars().find(|&c| is_line_break(c)) {
+        return Err(format!(
+            "contains a line break ({}); it must be a single line",
+            show_char(c)
+        ));
+    }
+    no_control(input)
+}
+
+string_type! {
+    /// Text on one line: no line terminators (`\n`, `\r`, VT, FF, U+0085, U+2028, U+2029) and no
+    /// other control characters, tab included. May be empty; no length limit.
+    SingleLineString,
+    kind: "single-line string",
+    check: check_single_line,
+    schema: string_schema(
+        "Text on a single line, without control characters.",
+        Some(r"^[^\u0000-\u001F\u007F-\u009F\u2028\u2029]*$"),
+        None,
+        None,
+        "Welcome to Ballast!",
+    ),
+}
+
+// ---------------------------------------------------------------------------------------------
+// ValidBase64
+
+fn check_base64(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    decode_base64(input).map(|_| ())
+}
+
+string_type! {
+    /// Standard base64 (RFC 4648 alphabet, with padding, no line breaks). May be empty.
+    ValidBase64,
+    kind: "base64 value",
+    check: check_base64,
+    schema: string_schema(
+        "Standard base64 (RFC 4648 alphabet with padding, no line breaks).",
+        Some("^[A-Za-z0-9+/]*={0,2}$"),
+        None,
+        None,
+        "aGVsbG8K",
+    )
+    .content_encoding("base64"),
+}
+
+impl ValidBase64 {
+    /// The decoded bytes; cannot fail since the value was checked on the way in.
+    pub fn decode(&self) -> Vec<u8> {
+        decode_base64(&self.inner).unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ValidLinuxHostname
+
+fn check_hostname(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    only_chars(
+        input,
+        |c| matches!(c, 'a'..='z' | '0'..='9' | '.' | '-'),
+        "lowercase letters a-z, digits, '.' and '-'",
+    )?;
+    max_chars(input, 253)?;
+    dns_labels(input)
+}
+
+string_type! {
+    /// A Linux hostname: 1 to 253 characters from `[0-9a-z.-]`, made of dot-separated labels of
+    /// 1 to 63 characters that neither start nor end with `-`. Uppercase is refused rather than
+    /// folded, so what is stored is exactly what the kernel gets.
+    ValidLinuxHostname,
+    kind: "hostname",
+    check: check_hostname,
+    schema: string_schema(
+        "Linux hostname: lowercase letters, digits, '.' and '-'; labels of 1 to 63 characters \
+         that do not start or end with '-'.",
+        Some("^[0-9a-z.-]{1,253}$"),
+        Some(1),
+        Some(253),
+        "node-1.example.internal",
+    ),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Url
+
+const URL_MAX_CHARS: usize = 2048;
+
+fn check_url(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    no_whitespace(input)?;
+    max_chars(input, URL_MAX_CHARS)?;
+    if input.contains("://") {
+        let parsed = url::Url::parse(input).map_err(|e| format!("cannot be parsed ({e})"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!(
+                "scheme '{}' is not supported; use http or https, or give a bare host[:port]",
+                parsed.scheme()
+            ));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err("has no host".to_string());
+        }
+        Ok(())
+    } else {
+        check_host_port(input)
+            .map_err(|e| format!("is neither an http(s) URL nor a host[:port]: {e}"))
+    }
+}
+
+/// `host`, `host:port`, an IP address, or `[ipv6]:port`.
+fn check_host_port(input: &str) -> Result<(), String> {
+    if input.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let port = if let Some(rest) = input.strip_prefix('[') {
+        let (address, after) = rest
+            .split_once(']')
+            .ok_or_else(|| "'[' has no closing ']'".to_string())?;
+        address
+            .parse::<Ipv6Addr>()
+            .map_err(|_| format!("'{address}' in brackets is not an IPv6 address"))?;
+        if after.is_empty() {
+            return Ok(());
+        }
+        after
+            .strip_prefix(':')
+            .ok_or_else(|| format!("unexpected '{after}' after ']'"))?
+    } else {
+        match input.rsplit_once(':') {
+            None => return check_host_name(input),
+            Some((host, _)) if host.contains(':') => {
+                return Err("an IPv6 address with a port must be written [address]:port".into())
+            }
+            Some((host, port)) => {
+                check_host_name(host)?;
+                port
+            }
+        }
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        _ => Err(format!("port '{port}' is not a number from 1 to 65535")),
+    }
+}
+
+/// A host name or IPv4 address without port.
+fn check_host_name(host: &str) -> Result<(), String> {
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    if host.is_empty() {
+        return Err("host is empty".to_string());
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+    {
+        return Err(format!(
+            "host '{host}' contains {}; only letters, digits, '.' and '-' are allowed",
+            show_char(c)
+        ));
+    }
+    if host.len() > 253 {
+        return Err(format!(
+            "host is {} characters long; at most 253 are allowed",
+            host.len()
+        ));
+    }
+    dns_labels(host).map_err(|e| format!("host '{host}' {e}"))?;
+    let last = host.rsplit('.').next().unwrap_or_default();
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "host '{host}' is neither an IPv4 address nor a name (its last label is numeric)"
+        ));
+    }
+    Ok(())
+}
+
+/// Replaces the `user:password@` part of a URL by `***@`, so that a refused proxy URL does not
+/// put a password into error messages and logs.
+fn hide_userinfo(input: &str) -> String {
+    if let Some((scheme, rest)) = input.split_once("://") {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+    }
+    input.to_string()
+}
+
+string_type! {
+    /// Where to reach a server. Two forms are accepted:
+    /// * an absolute URL with scheme `http` or `https` and a host, e.g. `https://mirror.example.com/v2`
+    ///   or `http://user:pass@proxy:3128`;
+    /// * a bare `host[:port]`, e.g. `pool.ntp.org`, `10.0.0.1:123`, `[fd00::1]:123` or `fd00::1`.
+    ///   This form exists for NTP servers and for proxies written without a scheme.
+    ///
+    /// Anything containing `://` is judged as a URL, so `ftp://x` is refused instead of being read as
+    /// a host. No whitespace, at most 2048 characters. The value is stored as written, not normalized.
+    Url,
+    kind: "URL",
+    check: check_url,
+    shown: hide_userinfo,
+    schema: string_schema(
+        "An absolute http or https URL, or a bare host[:port] (host name, IPv4 address, or IPv6 \
+         address in brackets when a port follows).",
+        Some(r"^\S+$"),
+        Some(1),
+        Some(URL_MAX_CHARS),
+        "https://updates.example.com/metadata",
+    ),
+}
+
+impl Url {
+    /// True when the value is a bare `host[:port]` rather than a URL with a scheme.
+    pub fn is_bare_host(&self) -> bool {
+        !self.inner.contains("://")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DnsDomain
+
+fn check_dns_domain(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    only_chars(
+        input,
+        |c| c.is_ascii_alphanumeric() || c == '.' || c == '-',
+        "letters, digits, '.' and '-'",
+    )?;
+    let name = input.strip_suffix('.').unwrap_or(input);
+    if name.is_empty() {
+        return Err("names no domain".to_string());
+    }
+    max_chars(name, 253)?;
+    dns_labels(name)
+}
+
+string_type! {
+    /// A DNS domain such as a resolver search-list entry: letters, digits and `-` in dot-separated
+    /// labels of 1 to 63 characters (not starting or ending with `-`), at most 253 characters, with
+    /// one optional trailing `.`. Case is kept as written.
+    DnsDomain,
+    kind: "DNS domain",
+    check: check_dns_domain,
+    schema: string_schema(
+        "DNS domain name: dot-separated labels of letters, digits and '-', optional trailing '.'.",
+        Some("^[A-Za-z0-9.-]{1,254}$"),
+        Some(1),
+        Some(254),
+        "corp.example.com",
+    ),
+}
+
+// ---------------------------------------------------------------------------------------------
+// SysctlKey
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+fn check_sysctl_key(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    only_chars(
+        input,
+        |c| is_name_char(c) || c == '.' || c == '/',
+        "letters, digits, '_', '-' and the separators '.' and '/'",
+    )?;
+    max_chars(input, 255)?;
+    if input.starts_with('-') {
+        // systemd-sysctl reads a leading '-' as "ignore errors", not as part of the name.
+        return Err("must not start with '-'".to_string());
+    }
+    if input.split(['.', '/']).any(str::is_empty) {
+        return Err("has an empty segment (a leading, trailing or doubled separator)".to_string());
+    }
+    Ok(())
+}
+
+string_type! {
+    /// A sysctl name such as `net.ipv4.ip_forward` or `net/ipv4/conf/eth0.100/rp_filter`:
+    /// non-empty segments of `[A-Za-z0-9_-]` separated by `.` or `/`, at most 255 characters, not
+    /// starting with `-` (systemd-sysctl would read that as a flag). Globs are not supported.
+    SysctlKey,
+    kind: "sysctl key",
+    check: check_sysctl_key,
+    schema: string_schema(
+        "Sysctl name: segments of letters, digits, '_' and '-' separated by '.' or '/'.",
+        Some(r"^[A-Za-z0-9_][A-Za-z0-9_-]*([./][A-Za-z0-9_-]+)*$"),
+        Some(1),
+        Some(255),
+        "net.ipv4.ip_forward",
+    ),
+}
+
+// ---------------------------------------------------------------------------------------------
+// KmodKey
+
+fn check_kmod_key(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    only_chars(input, is_name_char, "letters, digits, '_' and '-'")?;
+    max_chars(input, 64)?;
+    if input.starts_with('-') {
+        return Err("must not start with '-'".to_string());
+    }
+    Ok(())
+}
+
+string_type! {
+    /// A kernel module name: 1 to 64 characters from `[A-Za-z0-9_-]`, not starting with `-`.
+    KmodKey,
+    kind: "kernel module name",
+    check: check_kmod_key,
+    schema: string_schema(
+        "Kernel module name: letters, digits, '_' and '-'.",
+        Some("^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"),
+        Some(1),
+        Some(64),
+        "nf_conntrack",
+    ),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Identifier
+
+fn check_identifier(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    only_chars(
+        input,
+        |c| c.is_ascii_alphanumeric() || c == '-',
+        "letters, digits and '-'",
+    )?;
+    max_chars(input, 76)?;
+    if input.starts_with('-') {
+        // These names end up as command-line arguments and unit instance names.
+        return Err("must not start with '-'".to_string());
+    }
+    Ok(())
+}
+
+string_type! {
+    /// A name for a host container, bootstrap container or PKI bundle: 1 to 76 ASCII letters,
+    /// digits and `-`, not starting with `-` (the name is passed on command lines).
+    Identifier,
+    kind: "identifier",
+    check: check_identifier,
+    schema: string_schema(
+        "Name made of letters, digits and '-', not starting with '-'.",
+        Some("^[A-Za-z0-9][A-Za-z0-9-]{0,75}$"),
+        Some(1),
+        Some(76),
+        "admin",
+    ),
+}
+
+// ---------------------------------------------------------------------------------------------
+// FriendlyVersion
+
+fn check_numeric_part(part: &str) -> bool {
+    !part.is_empty()
+        && part.bytes().all(|b| b.is_ascii_digit())
+        && (part == "0" || !part.starts_with('0'))
+        && part.parse::<u64>().is_ok()
+}
+
+fn check_dotted_identifiers(part: &str) -> bool {
+    part.split('.')
+        .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+}
+
+fn check_friendly_version(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    if input == FriendlyVersion::LATEST {
+        return Ok(());
+    }
+    let expected = "expected 'latest' or a version such as 1.2.3 or v1.2.3";
+    let version = input.strip_prefix('v').unwrap_or(input);
+    let (rest, build) = match version.split_once('+') {
+        Some((rest, build)) => (rest, Some(build)),
+        None => (version, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (rest, None),
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    if numbers.len() != 3 || !numbers.iter().all(|n| check_numeric_part(n)) {
+        return Err(format!("{expected} (three numbers without leading zeros)"));
+    }
+    if pre.is_some_and(|p| !check_dotted_identifiers(p)) {
+        return Err(format!("{expected}; the part after '-' is malformed"));
+    }
+    if build.is_some_and(|b| !check_dotted_identifiers(b)) {
+        return Err(format!("{expected}; the part after '+' is malformed"));
+    }
+    Ok(())
+}
+
+string_type! {
+    /// A version to lock updates to: `latest`, or a semantic version `x.y.z` with an optional
+    /// leading `v` and optional `-prerelease` / `+build` parts, e.g. `1.4.0` or `v1.4.0-rc1`.
+    FriendlyVersion,
+    kind: "version",
+    check: check_friendly_version,
+    schema: string_schema(
+        "'latest', or a version x.y.z with optional leading 'v'.",
+        Some(
+            r"^(latest|v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?)$",
+        ),
+        Some(1),
+        None,
+        "latest",
+    ),
+}
+
+impl FriendlyVersion {
+    /// The word meaning "no lock, take the newest version".
+    pub const LATEST: &'static str = "latest";
+
+    /// True for `latest`.
+    pub fn is_latest(&self) -> bool {
+        self.inner == Self::LATEST
+    }
+
+    /// The version without a leading `v`, or `None` for `latest`.
+    pub fn version_number(&self) -> Option<&str> {
+        if self.is_latest() {
+            None
+        } else {
+            Some(self.inner.strip_prefix('v').unwrap_or(&self.inner))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timezone
+
+fn check_timezone(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    if input.contains("..") {
+        return Err("must not contain '..'".to_string());
+    }
+    if input.starts_with('/') {
+        return Err("must not start with '/'; give a name such as Europe/Paris".to_string());
+    }
+    only_chars(
+        input,
+        |c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '+' | '-'),
+        "letters, digits, '/', '_', '+' and '-'",
+    )?;
+    max_chars(input, 64)?;
+    if input.split('/').any(str::is_empty) {
+        return Err("has an empty path segment (a trailing or doubled '/')".to_string());
+    }
+    Ok(())
+}
+
+string_type! {
+    /// An IANA time zone name such as `America/New_York`, `Etc/GMT+5` or `UTC`: 1 to 64 characters
+    /// from `[A-Za-z0-9/_+-]`, no leading `/`, no empty segment, no `..`. Whether the zone exists
+    /// in the image's tz database is not checked here.
+    Timezone,
+    kind: "timezone",
+    check: check_timezone,
+    schema: string_schema(
+        "IANA time zone name, e.g. America/New_York or Etc/UTC.",
+        Some("^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"),
+        Some(1),
+        Some(64),
+        "Etc/UTC",
+    ),
+}
+
+// ---------------------------------------------------------------------------------------------
+// BootConfigKey / BootConfigValue
+
+fn check_boot_config_key(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    only_chars(
+        input,
+        |c| is_name_char(c) || c == '.',
+        "letters, digits, '_', '-' and '.'",
+    )?;
+    max_chars(input, 256)?;
+    if input.split('.').any(str::is_empty) {
+        return Err("has an empty segment (a leading, trailing or doubled '.')".to_string());
+    }
+    Ok(())
+}
+
+string_type! {
+    /// The name of a kernel or init parameter, e.g. `console` or `systemd.log_level`: segments of
+    /// `[A-Za-z0-9_-]` separated by `.`, 1 to 256 characters.
+    BootConfigKey,
+    kind: "boot parameter name",
+    check: check_boot_config_key,
+    schema: string_schema(
+        "Kernel or init parameter name: segments of letters, digits, '_' and '-' separated by '.'.",
+        Some(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"),
+        Some(1),
+        Some(256),
+        "console",
+    ),
+}
+
+fn check_boot_config_value(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    no_whitespace(input)?;
+    if input.contains(['"', '\'']) {
+        return Err("must not contain quotes".to_string());
+    }
+    max_chars(input, 1024)
+}
+
+string_type! {
+    /// One value of a kernel or init parameter, e.g. `ttyS0,115200`. No whitespace, quotes or
+    /// control characters, at most 1024 characters.
+    ///
+    /// An empty value is allowed and means the parameter is given with an empty value (`key=`).
+    /// A flag parameter without `=` (e.g. `quiet`) is expressed as an empty list of values.
+    BootConfigValue,
+    kind: "boot parameter value",
+    check: check_boot_config_value,
+    schema: string_schema(
+        "Kernel or init parameter value: no whitespace, quotes or control characters; may be empty.",
+        Some(r#"^[^\s"'\u0000-\u001F\u007F-\u009F]*$"#),
+        None,
+        Some(1024),
+        "ttyS0,115200",
+    ),
+}
+
+// ---------------------------------------------------------------------------------------------
+// PemCertificateString
+
+const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const PEM_END: &str = "-----END CERTIFICATE-----";
+
+fn decode_pem(input: &str) -> Result<String, String> {
+    let bytes = decode_base64(input)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| "decodes to bytes that are not UTF-8 text".to_string())?;
+    let begin = text
+        .find(PEM_BEGIN)
+        .ok_or_else(|| format!("decoded text has no '{PEM_BEGIN}' line"))?;
+    if !text[begin..].contains(PEM_END) {
+        return Err(format!(
+            "decoded text has no '{PEM_END}' line after its first certificate start"
+        ));
+    }
+    Ok(text)
+}
+
+fn check_pem(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    decode_pem(input).map(|_| ())
+}
+
+string_type! {
+    /// Base64 of a PEM bundle holding at least one certificate (`-----BEGIN CERTIFICATE-----` ...
+    /// `-----END CERTIFICATE-----`). The certificate contents are not parsed here.
+    PemCertificateString,
+    kind: "PEM certificate bundle",
+    check: check_pem,
+    schema: string_schema(
+        "Base64 of a PEM bundle containing at least one CERTIFICATE block.",
+        Some("^[A-Za-z0-9+/]+={0,2}$"),
+        Some(1),
+        None,
+        "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCi4uLgotLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0tCg==",
+    )
+    .content_encoding("base64")
+    .content_media_type("application/x-pem-file"),
+}
+
+impl PemCertificateString {
+    /// The decoded PEM text; cannot fail since the value was checked on the way in.
+    pub fn pem(&self) -> String {
+        decode_pem(&self.inner).unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ImageReference
+
+fn check_image_reference(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    no_whitespace(input)?;
+    max_chars(input, 255)?;
+    if input.starts_with('-') {
+        return Err("must not start with '-'".to_string());
+    }
+    Ok(())
+}
+
+string_type! {
+    /// A container image reference such as `registry.example.com/ballast-admin:v0.1.0` or one
+    /// pinned by digest. Checked for shape only (one token, 1 to 255 characters, no whitespace or
+    /// control characters, not starting with `-`); the registry is the judge of the rest.
+    ImageReference,
+    kind: "image reference",
+    check: check_image_reference,
+    schema: string_schema(
+        "Container image reference, e.g. registry.example.com/admin:v1.0.0.",
+        Some(r"^[^\s-]\S*$"),
+        Some(1),
+        Some(255),
+        "registry.example.com/ballast-admin:v0.1.0",
+    ),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enumerations
+
+enum_type! {
+    /// Kernel lockdown mode (see `kernel_lockdown(7)`).
+    Lockdown,
+    kind: "lockdown mode",
+    description: "Kernel lockdown mode: none, integrity or confidentiality.",
+    {
+        /// No lockdown.
+        None => "none",
+        /// Block changes to the running kernel.
+        Integrity => "integrity",
+        /// Also block reading kernel memory.
+        Confidentiality => "confidentiality",
+    }
+}
+
+enum_type! {
+    /// When a bootstrap container runs.
+    BootstrapContainerMode,
+    kind: "bootstrap container mode",
+    description: "When a bootstrap container runs: off, once (next boot only) or always.",
+    {
+        /// Never.
+        Off => "off",
+        /// On the next boot, after which the mode becomes `off`.
+        Once => "once",
+        /// On every boot.
+        Always => "always",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asserts that every input in `good` is accepted and round-trips through serde, and that
+    /// every input in `bad` is refused with an error naming the type.
+    fn check<T>(good: &[&str], bad: &[&str])
+    where
+        T: for<'a> TryFrom<&'a str, Error = InvalidValue>
+            + Serialize
+            + for<'de> Deserialize<'de>
+            + fmt::Display
+            + fmt::Debug
+            + PartialEq,
+    {
+        for input in good {
+            let value = T::try_from(input)
+                .unwrap_or_else(|e| panic!("{input:?} should be accepted, got: {e}"));
+            assert_eq!(value.to_string(), *input);
+            let json = serde_json::to_value(&value).unwrap();
+            assert_eq!(json, serde_json::Value::String(input.to_string()));
+            let back: T = serde_json::from_value(json).unwrap();
+            assert_eq!(back, value);
+        }
+        for input in bad {
+            let err = T::try_from(input)
+                .err()
+                .unwrap_or_else(|| panic!("{input:?} should be refused"));
+            let message = err.to_string();
+            assert!(
+                message.contains("is not a valid"),
+                "unexpected message {message}"
+            );
+            let from_json: Result<T, _> =
+                serde_json::from_value(serde_json::Value::String(input.to_string()));
+            assert!(from_json.is_err(), "{input:?} should fail deserialization");
+        }
+    }
+
+    const CONTROL_CHARS: &[&str] = &["a\u{0}b", "a\u{1b}b", "a\u{7f}b", "a\u{85}b", "a\u{9f}b"];
+
+    #[test]
+    fn single_line_string() {
+        check::<SingleLineString>(&["", "hello world", "Ünïcödé ✓", "a\u{a0}b"], CONTROL_CHARS);
+        check::<SingleLineString>(
+            &[],
+            &[
+                "a\nb",
+                "a\rb",
+                "a\u{b}b",
+                "a\u{c}b",
+                "a\u{2028}b",
+                "a\u{2029}b",
+                "tab\there",
+            ],
+        );
+        let err = SingleLineString::try_from("one\ntwo").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "'one\\ntwo' is not a valid single-line string: contains a line break (U+000A); it must be a single line"
+        );
+    }
+
+    #[test]
+    fn valid_base64() {
+        check::<ValidBase64>(&["", "aGVsbG8=", "aGVsbG8K", "+/+/"], CONTROL_CHARS);
+        check::<ValidBase64>(&[], &["aGVsbG8", "not base64!", "aGVs bG8=", "aGVsbG8=\n"]);
+        assert_eq!(
+            ValidBase64::try_from("aGVsbG8=").unwrap().decode(),
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn hostname() {
+        let long_label = "a".repeat(63);
+        let too_long_label = "a".repeat(64);
+        let max = format!("{long_label}.{long_label}.{long_label}.{}", "a".repeat(61));
+        assert_eq!(max.len(), 253);
+        let too_long = format!("{max}a");
+        check::<ValidLinuxHostname>(
+            &[
+                "localhost",
+                "node-1",
+                "ip-10-0-0-1.ec2.internal",
+                "1",
+                &long_label,
+                &max,
+            ],
+            &[
+                "",
+                "Bad_Host",
+                "UPPER",
+                "under_score",
+                "trailing.",
+                ".leading",
+                "dou..ble",
+                "-dash",
+                "dash-",
+                "a.-b",
+                "sp ace",
+                &too_long_label,
+                &too_long,
+                "a\u{0}b",
+            ],
+        );
+        let err = ValidLinuxHostname::try_from("Bad_Host").unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("'Bad_Host' is not a valid hostname: contains 'B'"));
+    }
+
+    #[test]
+    fn url() {
+        check::<Url>(
+            &[
+                "https://example.com",
+                "http://proxy.internal:3128",
+                "http://user:secret@proxy:3128/",
+                "https://updates.ballast.invalid/metadata/",
+                "HTTPS://Example.COM/Path?q=1",
+                "http://10.0.0.1:8080",
+                "http://[fd00::1]:8080/",
+                "pool.ntp.org",
+                "time.example.com:123",
+                "localhost",
+                "10.0.0.1",
+                "10.0.0.1:3128",
+                "fd00::1",
+                "[fd00::1]",
+                "[fd00::1]:123",
+            ],
+            &[
+                "",
+                "ftp://example.com",
+                "file:///etc/passwd",
+                "https://",
+                "http://exa mple.com",
+                " https://example.com",
+                "https://example.com\n",
+                "pool.ntp.org/path",
+                "mailto:root@example.com",
+                "host:",
+                "host:0",
+                "host:65536",
+                "host:12ab",
+                "fd00::1:123:",
+                "[fd00::1",
+                "[not-v6]:123",
+                "[fd00::1]x",
+                "999.1.1.1",
+                "under_score.example.com",
+                "-bad.example.com",
+                "a..b",
+                "a\u{0}b",
+            ],
+        );
+        assert!(Url::try_from("pool.ntp.org").unwrap().is_bare_host());
+        assert!(!Url::try_from("https://x.example").unwrap().is_bare_host());
+        let err = Url::try_from("ftp://example.com").unwrap_err();
+        assert!(err.to_string().contains("scheme 'ftp' is not supported"));
+        let err = Url::try_from("socks5://user:hunter2@proxy:1080/x").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("'socks5://***@proxy:1080/x' is not a valid URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dns_domain() {
+        check::<DnsDomain>(
+            &[
+                "example.com",
+                "Corp.Example.COM",
+                "example.com.",
+                "local",
+                "a-b.c",
+            ],
+            &[
+                "", ".", "a..b", ".a", "-a.com", "a-.com", "a_b.com", "a b", "a\u{0}",
+            ],
+        );
+    }
+
+    #[test]
+    fn sysctl_key() {
+        let long = "a".repeat(256);
+        check::<SysctlKey>(
+            &[
+                "net.ipv4.ip_forward",
+                "kernel.pid_max",
+                "net/ipv4/conf/eth0.100/rp_filter",
+                "net.ipv6.conf.all.disable_ipv6",
+                "vm.max_map_count",
+                "net.ipv4.conf.br-1.forwarding",
+            ],
+            &[
+                "",
+                "-net.ipv4.ip_forward",
+                ".net",
+                "net.",
+                "net..ipv4",
+                "net//ipv4",
+                "net.ipv4.conf.*.rp_filter",
+                "net ipv4",
+                "net=1",
+                &long,
+                "a\u{0}",
+            ],
+        );
+    }
+
+    #[test]
+    fn kmod_key() {
+        let max = "m".repeat(64);
+        let long = "m".repeat(65);
+        check::<KmodKey>(
+            &["nf_conntrack", "dm-verity", "ext4", &max],
+            &["", "-x", "a.b", "a/b", "a b", &long, "a\u{0}"],
+        );
+    }
+
+    #[test]
+    fn identifier() {
+        let max = "i".repeat(76);
+        let long = "i".repeat(77);
+        check::<Identifier>(
+            &["admin", "control", "my-container-1", "A1", &max],
+            &[
+                "",
+                "-admin",
+                "under_score",
+                "a.b",
+                "a b",
+                "naïve",
+                &long,
+                "a\u{0}",
+            ],
+        );
+    }
+
+    #[test]
+    fn friendly_version() {
+        check::<FriendlyVersion>(
+            &[
+                "latest",
+                "1.2.3",
+                "v1.2.3",
+                "0.0.0",
+                "10.20.30",
+                "1.0.0-rc.1",
+                "v1.0.0+build.5",
+            ],
+            &[
+                "",
+                "Latest",
+                "1.2",
+                "1.2.3.4",
+                "01.2.3",
+                "v",
+                "vv1.2.3",
+                "1.2.x",
+                "1.2.3-",
+                "1.2.3+",
+                "1.2.3-rc..1",
+                " 1.2.3",
+                "1.2.3\u{0}",
+            ],
+        );
+        let v = FriendlyVersion::try_from("v1.2.3").unwrap();
+        assert_eq!(v.version_number(), Some("1.2.3"));
+        assert!(!v.is_latest());
+        assert!(FriendlyVersion::try_from("latest").unwrap().is_latest());
+    }
+
+    #[test]
+    fn timezone() {
+        let long = format!("A/{}", "b".repeat(63));
+        check::<Timezone>(
+            &[
+                "UTC",
+                "Etc/UTC",
+                "America/New_York",
+                "America/Argentina/Buenos_Aires",
+                "Etc/GMT+5",
+                "Etc/GMT-14",
+                "America/Port-au-Prince",
+            ],
+            &[
+                "",
+                "/etc/localtime",
+                "../../etc/passwd",
+                "Europe/..",
+                "Europe/",
+                "Europe//Paris",
+                "Europe/Paris Time",
+                "Europe\\Paris",
+                &long,
+                "UTC\u{0}",
+            ],
+        );
+    }
+
+    #[test]
+    fn boot_config() {
+        check::<BootConfigKey>(
+            &[
+                "console",
+                "systemd.log_level",
+                "rd.luks.uuid",
+                "8250.nr_uarts",
+                "no_timer_check",
+            ],
+            &["", ".a", "a.", "a..b", "a=b", "a b", "a\"b", "a\u{0}"],
+        );
+        check::<BootConfigValue>(
+            &["", "tty0", "ttyS0,115200", "debug", "/dev/vda", "a=b"],
+            &[
+                "a b",
+                "\"quoted\"",
+                "it's",
+                "a\tb",
+                "a\u{0}b",
+                &"v".repeat(1025),
+            ],
+        );
+    }
+
+    #[test]
+    fn pem_certificate() {
+        use base64::engine::general_purpose::STANDARD;
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let good = STANDARD.encode(pem);
+        let key = STANDARD.encode("-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n");
+        let unterminated = STANDARD.encode("-----BEGIN CERTIFICATE-----\nMIIB\n");
+        let binary = STANDARD.encode([0xff_u8, 0xfe, 0x00]);
+        check::<PemCertificateString>(
+            &[&good],
+            &["", &key, &unterminated, &binary, "not base64!", pem],
+        );
+        assert_eq!(
+            PemCertificateString::try_from(good.as_str()).unwrap().pem(),
+            pem
+        );
+    }
+
+    #[test]
+    fn image_reference() {
+        let long = format!("registry.example.com/{}", "a".repeat(240));
+        check::<ImageReference>(
+            &[
+                "registry.example.com/ballast-admin:v0.1.0",
+                "busybox",
+                "example.com/app@sha256:0123456789abcdef",
+            ],
+            &["", "-rm", "a b", "a\nb", "a\u{0}b", &long],
+        );
+    }
+
+    #[test]
+    fn enums() {
+        check::<Lockdown>(
+            &["none", "integrity", "confidentiality"],
+            &["", "None", "full", "integrity "],
+        );
+        check::<BootstrapContainerMode>(&["off", "once", "always"], &["", "Once", "never"]);
+        assert_eq!(
+            Lockdown::try_from("integrity").unwrap(),
+            Lockdown::Integrity
+        );
+        let err = Lockdown::try_from("full").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "'full' is not a valid lockdown mode: expected one of none, integrity, confidentiality"
+        );
+        assert_eq!(Lockdown::ALL.len(), 3);
+    }
+
+    #[test]
+    fn long_input_is_shortened_in_messages() {
+        let input = format!("{}!", "A".repeat(5000));
+        let message = ValidBase64::try_from(input.as_str())
+            .unwrap_err()
+            .to_string();
+        assert!(message.len() < 300, "message too long: {message}");
+        assert!(message.contains("5001 characters in all"));
+    }
+
+    #[test]
+    fn wrong_json_type_names_the_expected_kind() {
+        let err = serde_json::from_value::<ValidLinuxHostname>(serde_json::json!(5)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid type: integer `5`, expected a string (hostname)"
+        );
+    }
+
+    #[test]
+    fn borrow_allows_str_lookups() {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert(SysctlKey::try_from("net.ipv4.ip_forward").unwrap(), 1);
+        assert_eq!(map.get("net.ipv4.ip_forward"), Some(&1));
+    }
+
+    #[test]
+    fn schemas_are_strings() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(ValidLinuxHostname::schema()).unwrap();
+        assert_eq!(schema["type"], "string");
+        assert_eq!(schema["pattern"], "^[0-9a-z.-]{1,253}$");
+        assert_eq!(schema["maxLength"], 253);
+        let schema = serde_json::to_value(Lockdown::schema()).unwrap();
+        assert_eq!(
+            schema["enum"],
+            serde_json::json!(["none", "integrity", "confidentiality"])
+        );
+    }
+}

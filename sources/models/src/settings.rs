@@ -1,0 +1,299 @@
+//! The settings tree: one type per group under `settings`.
+//!
+//! Every struct follows the same rules, so a document can hold any subset of the tree (a PATCH,
+//! one defaults file) and still be checked completely:
+//! * field names are kebab-case in JSON (`http-proxy`, `host-containers`);
+//! * every field is an `Option`, left out of the output when `None`;
+//! * unknown fields are refused, naming the allowed ones.
+
+use crate::modeled_types::FriendlyVersion;
+use crate::modeled_types::{
+    BootConfigKey, BootConfigValue, BootstrapContainerMode, DnsDomain, Identifier, ImageReference,
+    KmodKey, Lockdown, PemCertificateString, SingleLineString, SysctlKey, Timezone, Url,
+    ValidBase64, ValidLinuxHostname,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use utoipa::ToSchema;
+
+/// Everything that can be set on a host, under the `settings` key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Settings {
+    /// Message of the day shown at login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motd: Option<SingleLineString>,
+    /// Hostname and proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSettings>,
+    /// Resolver configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSettings>,
+    /// Time synchronization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ntp: Option<NtpSettings>,
+    /// Sysctls, kernel module policy and lockdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelSettings>,
+    /// System time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<Timezone>,
+    /// Where and when to look for OS updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updates: Option<UpdatesSettings>,
+    /// Long-running host containers, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_containers: Option<BTreeMap<Identifier, HostContainer>>,
+    /// Containers run during boot before the host is marked configured, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_containers: Option<BTreeMap<Identifier, BootstrapContainer>>,
+    /// Registry mirrors and credentials for image pulls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_registry: Option<ContainerRegistrySettings>,
+    /// Extra certificate bundles, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pki: Option<BTreeMap<Identifier, PkiBundle>>,
+    /// Kernel and init command line; applied on the next boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootSettings>,
+}
+
+/// `settings.network`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// Host name of this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<ValidLinuxHostname>,
+    /// Proxy for plain HTTP requests made by the container runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_proxy: Option<Url>,
+    /// Proxy for HTTPS requests made by the container runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_proxy: Option<Url>,
+    /// Hosts, domains or networks reached without the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_proxy: Option<Vec<SingleLineString>>,
+}
+
+/// `settings.dns`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DnsSettings {
+    /// Resolver addresses, IPv4 or IPv6, in order of preference.
+    #[serde(
+        default,
+        deserialize_with = "deserialize_ip_list",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub name_servers: Option<Vec<IpAddr>>,
+    /// Domains appended to short names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_list: Option<Vec<DnsDomain>>,
+}
+
+/// Reads a list of IP addresses, naming the bad entry in the error (serde's own message for a bad
+/// address does not show it).
+fn deserialize_ip_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<IpAddr>>, D::Error> {
+    struct Address(IpAddr);
+
+    impl<'de> Deserialize<'de> for Address {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let text = String::deserialize(deserializer)?;
+            text.parse().map(Address).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "'{}' is not a valid IP address: expected IPv4 such as 10.0.0.2 or IPv6 such as fd00::53",
+                    crate::error::printable(&text)
+                ))
+            })
+        }
+    }
+
+    let list: Option<Vec<Address>> = Option::deserialize(deserializer)?;
+    Ok(list.map(|l| l.into_iter().map(|a| a.0).collect()))
+}
+
+/// `settings.ntp`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NtpSettings {
+    /// Time servers, as host names, addresses or URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_servers: Option<Vec<Url>>,
+}
+
+/// `settings.kernel`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KernelSettings {
+    /// Sysctl values, applied at boot and on change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sysctl: Option<BTreeMap<SysctlKey, SingleLineString>>,
+    /// Whether named kernel modules may be loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules: Option<BTreeMap<KmodKey, KmodSetting>>,
+    /// Kernel lockdown mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockdown: Option<Lockdown>,
+}
+
+/// `settings.kernel.modules.<name>`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KmodSetting {
+    /// False blocks the module from loading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<bool>,
+}
+
+/// Highest value of `settings.updates.seed`; seeds spread a fleet over update waves.
+pub const MAX_UPDATE_SEED: u32 = 2047;
+
+/// `settings.updates`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UpdatesSettings {
+    /// Base URL of the TUF repository metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_base_url: Option<Url>,
+    /// Base URL of the TUF repository targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_base_url: Option<Url>,
+    /// This node's position in update waves, 0 to 2047; generated once at first boot.
+    #[serde(
+        default,
+        deserialize_with = "deserialize_seed",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(minimum = 0, maximum = 2047)]
+    pub seed: Option<u32>,
+    /// Version to stay on, or `latest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_lock: Option<FriendlyVersion>,
+    /// Take updates at once instead of waiting for this node's wave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_waves: Option<bool>,
+}
+
+fn deserialize_seed<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let seed: Option<u32> = Option::deserialize(deserializer)?;
+    match seed {
+        Some(value) if value > MAX_UPDATE_SEED => Err(serde::de::Error::custom(format!(
+            "'{value}' is not a valid update seed: it must be between 0 and {MAX_UPDATE_SEED}"
+        ))),
+        _ => Ok(seed),
+    }
+}
+
+/// `settings.host-containers.<name>`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HostContainer {
+    /// Image to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ImageReference>,
+    /// Whether the container runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Run privileged with access to the host's root filesystem and PID namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superpowered: Option<bool>,
+    /// Opaque data handed to the container, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<ValidBase64>,
+}
+
+/// `settings.bootstrap-containers.<name>`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BootstrapContainer {
+    /// Image to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ImageReference>,
+    /// When it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<BootstrapContainerMode>,
+    /// A failure stops the boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub essential: Option<bool>,
+    /// Opaque data handed to the container, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<ValidBase64>,
+}
+
+/// `settings.container-registry`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ContainerRegistrySettings {
+    /// Mirrors tried before the registry itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrors: Option<Vec<RegistryMirror>>,
+    /// Credentials per registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Vec<RegistryCredential>>,
+}
+
+/// One entry of `settings.container-registry.mirrors`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RegistryMirror {
+    /// Registry host being mirrored, e.g. `docker.io`, or `*` for all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<SingleLineString>,
+    /// Mirror endpoints, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Vec<Url>>,
+}
+
+/// One entry of `settings.container-registry.credentials`. Give either `auth`, or `username` and
+/// `password`, or `identitytoken`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RegistryCredential {
+    /// Registry host the credential is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<SingleLineString>,
+    /// User name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<SingleLineString>,
+    /// Password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SingleLineString>,
+    /// Base64 of `username:password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ValidBase64>,
+    /// OAuth identity token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identitytoken: Option<SingleLineString>,
+}
+
+/// `settings.pki.<name>`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PkiBundle {
+    /// Base64 of PEM certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PemCertificateString>,
+    /// True adds the certificates to the trust store; false distrusts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted: Option<bool>,
+}
+
+/// `settings.boot`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BootSettings {
+    /// Reboot by itself when boot settings change, so that they take effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot_to_reconcile: Option<bool>,
+    /// Kernel parameters; an empty list gives a bare flag such as `quiet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_parameters: Option<BTreeMap<BootConfigKey, Vec<BootConfigValue>>>,
+    /// Parameters for init (systemd); an empty list gives a bare flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_parameters: Option<BTreeMap<BootConfigKey, Vec<BootConfigValue>>>,
+}

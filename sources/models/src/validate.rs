@@ -1,0 +1,449 @@
+//! Checking a settings document and naming the offending key.
+
+use crate::error::ValidationError;
+use crate::key;
+use crate::settings::Settings;
+use serde::de::value::{MapDeserializer, SeqDeserializer};
+use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Unexpected, Visitor};
+use serde_json::Value;
+use serde_path_to_error::Segment;
+
+/// The prefix of every settings key.
+pub const SETTINGS_PREFIX: &str = "settings";
+
+/// Checks a settings document and turns it into [`Settings`].
+///
+/// `value` is the JSON *under* `settings`, e.g. `{"motd": "hi"}`; any subset of the tree is
+/// accepted, including `{}`. `null` members are read as absent. On refusal the error names the
+/// full dotted key (starting with `settings`) and the reason, e.g. `settings.network.hostname:
+/// 'Bad_Host' is not a valid hostname: ...`. For an unknown field the key is the unknown field
+/// itself and the reason lists the fields allowed at that level.
+pub fn parse_settings(value: &serde_json::Value) -> Result<Settings, ValidationError> {
+    deserialize_at(value, SETTINGS_PREFIX)
+}
+
+/// Deserializes `value` strictly (see [`Strict`]), naming the failing key under `prefix`.
+pub(crate) fn deserialize_at<T: DeserializeOwned>(
+    value: &Value,
+    prefix: &str,
+) -> Result<T, ValidationError> {
+    serde_path_to_error::deserialize(Strict(value)).map_err(|err| {
+        let mut dotted = prefix.to_string();
+        for segment in err.path().iter() {
+            match segment {
+                Segment::Map { key } => key::push_segment(&mut dotted, key),
+                Segment::Enum { variant } => key::push_segment(&mut dotted, variant),
+                Segment::Seq { index } => dotted.push_str(&format!("[{index}]")),
+                Segment::Unknown => {}
+            }
+        }
+        ValidationError {
+            key: dotted,
+            reason: err.into_inner().to_string(),
+        }
+    })
+}
+
+/// A view of a JSON value for deserializing, identical to serde_json's own except that a struct
+/// is only ever read from an object. (Derived struct deserializers also take a list of the
+/// fields in order, so without this `{"network": ["node-1"]}` would set the hostname.)
+struct Strict<'a>(&'a Value);
+
+impl<'de> Deserializer<'de> for Strict<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => visitor.visit_unit(),
+            Value::Bool(b) => visitor.visit_bool(*b),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    visitor.visit_u64(u)
+                } else if let Some(i) = n.as_i64() {
+                    visitor.visit_i64(i)
+                } else {
+                    visitor.visit_f64(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            Value::String(s) => visitor.visit_borrowed_str(s),
+            Value::Array(items) => {
+                let mut access = SeqDeserializer::new(items.iter().map(Strict));
+                let result = visitor.visit_seq(&mut access)?;
+                access.end()?;
+                Ok(result)
+            }
+            Value::Object(map) => {
+                let mut access =
+                    MapDeserializer::new(map.iter().map(|(k, v)| (k.as_str(), Strict(v))));
+                let result = visitor.visit_map(&mut access)?;
+                access.end()?;
+                Ok(result)
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Array(_) => Err(de::Error::invalid_type(Unexpected::Seq, &visitor)),
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
+}
+
+impl<'de> IntoDeserializer<'de, serde_json::Error> for Strict<'de> {
+    type Deserializer = Self;
+
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refusal(value: serde_json::Value) -> ValidationError {
+        parse_settings(&value).expect_err("should be refused")
+    }
+
+    #[test]
+    fn empty_object_is_valid() {
+        assert_eq!(parse_settings(&json!({})).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn full_document_round_trips() {
+        let document = json!({
+            "motd": "Welcome!",
+            "network": {
+                "hostname": "node-1",
+                "http-proxy": "http://proxy.internal:3128",
+                "https-proxy": "proxy.internal:3128",
+                "no-proxy": ["localhost", "10.0.0.0/8", ".internal"]
+            },
+            "dns": {
+                "name-servers": ["10.0.0.2", "fd00::53"],
+                "search-list": ["corp.example.com", "example.com"]
+            },
+            "ntp": { "time-servers": ["pool.ntp.org", "10.0.0.1:123"] },
+            "kernel": {
+                "sysctl": { "net.ipv4.ip_forward": "1", "vm.max_map_count": "262144" },
+                "modules": { "sctp": { "allowed": false } },
+                "lockdown": "integrity"
+            },
+            "timezone": "America/New_York",
+            "updates": {
+                "metadata-base-url": "https://updates.example.com/metadata/",
+                "targets-base-url": "https://updates.example.com/targets/",
+                "seed": 2047,
+                "version-lock": "v1.2.3",
+                "ignore-waves": true
+            },
+            "host-containers": {
+                "admin": {
+                    "source": "registry.example.com/admin:v1",
+                    "enabled": false,
+                    "superpowered": true,
+                    "user-data": "e30="
+                }
+            },
+            "bootstrap-containers": {
+                "setup": {
+                    "source": "registry.example.com/setup:v1",
+                    "mode": "once",
+                    "essential": true,
+                    "user-data": ""
+                }
+            },
+            "container-registry": {
+                "mirrors": [
+                    { "registry": "docker.io", "endpoint": ["https://mirror.example.com"] }
+                ],
+                "credentials": [
+                    { "registry": "registry.example.com", "username": "u", "password": "p" },
+                    { "registry": "other.example.com", "auth": "dTpw" },
+                    { "registry": "third.example.com", "identitytoken": "tok" }
+                ]
+            },
+            "pki": {
+                "corp-ca": {
+                    "data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=",
+                    "trusted": true
+                }
+            },
+            "boot": {
+                "reboot-to-reconcile": true,
+                "kernel-parameters": { "console": ["tty0", "ttyS0,115200"], "quiet": [] },
+                "init-parameters": { "systemd.log_level": ["debug"] }
+            }
+        });
+        let settings = parse_settings(&document).unwrap();
+        assert_eq!(
+            settings
+                .network
+                .as_ref()
+                .unwrap()
+                .hostname
+                .as_ref()
+                .unwrap(),
+            "node-1"
+        );
+        let back = serde_json::to_value(&settings).unwrap();
+        assert_eq!(back, document);
+        assert_eq!(parse_settings(&back).unwrap(), settings);
+    }
+
+    #[test]
+    fn none_fields_are_not_serialized() {
+        let settings = parse_settings(&json!({"network": {"hostname": "a"}})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&settings).unwrap(),
+            json!({"network": {"hostname": "a"}})
+        );
+    }
+
+    #[test]
+    fn bad_value_names_key_and_reason() {
+        let err = refusal(json!({"network": {"hostname": "Bad_Host"}}));
+        assert_eq!(err.key, "settings.network.hostname");
+        assert!(
+            err.reason
+                .starts_with("'Bad_Host' is not a valid hostname: "),
+            "{}",
+            err.reason
+        );
+        assert_eq!(err.to_string(), format!("{}: {}", err.key, err.reason));
+    }
+
+    #[test]
+    fn unknown_field_names_itself_and_the_allowed_ones() {
+        let err = refusal(json!({"network": {"hostnam": "x"}}));
+        assert_eq!(err.key, "settings.network.hostnam");
+        assert!(
+            err.reason.contains("unknown field `hostnam`"),
+            "{}",
+            err.reason
+        );
+        assert!(err.reason.contains("`hostname`"), "{}", err.reason);
+
+        let err = refusal(json!({"nope": 1}));
+        assert_eq!(err.key, "settings.nope");
+        assert!(err.reason.contains("`motd`"), "{}", err.reason);
+    }
+
+    #[test]
+    fn wrong_type_uses_serde_reason() {
+        let err = refusal(json!({"motd": 5}));
+        assert_eq!(err.key, "settings.motd");
+        assert_eq!(
+            err.reason,
+            "invalid type: integer `5`, expected a string (single-line string)"
+        );
+        let err = refusal(json!({"updates": {"ignore-waves": "yes"}}));
+        assert_eq!(err.key, "settings.updates.ignore-waves");
+        assert!(err.reason.contains("expected a boolean"), "{}", err.reason);
+        let err = refusal(json!(["not", "an", "object"]));
+        assert_eq!(err.key, "settings");
+        assert_eq!(
+            err.reason,
+            "invalid type: sequence, expected struct Settings"
+        );
+        let err = refusal(json!("motd"));
+        assert_eq!(err.key, "settings");
+        assert_eq!(
+            err.reason,
+            "invalid type: string \"motd\", expected struct Settings"
+        );
+    }
+
+    #[test]
+    fn structs_are_never_read_from_lists() {
+        let err = refusal(json!({"network": ["node-1"]}));
+        assert_eq!(err.key, "settings.network");
+        assert_eq!(
+            err.reason,
+            "invalid type: sequence, expected struct NetworkSettings"
+        );
+        let err = refusal(json!({"kernel": {"modules": {"sctp": [false]}}}));
+        assert_eq!(err.key, "settings.kernel.modules.sctp");
+        let err = refusal(json!({"container-registry": {"mirrors": [["docker.io", []]]}}));
+        assert_eq!(err.key, "settings.container-registry.mirrors[0]");
+    }
+
+    #[test]
+    fn null_members_are_absent() {
+        assert_eq!(
+            parse_settings(&json!({"motd": null, "network": {"hostname": null}})).unwrap(),
+            Settings {
+                network: Some(Default::default()),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn map_keys_with_dots_are_quoted() {
+        let err = refusal(json!({"kernel": {"sysctl": {"net.ipv4.ip_forward": "1\n"}}}));
+        assert_eq!(err.key, r#"settings.kernel.sysctl."net.ipv4.ip_forward""#);
+        assert!(err.reason.contains("line break"), "{}", err.reason);
+    }
+
+    #[test]
+    fn bad_map_keys_are_named() {
+        let err = refusal(json!({"kernel": {"sysctl": {"bad key": "1"}}}));
+        assert_eq!(err.key, r#"settings.kernel.sysctl."bad key""#);
+        assert!(
+            err.reason.contains("is not a valid sysctl key"),
+            "{}",
+            err.reason
+        );
+
+        let err = refusal(json!({"host-containers": {"-x": {"enabled": true}}}));
+        assert_eq!(err.key, "settings.host-containers.-x");
+        assert!(
+            err.reason.contains("is not a valid identifier"),
+            "{}",
+            err.reason
+        );
+    }
+
+    #[test]
+    fn list_elements_are_indexed() {
+        let err = refusal(json!({"ntp": {"time-servers": ["pool.ntp.org", "ftp://x"]}}));
+        assert_eq!(err.key, "settings.ntp.time-servers[1]");
+        let err = refusal(json!({"dns": {"name-servers": ["10.0.0.2", "10.0.0.300"]}}));
+        assert_eq!(err.key, "settings.dns.name-servers[1]");
+        assert!(
+            err.reason
+                .starts_with("'10.0.0.300' is not a valid IP address"),
+            "{}",
+            err.reason
+        );
+        let err = refusal(
+            json!({"container-registry": {"mirrors": [{"registry": "a", "endpoint": ["ftp://m"]}]}}),
+        );
+        assert_eq!(
+            err.key,
+            "settings.container-registry.mirrors[0].endpoint[0]"
+        );
+    }
+
+    #[test]
+    fn seed_range_is_enforced() {
+        for seed in [0, 1000, 2047] {
+            parse_settings(&json!({"updates": {"seed": seed}})).unwrap();
+        }
+        let err = refusal(json!({"updates": {"seed": 2048}}));
+        assert_eq!(err.key, "settings.updates.seed");
+        assert_eq!(
+            err.reason,
+            "'2048' is not a valid update seed: it must be between 0 and 2047"
+        );
+        let err = refusal(json!({"updates": {"seed": -1}}));
+        assert_eq!(err.key, "settings.updates.seed");
+        let err = refusal(json!({"updates": {"seed": "7"}}));
+        assert_eq!(err.key, "settings.updates.seed");
+    }
+
+    #[test]
+    fn each_group_refuses_bad_values_by_key() {
+        let cases = [
+            (json!({"motd": "a\u{2028}b"}), "settings.motd"),
+            (
+                json!({"network": {"http-proxy": "socks5://p:1080"}}),
+                "settings.network.http-proxy",
+            ),
+            (
+                json!({"network": {"no-proxy": ["ok", "bad\n"]}}),
+                "settings.network.no-proxy[1]",
+            ),
+            (
+                json!({"dns": {"search-list": ["a..b"]}}),
+                "settings.dns.search-list[0]",
+            ),
+            (
+                json!({"kernel": {"modules": {"sctp": {"allowed": "no"}}}}),
+                "settings.kernel.modules.sctp.allowed",
+            ),
+            (
+                json!({"kernel": {"modules": {"a.b": {"allowed": true}}}}),
+                "settings.kernel.modules.\"a.b\"",
+            ),
+            (
+                json!({"kernel": {"lockdown": "full"}}),
+                "settings.kernel.lockdown",
+            ),
+            (json!({"timezone": "../etc"}), "settings.timezone"),
+            (
+                json!({"updates": {"metadata-base-url": "file:///x"}}),
+                "settings.updates.metadata-base-url",
+            ),
+            (
+                json!({"updates": {"version-lock": "1.2"}}),
+                "settings.updates.version-lock",
+            ),
+            (
+                json!({"host-containers": {"admin": {"source": "a b"}}}),
+                "settings.host-containers.admin.source",
+            ),
+            (
+                json!({"host-containers": {"admin": {"user-data": "!!"}}}),
+                "settings.host-containers.admin.user-data",
+            ),
+            (
+                json!({"host-containers": {"admin": {"superpowers": true}}}),
+                "settings.host-containers.admin.superpowers",
+            ),
+            (
+                json!({"bootstrap-containers": {"b": {"mode": "never"}}}),
+                "settings.bootstrap-containers.b.mode",
+            ),
+            (
+                json!({"container-registry": {"credentials": [{"auth": "%%"}]}}),
+                "settings.container-registry.credentials[0].auth",
+            ),
+            (
+                json!({"pki": {"ca": {"data": "aGVsbG8="}}}),
+                "settings.pki.ca.data",
+            ),
+            (
+                json!({"boot": {"kernel-parameters": {"console": ["a b"]}}}),
+                "settings.boot.kernel-parameters.console[0]",
+            ),
+            (
+                json!({"boot": {"init-parameters": {"a..b": []}}}),
+                "settings.boot.init-parameters.\"a..b\"",
+            ),
+        ];
+        for (document, key) in cases {
+            let err = refusal(document.clone());
+            assert_eq!(err.key, key, "for {document}: {err}");
+        }
+    }
+}
