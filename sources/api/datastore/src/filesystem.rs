@@ -916,9 +916,27 @@ impl DataStore for FilesystemDataStore {
             require_data_key(key)?;
             require_json(key, value)?;
         }
-        self.settle()?;
+        if committed == &Committed::Live {
+            self.settle()?;
+        }
         let sets: BTreeSet<&Key> = pairs.keys().collect();
         self.check_tree_conflicts(&root, &sets, &BTreeSet::new())?;
+        if let Committed::Pending { .. } = committed {
+            // Pending values need atomic replacement but not durability: a commit records
+            // them in its journal before it makes them live, and storewolf drops every pending
+            // transaction at boot, so waiting for the disk here would only slow `apiclient set`.
+            // Nor do they wait for the previous commit to settle: settling touches live and
+            // history only, and that commit already moved its own transaction to the trash.
+            let mut unsynced = SyncSet::new();
+            for (key, value) in pairs {
+                fsutil::write_file_unsynced(
+                    &key.path_under(&root),
+                    value.as_bytes(),
+                    &mut unsynced,
+                )?;
+            }
+            return Ok(());
+        }
         let items: Vec<(PathBuf, &[u8])> = pairs
             .iter()
             .map(|(key, value)| (key.path_under(&root), value.as_bytes()))

@@ -97,7 +97,15 @@ impl SyncSet {
         let files: Vec<&PathBuf> = self.files.iter().collect();
         in_parallel(&files, |f| fdatasync_path(f))?;
         let dirs: Vec<&PathBuf> = self.dirs.iter().collect();
-        in_parallel(&dirs, |d| fsync_dir(d))
+        in_parallel(&dirs, |d| match File::open(d) {
+            // A directory that has gone since it was recorded (a pending transaction's
+            // directory moved to the trash by the same commit) has no entries left to persist;
+            // the rename that took it away is covered by its parent, which is in the set.
+            Err(e) if is_absent(&e) => Ok(()),
+            opened => opened
+                .and_then(|f| f.sync_all())
+                .context(IoSnafu { path: *d }),
+        })
     }
 }
 
