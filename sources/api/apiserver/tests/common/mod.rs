@@ -107,15 +107,21 @@ impl TestServer {
         pid
     }
 
-    pub fn wait_ready(&self) {
+    pub fn wait_ready(&mut self) {
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
+        while start.elapsed() < Duration::from_secs(60) {
             if let Ok((200, _)) = self.try_raw("GET", "/tx/list", None) {
                 return;
             }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("apiserver exited before answering: {status}");
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("apiserver did not answer on {}", self.socket.display());
+        panic!(
+            "apiserver did not answer on {} within 60 s",
+            self.socket.display()
+        );
     }
 
     pub fn pid(&self) -> i32 {
