@@ -23,7 +23,8 @@ pub enum Boot {
         initrd: Option<PathBuf>,
         append: String,
     },
-    /// UEFI firmware boots `disk` (attached as the first virtio disk).
+    /// UEFI firmware boots `disk` (attached as the first virtio disk; qcow2 when its name ends
+    /// in `.qcow2`, raw otherwise).
     Uefi {
         disk: PathBuf,
         /// `None`: look for OVMF in [`OVMF_DIR`] when the VM starts.
@@ -363,7 +364,13 @@ impl VmConfig {
                 ));
                 args.push("-drive");
                 args.push(drive_opt("if=pflash,format=raw,unit=1,file=", vars));
-                boot_disk = Drive::raw(disk);
+                // The format follows the file name: `.qcow2` overlays (how callers keep a
+                // built image untouched) or raw images.
+                boot_disk = if disk.extension().is_some_and(|e| e == "qcow2") {
+                    Drive::qcow2(disk)
+                } else {
+                    Drive::raw(disk)
+                };
                 drives.push((&boot_disk, true));
             }
         }

@@ -3,12 +3,12 @@
 //! The reference in the same run is the cost of one durable file write (temp file, fsync,
 //! rename, directory fsync) in the same directory: the floor any durable commit pays.
 
-use crate::host;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use xtask::host;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchApiArgs {

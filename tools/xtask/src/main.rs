@@ -2,11 +2,12 @@
 //! subcommands, so `cargo make X` and `cargo xtask X` do the same thing.
 
 mod bench_api;
-mod host;
+mod run;
 mod test;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use xtask::image::{self, BuildOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "Build, run, test and measure Ballast")]
@@ -17,17 +18,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every check and test: formatting, clippy, unit, integration and end-to-end tests.
+    /// Run every check and test: formatting, clippy, unit, integration and VM end-to-end tests.
     Test(test::TestArgs),
+    /// Build a variant's disk images (raw, qcow2, vmdk), update images and manifest.
+    Build(BuildOptions),
+    /// Build (when needed) and boot a variant in QEMU; prints how to reach its API.
+    Run(run::RunArgs),
+    /// Re-resolve packages/debian.lock against the Debian archive (prints what changed).
+    Lock,
     /// Print performance figures.
     Bench {
         #[command(subcommand)]
         what: Bench,
     },
-    /// Build an image and boot it in QEMU (not available yet).
-    Run,
-    /// Build a variant's image (not available yet).
-    Build,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,17 +39,25 @@ enum Bench {
     Api(bench_api::BenchApiArgs),
 }
 
+fn lock() -> anyhow::Result<()> {
+    xtask::host::ensure_packages(&[("gpgv", "gpgv")])?;
+    let diff = buildsys::update_lock(&xtask::host::root())?;
+    println!("{diff}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => test::run(&args),
+        Command::Build(opts) => image::build(&opts).map(|built| {
+            println!("{}", built.out_dir.join("manifest.json").display());
+        }),
+        Command::Run(args) => run::run(&args),
+        Command::Lock => lock(),
         Command::Bench { what } => match what {
             Bench::Api(args) => bench_api::run(&args),
         },
-        Command::Run | Command::Build => Err(anyhow::anyhow!(
-            "building and booting images is not available yet (see README, 'Status'); \
-             `cargo xtask test` and `cargo xtask bench api` work today"
-        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

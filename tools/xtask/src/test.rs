@@ -1,23 +1,25 @@
-//! `cargo xtask test`: the README's test command. Formatting, clippy, then every test of the
-//! workspace (unit, integration, crash and end-to-end tests).
+//! `cargo xtask test`: the README's test command. Formatting and clippy, every test of the
+//! workspace, then the VM end-to-end tests against freshly built `dev` and `node` images.
 
-use crate::host;
 use anyhow::Result;
+use xtask::host;
+use xtask::image::{self, BuildOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
     /// Skip `cargo fmt --check` and clippy (tests only).
     #[arg(long)]
     pub no_lint: bool,
+    /// Skip building images and the VM end-to-end tests.
+    #[arg(long)]
+    pub no_vm: bool,
 }
 
 pub fn run(args: &TestArgs) -> Result<()> {
-    host::ensure_packages(&[
-        ("veritysetup", "cryptsetup-bin"),
-        ("sgdisk", "gdisk"),
-        ("qemu-img", "qemu-utils"),
-        ("gpgv", "gpgv"),
-    ])?;
+    let mut tools: Vec<(&str, &str)> = vec![("veritysetup", "cryptsetup-bin")];
+    tools.extend_from_slice(image::BUILD_TOOLS);
+    tools.extend_from_slice(image::RUN_TOOLS);
+    host::ensure_packages(&tools)?;
     if !args.no_lint {
         host::run("cargo", &["fmt", "--all", "--", "--check"])?;
         host::run(
@@ -33,6 +35,25 @@ pub fn run(args: &TestArgs) -> Result<()> {
         )?;
     }
     host::run("cargo", &["test", "--workspace", "--no-fail-fast"])?;
+    if !args.no_vm {
+        for variant in ["dev", "node"] {
+            image::build(&BuildOptions::variant(variant))?;
+        }
+        host::run(
+            "cargo",
+            &[
+                "test",
+                "-p",
+                "xtask",
+                "--test",
+                "vm",
+                "--",
+                "--ignored",
+                "--test-threads=1",
+                "--nocapture",
+            ],
+        )?;
+    }
     eprintln!("xtask: all tests passed");
     Ok(())
 }

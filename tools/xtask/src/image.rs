@@ -1,0 +1,304 @@
+//! The image build pipeline: node binaries (cargo, release), the static early init, the
+//! variant's root tree (buildsys), and the disk (imagebuilder).
+
+use crate::host;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Debian packages the image build needs, by the command (or file) that shows they are there.
+pub const BUILD_TOOLS: &[(&str, &str)] = &[
+    ("mkfs.erofs", "erofs-utils"),
+    ("mkfs.ext4", "e2fsprogs"),
+    ("mkfs.vfat", "dosfstools"),
+    ("mcopy", "mtools"),
+    ("grub-mkimage", "grub-common"),
+    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
+    ("qemu-img", "qemu-utils"),
+    ("sgdisk", "gdisk"),
+    ("veritysetup", "cryptsetup-bin"),
+    ("depmod", "kmod"),
+    ("gpgv", "gpgv"),
+];
+
+/// Debian packages that booting images needs.
+pub const RUN_TOOLS: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("/usr/share/OVMF/OVMF_CODE.fd", "ovmf"),
+];
+
+/// The variant `cargo xtask run` and `build` use when none is given.
+pub const DEFAULT_VARIANT: &str = "dev";
+
+/// What to build.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildOptions {
+    /// Variant to build (a folder under variants/).
+    #[arg(long, default_value = DEFAULT_VARIANT)]
+    pub variant: String,
+    /// OS version written to os-release and the image names (default: the workspace version).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Build id (default: the git commit, or "dev" outside git).
+    #[arg(long)]
+    pub build_id: Option<String>,
+}
+
+impl BuildOptions {
+    pub fn variant(name: &str) -> Self {
+        BuildOptions {
+            variant: name.to_string(),
+            version: None,
+            build_id: None,
+        }
+    }
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub manifest: imagebuilder::BuildManifest,
+    /// Where the disk images, update images and manifest.json are.
+    pub out_dir: PathBuf,
+    /// The raw disk image.
+    pub raw_image: PathBuf,
+    /// The staged root tree.
+    pub root_dir: PathBuf,
+}
+
+/// The workspace version, the default OS version.
+pub fn default_version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
+
+fn default_build_id() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(host::root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "dev".to_string())
+}
+
+/// Fixed timestamp for every file in the image, so that builds are reproducible: the time of
+/// the commit when there is one.
+fn source_date_epoch() -> u64 {
+    if let Some(v) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return v;
+    }
+    Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .current_dir(host::root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(1_700_000_000)
+}
+
+/// The directory a variant's build goes to.
+pub fn variant_dir(variant: &str, version: &str) -> PathBuf {
+    host::root()
+        .join("build/images")
+        .join(format!("{variant}-{version}"))
+}
+
+/// Builds the static early init (PID 1 of the initramfs); returns the binary.
+pub fn build_init() -> Result<PathBuf> {
+    let root = host::root();
+    let target_dir = root.join("target/static");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "early-init",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .current_dir(&root)
+        .status()
+        .context("cannot run cargo to build the early init")?;
+    anyhow::ensure!(status.success(), "building the static early init failed");
+    Ok(target_dir.join("x86_64-unknown-linux-gnu/release/init"))
+}
+
+/// Builds the node binaries in release mode.
+pub fn build_node_binaries(variant: &buildsys::Variant) -> Result<PathBuf> {
+    let mut args = vec!["build".to_string(), "--release".into(), "--quiet".into()];
+    for package in &variant.packages {
+        for bin in &package.cargo.binaries {
+            args.push("--bin".into());
+            args.push(bin.clone());
+        }
+    }
+    if args.len() > 3 {
+        let status = Command::new(env!("CARGO"))
+            .args(&args)
+            .current_dir(host::root())
+            .status()
+            .context("cannot run cargo to build the node binaries")?;
+        anyhow::ensure!(status.success(), "building the node binaries failed");
+    }
+    Ok(host::root().join("target/release"))
+}
+
+/// Runs the whole pipeline for one variant.
+pub fn build(opts: &BuildOptions) -> Result<Built> {
+    host::ensure_packages(BUILD_TOOLS)?;
+    let root = host::root();
+    let started = Instant::now();
+    let variant = buildsys::load_variant(&root, &opts.variant)?;
+    let version = opts.version.clone().unwrap_or_else(default_version);
+    let build_id = opts.build_id.clone().unwrap_or_else(default_build_id);
+
+    eprintln!("xtask: [1/4] building node binaries (release)");
+    let bin_dir = build_node_binaries(&variant)?;
+    eprintln!("xtask: [2/4] building the static early init");
+    let init = build_init()?;
+    let built = assemble(&Assembly {
+        variant: &variant,
+        version: &version,
+        build_id: &build_id,
+        epoch: source_date_epoch(),
+        bin_dir: &bin_dir,
+        init: &init,
+        out_dir: &variant_dir(&variant.name, &version),
+    })?;
+    eprintln!(
+        "xtask: built {} {} (build {}) in {:.0} s: {}",
+        variant.name,
+        version,
+        build_id,
+        started.elapsed().as_secs_f64(),
+        built.raw_image.display()
+    );
+    Ok(built)
+}
+
+/// Everything [`assemble`] needs once the binaries exist.
+pub struct Assembly<'a> {
+    pub variant: &'a buildsys::Variant,
+    pub version: &'a str,
+    pub build_id: &'a str,
+    pub epoch: u64,
+    pub bin_dir: &'a Path,
+    pub init: &'a Path,
+    pub out_dir: &'a Path,
+}
+
+/// Stages the root tree and makes the disk from already-built binaries.
+pub fn assemble(a: &Assembly) -> Result<Built> {
+    let root = host::root();
+    eprintln!(
+        "xtask: [3/4] staging the {} root tree (Debian packages are fetched and verified)",
+        a.variant.name
+    );
+    let staged = buildsys::stage_root(
+        &root,
+        a.variant,
+        &root.join(buildsys::CACHE_DIR),
+        a.bin_dir,
+        a.version,
+        a.build_id,
+        &a.out_dir.join("stage"),
+    )?;
+    eprintln!("xtask: [4/4] making the disk image");
+    let layout = &a.variant.layout;
+    let input = imagebuilder::ImageInput {
+        root_dir: staged.root_dir.clone(),
+        kernel: staged.kernel.clone(),
+        kernel_version: staged.kernel_version.clone(),
+        initramfs_modules: staged.initramfs_modules.clone(),
+        init_binary: a.init.to_path_buf(),
+        cmdline: staged.cmdline.clone(),
+        layout: disk_layout::Layout {
+            efi_mib: layout.efi.into(),
+            boot_mib: layout.boot.into(),
+            root_mib: layout.root.into(),
+            hash_mib: layout.hash.into(),
+            reserved_mib: layout.reserved.into(),
+            private_mib: layout.private.into(),
+            data_mib: Some(layout.data.into()),
+        },
+        disk_size_mib: None,
+        formats: a
+            .variant
+            .image_formats
+            .iter()
+            .map(|f| match f {
+                buildsys::ImageFormat::Raw => imagebuilder::Format::Raw,
+                buildsys::ImageFormat::Qcow2 => imagebuilder::Format::Qcow2,
+                buildsys::ImageFormat::Vmdk => imagebuilder::Format::Vmdk,
+            })
+            .collect(),
+        variant: a.variant.name.clone(),
+        version: a.version.to_string(),
+        build_id: a.build_id.to_string(),
+        out_dir: a.out_dir.to_path_buf(),
+        source_date_epoch: a.epoch,
+    };
+    let manifest = imagebuilder::build_image(&input)?;
+    let raw_image = a
+        .out_dir
+        .join(input.disk_file_name(imagebuilder::Format::Raw));
+    Ok(Built {
+        manifest,
+        out_dir: a.out_dir.to_path_buf(),
+        raw_image,
+        root_dir: staged.root_dir,
+    })
+}
+
+/// Builds `built` again into `out_dir` from the same inputs (same binaries, version, build id
+/// and timestamp): the reproducibility check.
+pub fn rebuild_into(built: &Built, out_dir: &Path) -> Result<Built> {
+    let root = host::root();
+    let variant = buildsys::load_variant(&root, &built.manifest.variant)?;
+    assemble(&Assembly {
+        variant: &variant,
+        version: &built.manifest.version,
+        build_id: &built.manifest.build_id,
+        epoch: built.manifest.source_date_epoch,
+        bin_dir: &root.join("target/release"),
+        init: &root.join("target/static/x86_64-unknown-linux-gnu/release/init"),
+        out_dir,
+    })
+}
+
+/// Reads a finished build's manifest, if there is one.
+pub fn existing(variant: &str, version: &str) -> Option<Built> {
+    let out_dir = variant_dir(variant, version);
+    let text = std::fs::read_to_string(out_dir.join("manifest.json")).ok()?;
+    let manifest: imagebuilder::BuildManifest = serde_json::from_str(&text).ok()?;
+    let raw_image = out_dir.join(format!("{variant}-{version}.img"));
+    raw_image.exists().then(|| Built {
+        manifest,
+        root_dir: out_dir.join("stage/rootfs"),
+        out_dir,
+        raw_image,
+    })
+}
+
+/// Copies a file (sparse-aware via `cp --sparse=always`), for tests that modify an image.
+pub fn copy_image(from: &Path, to: &Path) -> Result<()> {
+    let status = Command::new("cp")
+        .arg("--sparse=always")
+        .arg(from)
+        .arg(to)
+        .status()
+        .context("cannot run cp")?;
+    anyhow::ensure!(status.success(), "copying {} failed", from.display());
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! VM end-to-end tests: they boot the images that `cargo xtask build` made (under software
+//! emulation) and check the node from the outside. `cargo xtask test` builds the dev and node
+//! images first and then runs these one at a time (`--ignored --test-threads=1`); a plain
+//! `cargo test` skips them because booting takes minutes.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use xtask::image::{self, Built};
+use xtask::vm::{BootOptions, Node};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+
+fn built(variant: &str) -> Built {
+    image::existing(variant, &image::default_version()).unwrap_or_else(|| {
+        panic!("no {variant} image; run `cargo xtask build --variant {variant}` first")
+    })
+}
+
+fn apiclient(node: &Node, args: &[&str]) -> String {
+    let bin = xtask::host::root().join("target/release/apiclient");
+    let out = Command::new(&bin)
+        .arg("--socket-path")
+        .arg(&node.api_socket)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "apiclient {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn dev_boots_and_its_api_works_from_the_host() {
+    let built = built("dev");
+    let mut node = Node::boot(&built, &BootOptions::new("test-dev")).unwrap();
+    let ready = node.wait_for_api(BOOT_TIMEOUT).unwrap();
+    println!(
+        "dev: API answered {:.1} s after QEMU started",
+        ready.as_secs_f64()
+    );
+
+    let os: serde_json::Value = serde_json::from_str(&apiclient(&node, &["get", "os"])).unwrap();
+    assert_eq!(os["os"]["variant_id"], "dev", "{os}");
+    assert_eq!(
+        os["os"]["version_id"],
+        built.manifest.version.as_str(),
+        "{os}"
+    );
+
+    apiclient(&node, &["set", "motd=hello from the VM test"]);
+    let got: serde_json::Value =
+        serde_json::from_str(&apiclient(&node, &["get", "settings.motd"])).unwrap();
+    assert_eq!(got["settings"]["motd"], "hello from the VM test");
+    let (status, body) = node.api("GET", "/history", None).unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("hello from the VM test"), "{body}");
+    assert!(
+        node.vm.console_log().contains("dm-verity") || node.vm.console_log().contains("verity"),
+        "the root should be a verity device"
+    );
+}
+
+fn find_shells(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in ["bin", "usr/bin", "sbin", "usr/sbin", "usr/local/bin"] {
+        for name in ["sh", "bash", "dash", "busybox", "zsh", "ash"] {
+            let path = root.join(dir).join(name);
+            if path.symlink_metadata().is_ok() {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn node_has_no_shell_and_its_api_answers() {
+    let node_image = built("node");
+    let shells = find_shells(&node_image.root_dir);
+    assert!(shells.is_empty(), "node image has shells: {shells:?}");
+    assert!(
+        !find_shells(&built("dev").root_dir).is_empty(),
+        "the check itself finds dev's shell"
+    );
+
+    let mut opts = BootOptions::new("test-node");
+    opts.bridge = false;
+    let mut node = Node::boot(&node_image, &opts).unwrap();
+    // ballast-ready runs `apiclient get os` inside the guest once the API server is up and
+    // prints its answer on the console.
+    let ready = node
+        .vm
+        .wait_for_console("\"variant_id\": \"node\"", BOOT_TIMEOUT)
+        .unwrap();
+    println!(
+        "node: API answered in the guest {:.1} s after QEMU started",
+        ready.as_secs_f64()
+    );
+    assert!(
+        !node.vm.console_log().contains("login:"),
+        "node must offer no login"
+    );
+}
+
+fn partition(built: &Built, name: &str) -> (u64, u64) {
+    let p = built
+        .manifest
+        .partition(name)
+        .unwrap_or_else(|| panic!("manifest has no {name}"));
+    (p.offset, p.size)
+}
+
+fn extract(image: &Path, offset: u64, len: u64, to: &Path) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut src = std::fs::File::open(image).unwrap();
+    src.seek(SeekFrom::Start(offset)).unwrap();
+    let mut dst = std::fs::File::create(to).unwrap();
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = (buf.len() as u64).min(left) as usize;
+        src.read_exact(&mut buf[..n]).unwrap();
+        dst.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+}
+
+#[test]
+#[ignore = "needs a built image; run by `cargo xtask test`"]
+fn veritysetup_accepts_root_a_and_sgdisk_finds_no_problem() {
+    let built = built("dev");
+    let dir = tempfile::tempdir().unwrap();
+    let m = &built.manifest;
+    let (root_off, _) = partition(&built, "ROOT-A");
+    let (hash_off, _) = partition(&built, "HASH-A");
+    let root = dir.path().join("root");
+    let hash = dir.path().join("hash");
+    extract(&built.raw_image, root_off, m.data_blocks * 4096, &root);
+    extract(&built.raw_image, hash_off, m.hash_size, &hash);
+    let out = Command::new("veritysetup")
+        .args(["verify", "--no-superblock", "--hash=sha256"])
+        .args(["--data-block-size=4096", "--hash-block-size=4096"])
+        .arg(format!("--data-blocks={}", m.data_blocks))
+        .arg(format!("--salt={}", m.salt))
+        .arg(&root)
+        .arg(&hash)
+        .arg(&m.root_hash)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "veritysetup verify refused ROOT-A: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("sgdisk")
+        .arg("-v")
+        .arg(&built.raw_image)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No problems found"), "sgdisk -v: {text}");
+    let out = Command::new("sgdisk")
+        .args(["-A", "2:show"])
+        .arg(&built.raw_image)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("48") && text.contains("56"),
+        "BOOT-A flags: {text}"
+    );
+}
+
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn a_corrupted_root_block_is_never_served() {
+    let built = built("dev");
+    let dir = xtask::host::root().join("build/run/test-corrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("corrupt.img");
+    image::copy_image(&built.raw_image, &bad).unwrap();
+    // Flip one byte of the erofs superblock (offset 1024 of ROOT-A): every boot reads it.
+    let (root_off, _) = partition(&built, "ROOT-A");
+    {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&bad)
+            .unwrap();
+        let at = root_off + 1024 + 8;
+        let mut b = [0u8; 1];
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[b[0] ^ 0x01]).unwrap();
+    }
+    let mut opts = BootOptions::new("test-corrupt");
+    opts.disk = Some(bad);
+    let mut node = Node::boot(&built, &opts).unwrap();
+    let seen = node
+        .vm
+        .wait_for_console("is corrupted", BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("dm-verity did not report the corrupted block: {e}"));
+    println!(
+        "corrupted block reported {:.1} s after QEMU started",
+        seen.as_secs_f64()
+    );
+    // The node never comes up on bad data.
+    assert!(node.wait_for_api(Duration::from_secs(20)).is_err());
+    assert!(!node.vm.console_log().contains("BALLAST-API-READY"));
+}
+
+#[test]
+#[ignore = "builds an image twice; run by `cargo xtask test`"]
+fn two_builds_from_the_same_inputs_have_the_same_root_hash() {
+    let first = built("dev");
+    let out = xtask::host::root().join("build/images/repro-dev");
+    let second = image::rebuild_into(&first, &out).unwrap();
+    assert_eq!(first.manifest.root_hash, second.manifest.root_hash);
+    assert_eq!(first.manifest.images, second.manifest.images);
+}
