@@ -1,7 +1,7 @@
 //! End to end: stage the `dev` variant, make a dm-verity protected erofs root of it, put it on a
 //! GPT disk with a DATA partition, build an initramfs around early-init with the modules the
 //! staging reported, boot it under QEMU (TCG) and wait until systemd has started the API server
-//! and `ballast-ready.service` has printed BALLAST-API-READY. Then ask the API for `/os`
+//! and `ballast-ready.service` has printed the API's `GET /os` answer. Then ask the API for `/os`
 //! through the virtio-serial bridge from the host side.
 //!
 //! Ignored by default (it takes a few minutes on the first run: it builds release binaries and
@@ -25,7 +25,8 @@ use vmtest::{Drive, Vm, VmConfig};
 const SALT: &str = "ba11a570000000000000000000000000000000000000000000000000000000d1";
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 const MIB: u64 = 1024 * 1024;
-const READY: &str = "BALLAST-API-READY";
+/// What `ballast-ready.service` prints once the API answers (its `GET /os` answer).
+const READY: &str = "\"variant_id\":\"";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -324,14 +325,13 @@ fn wait_anywhere(vm: &Vm, pattern: &str, timeout: Duration) -> bool {
 }
 
 /// Checks the console for the lines every boot must show and for failures.
-fn check_console(log: &str, log_path: &Path, variant: &str) {
+fn check_console(log: &str, log_path: &Path) {
     for expected in [
         // Status lines carry color codes and get shortened to the console width, so look for
         // what the units themselves print.
         "ballast-init: loaded",
         "storewolf[",
         "serving the API on /run/api.sock",
-        &format!("\"variant_id\": \"{variant}\""),
         // The end of mark-boot-reached.service's (shortened) "Finished" line.
         "st boot reached configured.target.",
     ] {
@@ -404,7 +404,12 @@ fn dev_variant_boots_to_a_working_api() {
     let log = booted.vm.console_log();
     let log_path = booted.vm.log_path().to_path_buf();
     drop(booted.vm);
-    check_console(&log, &log_path, "dev");
+    check_console(&log, &log_path);
+    assert!(
+        log.contains("\"variant_id\":\"dev\""),
+        "ballast-ready.service did not print GET /os; console log {}",
+        log_path.display()
+    );
     assert!(
         os.contains("\"build_id\": \"test\""),
         "GET /os through the API bridge failed or was wrong ({os:?}); console log {}",
@@ -463,7 +468,7 @@ fn node_variant_boots_without_a_shell() {
         "no boot-reached line; console log {}",
         log_path.display()
     );
-    check_console(&log, &log_path, "node");
+    check_console(&log, &log_path);
     assert!(
         !log.contains("apibridge") && !log.contains("console-shell"),
         "node runs development units; console log {}",

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the build host's entry point. Every Makefile.toml task calls one of these
 //! subcommands, so `cargo make X` and `cargo xtask X` do the same thing.
 
+mod bench;
 mod bench_api;
 mod run;
 mod test;
@@ -37,6 +38,20 @@ enum Command {
 enum Bench {
     /// API server: GET /settings throughput and commit_and_apply latency.
     Api(bench_api::BenchApiArgs),
+    /// Boot to API-ready of the dev image against a bare kernel reaching init.
+    Boot {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Our dm-verity tree build against `veritysetup format` on the same file.
+    Verity {
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Root image size and image build time (clean, and after changing one default).
+    Image,
 }
 
 fn lock() -> anyhow::Result<()> {
@@ -57,6 +72,9 @@ fn main() -> ExitCode {
         Command::Lock => lock(),
         Command::Bench { what } => match what {
             Bench::Api(args) => bench_api::run(&args),
+            Bench::Boot { rounds } => bench::boot(rounds),
+            Bench::Verity { size_mib, rounds } => bench::verity(size_mib, rounds),
+            Bench::Image => bench::image(),
         },
     };
     match result {

@@ -109,7 +109,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         println!("  Stop:     Ctrl-C (the image stays as built; this run used a qcow2 overlay)");
     } else {
         node.vm
-            .wait_for_console("BALLAST-API-READY", Duration::from_secs(300))?;
+            .wait_for_console(xtask::vm::API_READY_MARKER, Duration::from_secs(300))?;
         println!();
         println!(
             "Ballast {} {} is up. This variant has no API bridge and no shell; its API answered \

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// What `ballast-ready.service` prints on the console once the API answers (part of its
+/// `GET /os` answer); variants without the bridge are known to be up by this line.
+pub const API_READY_MARKER: &str = "\"variant_id\":\"";
+
 /// A booted node.
 pub struct Node {
     pub vm: vmtest::Vm,

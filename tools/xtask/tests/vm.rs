@@ -92,11 +92,11 @@ fn node_has_no_shell_and_its_api_answers() {
     let mut opts = BootOptions::new("test-node");
     opts.bridge = false;
     let mut node = Node::boot(&node_image, &opts).unwrap();
-    // ballast-ready runs `apiclient get os` inside the guest once the API server is up and
+    // ballast-ready runs `apiclient raw -u /os` inside the guest once the API server is up and
     // prints its answer on the console.
     let ready = node
         .vm
-        .wait_for_console("\"variant_id\": \"node\"", BOOT_TIMEOUT)
+        .wait_for_console("\"variant_id\":\"node\"", BOOT_TIMEOUT)
         .unwrap();
     println!(
         "node: API answered in the guest {:.1} s after QEMU started",
@@ -214,7 +214,7 @@ fn a_corrupted_root_block_is_never_served() {
     );
     // The node never comes up on bad data.
     assert!(node.wait_for_api(Duration::from_secs(20)).is_err());
-    assert!(!node.vm.console_log().contains("BALLAST-API-READY"));
+    assert!(!node.vm.console_log().contains(xtask::vm::API_READY_MARKER));
 }
 
 #[test]

@@ -187,7 +187,9 @@ mod test {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[settings]\nmotd = 5\n").unwrap();
-        let err = load_defaults(std::slice::from_ref(&path)).unwrap_err().to_string();
+        let err = load_defaults(std::slice::from_ref(&path))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.toml"), "{err}");
         assert!(err.contains("settings.motd"), "{err}");
     }
