@@ -47,11 +47,7 @@ pub struct ServerConfig {
 
 /// Opens the datastore, listens on the socket and serves until SIGTERM or SIGINT.
 pub async fn serve(config: ServerConfig) -> Result<()> {
-    let store = datastore::FilesystemDataStore::open(&config.datastore_path).context(
-        OpenDatastoreSnafu {
-            path: &config.datastore_path,
-        },
-    )?;
+    let store = open_store(&config.datastore_path)?;
     let state = server::AppState {
         store: Arc::new(RwLock::new(Box::new(store))),
         os_release: config.os_release.clone(),
@@ -65,6 +61,20 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context(ServeSnafu)
+}
+
+/// Opens the datastore, waiting up to ten seconds for its lock: after a crash, a renderer the
+/// old server was starting can hold the lock file for a moment (between its fork and exec).
+fn open_store(path: &Path) -> Result<datastore::FilesystemDataStore> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match datastore::FilesystemDataStore::open(path) {
+            Err(datastore::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other.context(OpenDatastoreSnafu { path }),
+        }
+    }
 }
 
 /// Creates the listening socket with mode 0660 and, when asked, the given group.

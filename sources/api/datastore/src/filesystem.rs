@@ -361,13 +361,20 @@ fn split_changes(changes: &[Change]) -> Result<SplitChanges<'_>> {
 /// Step 4 of a commit: make everything step 3 did durable, then the history record, then delete
 /// the trash.
 fn settle_commit(
-    sync: SyncSet,
+    mut sync: SyncSet,
     history_path: PathBuf,
     record: Vec<u8>,
     trash: Option<PathBuf>,
 ) -> Result<()> {
-    sync.run()?;
-    fsutil::write_files_durable(&[(history_path, &record)])?;
+    // The record goes to a temporary file that is flushed along with the applied changes; only
+    // once all of those are durable is it renamed into place (and that rename flushed), so a
+    // durable record still always means a fully durable commit.
+    let staged = fsutil::stage_file(&history_path, &record, &mut sync)?;
+    if let Err(e) = sync.run() {
+        fsutil::discard_staged(&staged);
+        return Err(e);
+    }
+    fsutil::commit_staged(&staged, &history_path)?;
     if let Some(trash) = trash {
         fsutil::delete_trash(&trash);
     }
@@ -406,9 +413,27 @@ impl FilesystemDataStore {
             Err(e) => return Err(e).context(IoSnafu { path: &link }),
         }
 
+        // The directories and the (empty) journal file must be durable before the link that
+        // makes them the store; creating the journal here, and not in `open`, saves `open` a
+        // flush of its own.
         let mut sync = SyncSet::new();
         for sub in [LIVE, PENDING, HISTORY] {
             fsutil::ensure_dir(&dir.join(sub), &mut sync)?;
+        }
+        let journal_path = dir.join(JOURNAL);
+        let created = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(fsutil::FILE_MODE)
+            .open(&journal_path);
+        match created {
+            Ok(_) => sync.add_dir(&dir),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).context(IoSnafu {
+                    path: &journal_path,
+                })
+            }
         }
         sync.run()?;
         // A link left by a crash during an earlier `create`.
@@ -978,21 +1003,58 @@ impl DataStore for FilesystemDataStore {
     }
 
     fn set_metadata(&mut self, metadata_key: &Key, data_key: &Key, value: &str) -> Result<()> {
-        let path = self.metadata_path(metadata_key, data_key)?;
-        require_json(data_key, value)?;
+        let entry = BTreeMap::from([((metadata_key.clone(), data_key.clone()), value.to_string())]);
+        self.set_live_batch(&BTreeMap::new(), &entry)
+    }
+
+    fn set_live_batch(
+        &mut self,
+        data: &BTreeMap<Key, String>,
+        metadata: &BTreeMap<(Key, Key), String>,
+    ) -> Result<()> {
+        for (key, value) in data {
+            require_data_key(key)?;
+            require_json(key, value)?;
+        }
+        let mut items: Vec<(PathBuf, &[u8])> = Vec::with_capacity(data.len() + metadata.len());
+        for ((meta, key), value) in metadata {
+            items.push((self.metadata_path(meta, key)?, value.as_bytes()));
+            require_json(key, value)?;
+        }
+        if items.is_empty() && data.is_empty() {
+            return Ok(());
+        }
         self.settle()?;
-        // Metadata may sit on a group key, but not below a key that holds a value.
-        for above in crate::ancestors(data_key) {
-            if fs::metadata(above.path_under(&self.live)).is_ok_and(|m| m.is_file()) {
-                return crate::error::KeyConflictSnafu {
-                    key: data_key.name(),
-                    other: above.name(),
-                    reason: "the other key holds a value, so nothing can be stored under it",
+        let sets: BTreeSet<&Key> = data.keys().collect();
+        self.check_tree_conflicts(&self.live, &sets, &BTreeSet::new())?;
+        // Metadata may sit on a group key, but not below a key that holds a value, whether it
+        // holds one already or is given one by this batch. Many entries share their groups.
+        let mut clear: BTreeSet<Key> = BTreeSet::new();
+        for (_, key) in metadata.keys() {
+            for above in crate::ancestors(key) {
+                if clear.contains(&above) {
+                    continue;
                 }
-                .fail();
+                let is_value = sets.contains(&above)
+                    || fs::metadata(above.path_under(&self.live)).is_ok_and(|m| m.is_file());
+                if is_value {
+                    return crate::error::KeyConflictSnafu {
+                        key: key.name(),
+                        other: above.name(),
+                        reason: "the other key holds a value, so nothing can be stored under it",
+                    }
+                    .fail();
+                }
+                clear.insert(above);
             }
         }
-        fsutil::write_files_durable(&[(path, value.as_bytes())])
+        items.extend(
+            data.iter()
+                .map(|(key, value)| (key.path_under(&self.live), value.as_bytes())),
+        );
+        // One batch: every file is written to a temporary name first, then all are flushed
+        // together, renamed into place and their directories flushed together.
+        fsutil::write_files_durable(&items)
     }
 
     fn unset_metadata(&mut self, metadata_key: &Key, data_key: &Key) -> Result<()> {

@@ -212,6 +212,33 @@ pub(crate) fn write_file_unsynced(path: &Path, contents: &[u8], sync: &mut SyncS
     Ok(())
 }
 
+/// First half of a durable replacement split in two: writes `contents` to a temporary file next
+/// to `path` and records it in `sync`, so that its data is flushed with whatever else `sync`
+/// holds. Returns the temporary file for [`commit_staged`] (or [`discard_staged`]).
+pub(crate) fn stage_file(path: &Path, contents: &[u8], sync: &mut SyncSet) -> Result<PathBuf> {
+    let dir = parent_of(path);
+    ensure_dir(dir, sync)?;
+    let (tmp, file) = write_temp(dir, contents)?;
+    drop(file);
+    sync.add_file(&tmp);
+    Ok(tmp)
+}
+
+/// Second half: renames the staged file, whose data must already be flushed, over `path` and
+/// flushes the directory.
+pub(crate) fn commit_staged(tmp: &Path, path: &Path) -> Result<()> {
+    if let Err(e) = fs::rename(tmp, path) {
+        discard_staged(tmp);
+        return Err(e).context(IoSnafu { path });
+    }
+    fsync_dir(parent_of(path))
+}
+
+/// Deletes a staged file that will not be used (a leftover is also removed by the next `open`).
+pub(crate) fn discard_staged(tmp: &Path) {
+    let _ = fs::remove_file(tmp);
+}
+
 /// Moves the file `from` over `to` (same file system) without waiting for the disk; records
 /// both directories and the file in `sync`. Returns false when `from` does not exist.
 pub(crate) fn move_file_unsynced(from: &Path, to: &Path, sync: &mut SyncSet) -> Result<bool> {

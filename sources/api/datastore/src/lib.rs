@@ -158,6 +158,18 @@ pub trait DataStore {
     fn set_metadata(&mut self, metadata_key: &Key, data_key: &Key, value: &str) -> Result<()>;
     fn unset_metadata(&mut self, metadata_key: &Key, data_key: &Key) -> Result<()>;
 
+    /// Writes data keys straight to live together with metadata entries (keyed by
+    /// (metadata key, data key)), as one batch. Everything is validated and checked for key
+    /// conflicts before anything is written. Each file is replaced atomically and all of them are
+    /// durable when this returns, but they are flushed together instead of one by one, so a crash
+    /// part-way may leave some entries written and others not (never a half-written file). Meant
+    /// for seeding image defaults, where the next run fills in whatever is missing.
+    fn set_live_batch(
+        &mut self,
+        data: &BTreeMap<Key, String>,
+        metadata: &BTreeMap<(Key, Key), String>,
+    ) -> Result<()>;
+
     /// Names of transactions with pending keys.
     fn list_transactions(&self) -> Result<BTreeSet<String>>;
     /// Removes a pending transaction; returns the keys it held.

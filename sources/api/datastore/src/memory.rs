@@ -248,6 +248,33 @@ impl DataStore for MemoryDataStore {
         Ok(())
     }
 
+    fn set_live_batch(
+        &mut self,
+        data: &BTreeMap<Key, String>,
+        metadata: &BTreeMap<(Key, Key), String>,
+    ) -> Result<()> {
+        for (key, value) in data {
+            require_data_key(key)?;
+            require_json(key, value)?;
+        }
+        for ((meta, key), value) in metadata {
+            require_meta_key(meta)?;
+            require_data_key(key)?;
+            require_json(key, value)?;
+        }
+        let sets = data.keys().collect();
+        check_map_conflicts(&self.live, &sets, &BTreeSet::new())?;
+        self.live
+            .extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for ((meta, key), value) in metadata {
+            self.metadata
+                .entry(key.clone())
+                .or_default()
+                .insert(meta.clone(), value.clone());
+        }
+        Ok(())
+    }
+
     fn unset_metadata(&mut self, metadata_key: &Key, data_key: &Key) -> Result<()> {
         require_meta_key(metadata_key)?;
         require_data_key(data_key)?;

@@ -94,24 +94,35 @@ pub fn seed<D: DataStore + ?Sized>(ds: &mut D, defaults: &Defaults) -> Result<Se
     }
     seeded.settings = missing.keys().map(|k| k.name().to_string()).collect();
 
+    // Image data and metadata go to live in one durable batch, so that seeding waits for the
+    // disk a fixed number of times however many entries there are. Entries that already hold
+    // the wanted value are left alone; on most boots nothing is written at all.
     let services = serde_json::to_value(&defaults.services).map_err(serde_error)?;
     let files = serde_json::to_value(&defaults.configuration_files).map_err(serde_error)?;
     let mut image = serialization::to_pairs(&services, "services").context(StoreSnafu)?;
     image.extend(serialization::to_pairs(&files, "configuration-files").context(StoreSnafu)?);
-    if !image.is_empty() {
-        ds.set_keys(&image, &Committed::Live).context(StoreSnafu)?;
-    }
+    let mut current = ds
+        .get_prefix("services.", &Committed::Live)
+        .context(StoreSnafu)?;
+    current.extend(
+        ds.get_prefix("configuration-files.", &Committed::Live)
+            .context(StoreSnafu)?,
+    );
+    image.retain(|key, value| current.get(key) != Some(value));
 
+    let mut metadata = BTreeMap::new();
     for (data_key, entries) in &defaults.metadata {
         let data_key = Key::new(KeyType::Data, data_key).context(StoreSnafu)?;
         for (meta, value) in entries {
             let meta_key = Key::new(KeyType::Meta, meta).context(StoreSnafu)?;
             let text = serde_json::to_string(value).map_err(serde_error)?;
             if ds.get_metadata(&meta_key, &data_key).context(StoreSnafu)? != Some(text.clone()) {
-                ds.set_metadata(&meta_key, &data_key, &text)
-                    .context(StoreSnafu)?;
+                metadata.insert((meta_key, data_key.clone()), text);
             }
         }
+    }
+    if !image.is_empty() || !metadata.is_empty() {
+        ds.set_live_batch(&image, &metadata).context(StoreSnafu)?;
     }
     Ok(seeded)
 }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 /// Creates and seeds the Ballast datastore with default settings and metadata.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+// `--version` names the datastore version to create, so clap must not add its own flag of
+// that name (the two clash, and debug builds refuse to start).
+#[command(version, about, disable_version_flag = true)]
 struct Args {
     /// Directory that holds the versioned datastore and its `current` link.
     #[arg(long, default_value = "/var/lib/ballast/datastore")]
