@@ -2,7 +2,7 @@
 
 use crate::error::{self, Result};
 use crate::flags::{BootFlags, BootSet, PartitionFlags, BOOT_EVER_SUCCEEDED_BIT};
-use crate::plan::{plan, Layout, PartitionInfo, PartitionRole, WrittenLayout, SECTOR_SIZE};
+use crate::plan::{plan, Layout, PartitionInfo, PartitionRole, WrittenLayout, MIB, SECTOR_SIZE};
 use gpt::disk::LogicalBlockSize;
 use gpt::header::{Header, HeaderBuilder};
 use gpt::mbr::ProtectiveMBR;
@@ -228,6 +228,111 @@ pub fn write_flags(path: impl AsRef<Path>, flags: &BootFlags) -> Result<()> {
         .context(error::WriteTableSnafu { path })
 }
 
+/// Grow the partition that ends last on the disk (DATA on a Ballast disk) to the end of the
+/// device, for a disk image that was copied onto, or resized into, a bigger disk.
+///
+/// When the device is bigger than the partition table says, the backup table is moved to the
+/// very end of the device, the last usable LBA follows it, and the last partition is extended
+/// up to the last 1 MiB boundary that still fits. Both copies of the table are rewritten (the
+/// new backup first, so an interruption leaves the primary table and the old backup intact),
+/// and the protective MBR is widened to the new size.
+///
+/// Works on an image file or on a whole-disk block device (`/dev/vda`). It only edits the
+/// partition table: telling the kernel about the new size and growing the filesystem are up to
+/// the caller. Returns the old and new size in bytes of the grown partition, or `None` when the
+/// partition already reaches the end (the backup table may still have been moved).
+pub fn grow_last_partition(path: impl AsRef<Path>) -> Result<Option<(u64, u64)>> {
+    let path = path.as_ref();
+    let mut disk = open(path, true)?;
+    let total_size = disk
+        .device_mut()
+        .seek(SeekFrom::End(0))
+        .context(error::DiskSizeSnafu { path })?;
+    let sectors = total_size / SECTOR_SIZE;
+    let current = disk.header().clone();
+    let entry_sectors =
+        (u64::from(current.num_parts) * u64::from(current.part_size)).div_ceil(SECTOR_SIZE);
+    let backup_lba = sectors.saturating_sub(1);
+    let old_backup = current.current_lba.max(current.backup_lba);
+    if backup_lba < old_backup {
+        // The device is smaller than the table: growing would be wrong, shrinking is not ours.
+        return error::DiskShrunkSnafu {
+            path,
+            total_size,
+            table_size: (old_backup + 1) * SECTOR_SIZE,
+        }
+        .fail();
+    }
+    let last_usable = backup_lba.saturating_sub(entry_sectors + 1);
+
+    let mut partitions = disk.partitions().clone();
+    let (number, last) = partitions
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .max_by_key(|(_, p)| p.last_lba)
+        .map(|(n, p)| (*n, p.clone()))
+        .ok_or_else(|| error::NoPartitionsSnafu { path }.build())?;
+    let old_bytes = (last.last_lba + 1 - last.first_lba) * SECTOR_SIZE;
+    let sectors_per_mib = MIB / SECTOR_SIZE;
+    let aligned_end = (last_usable + 1) / sectors_per_mib * sectors_per_mib;
+    let new_last_lba = aligned_end.saturating_sub(1).max(last.last_lba);
+    if backup_lba == old_backup && new_last_lba == last.last_lba {
+        return Ok(None);
+    }
+    partitions
+        .get_mut(&number)
+        .expect("picked from this map")
+        .last_lba = new_last_lba;
+
+    let build = |primary: bool| {
+        HeaderBuilder::from_header(&current)
+            .primary(primary)
+            .backup_lba(backup_lba)
+            .last_usable(last_usable)
+            .build(LB)
+            .map_err(gpt::GptError::from)
+            .context(error::WriteTableSnafu { path })
+    };
+    let mut primary = build(true)?;
+    let mut backup = build(false)?;
+    let file = disk.device_mut();
+    write_entries(file, &backup, &partitions).context(error::WriteTableSnafu { path })?;
+    backup
+        .write_backup(file, LB)
+        .map_err(gpt::GptError::from)
+        .context(error::WriteTableSnafu { path })?;
+    file.sync_all()
+        .map_err(gpt::GptError::from)
+        .context(error::WriteTableSnafu { path })?;
+    write_entries(file, &primary, &partitions).context(error::WriteTableSnafu { path })?;
+    primary
+        .write_primary(file, LB)
+        .map_err(gpt::GptError::from)
+        .context(error::WriteTableSnafu { path })?;
+
+    // Keep the protective MBR's boot code and signature, only resize its one record.
+    let covered = u32::try_from(sectors - 1).unwrap_or(u32::MAX);
+    ProtectiveMBR::with_lb_size(covered)
+        .update_conservative(file)
+        .context(error::WriteMbrSnafu { path })?;
+    file.sync_all()
+        .map_err(gpt::GptError::from)
+        .context(error::WriteTableSnafu { path })?;
+
+    // Zero the old backup header so that no tool mistakes it for a current one.
+    if old_backup != backup_lba {
+        use std::io::Write;
+        file.seek(SeekFrom::Start(old_backup * SECTOR_SIZE))
+            .and_then(|_| file.write_all(&[0u8; SECTOR_SIZE as usize]))
+            .and_then(|()| file.sync_all())
+            .map_err(gpt::GptError::from)
+            .context(error::WriteTableSnafu { path })?;
+    }
+
+    let new_bytes = (new_last_lba + 1 - last.first_lba) * SECTOR_SIZE;
+    Ok((new_bytes > old_bytes).then_some((old_bytes, new_bytes)))
+}
+
 /// Write the whole partition entry array of `header`, every entry at its own index, so that
 /// partition numbers never change (the `gpt` crate's own writer packs used entries together).
 fn write_entries(
@@ -260,7 +365,6 @@ fn write_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::MIB;
 
     #[test]
     fn create_read_write_round_trip() {
@@ -360,6 +464,97 @@ mod tests {
         assert!(bytes[(2 * size - SECTOR_SIZE) as usize..]
             .iter()
             .all(|b| *b == 0));
+    }
+
+    fn sgdisk(args: &[&str], path: &Path) -> Option<String> {
+        let out = std::process::Command::new("sgdisk")
+            .args(args)
+            .arg(path)
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    #[test]
+    fn grows_last_partition_to_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        let size = 700 * MIB;
+        let written = create_disk(&path, size, &Layout::small(), b"grow").unwrap();
+        let data = written.by_name("DATA").unwrap().clone();
+        // Nothing to do on a disk of the size it was made for.
+        assert_eq!(grow_last_partition(&path).unwrap(), None);
+
+        let big = 1500 * MIB + 7 * SECTOR_SIZE;
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(big)
+            .unwrap();
+        let (old, new) = grow_last_partition(&path).unwrap().unwrap();
+        assert_eq!(old, data.size);
+        // The end is the last MiB boundary before the 33 sectors of the backup table.
+        assert_eq!(data.offset + new, 1499 * MIB);
+
+        let after = read_layout(&path).unwrap();
+        assert_eq!(after.total_size, big);
+        let grown = after.by_name("DATA").unwrap();
+        assert_eq!(grown.size, new);
+        assert_eq!(grown.first_lba, data.first_lba);
+        assert_eq!(grown.partuuid, data.partuuid);
+        for (before, now) in written.partitions.iter().zip(&after.partitions) {
+            if before.name != "DATA" {
+                assert_eq!(before, now);
+            }
+        }
+        assert_eq!(read_flags(&path).unwrap(), BootFlags::fresh_image());
+        let disk = open(&path, false).unwrap();
+        let primary = disk.primary_header().unwrap();
+        assert_eq!(primary.backup_lba, big / SECTOR_SIZE - 1);
+        assert_eq!(
+            disk.backup_header().unwrap().current_lba,
+            big / SECTOR_SIZE - 1
+        );
+        drop(disk);
+        let bytes = std::fs::read(&path).unwrap();
+        let end = (big - SECTOR_SIZE) as usize;
+        assert_eq!(&bytes[end..end + 8], b"EFI PART");
+        let old_backup = (size - SECTOR_SIZE) as usize;
+        assert!(bytes[old_backup..old_backup + 512].iter().all(|b| *b == 0));
+        // The protective MBR now covers the whole disk.
+        let mbr = ProtectiveMBR::from_bytes(&bytes[..512], LB).unwrap();
+        assert_eq!(
+            u64::from(mbr.partition(0).unwrap().lb_size),
+            big / SECTOR_SIZE - 1
+        );
+        drop(bytes);
+
+        // A second run finds nothing to do.
+        assert_eq!(grow_last_partition(&path).unwrap(), None);
+
+        // gdisk agrees, when it is installed.
+        if let Some(verify) = sgdisk(&["-v"], &path) {
+            assert!(verify.contains("No problems found"), "{verify}");
+            let print = sgdisk(&["-p"], &path).unwrap();
+            let line = print
+                .lines()
+                .find(|l| l.trim_start().starts_with("11 "))
+                .unwrap_or_else(|| panic!("{print}"));
+            let mib = (new / MIB).to_string();
+            assert!(line.contains(&format!("{mib}.0 MiB")), "{line}");
+            assert!(line.contains("DATA"), "{line}");
+        }
+
+        // A disk smaller than its table is refused.
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1000 * MIB)
+            .unwrap();
+        let err = grow_last_partition(&path);
+        assert!(err.is_err(), "{err:?}");
     }
 
     #[test]

@@ -107,6 +107,20 @@ pub enum Error {
     PartitionGap { path: PathBuf },
 
     #[snafu(display(
+        "the disk '{}' is {total_size} bytes but its partition table describes {table_size} \
+         bytes: the disk was shrunk, refusing to touch the table",
+        path.display()
+    ))]
+    DiskShrunk {
+        path: PathBuf,
+        total_size: u64,
+        table_size: u64,
+    },
+
+    #[snafu(display("the disk '{}' has no partitions to grow", path.display()))]
+    NoPartitions { path: PathBuf },
+
+    #[snafu(display(
         "the inactive set {inactive} has not been marked valid (its tries-left is 0): write the \
          update to it and run mark-inactive-valid before upgrade-to-inactive"
     ))]

@@ -54,8 +54,8 @@
 //! # Current limitations
 //!
 //! * Only disks with 512-byte logical sectors (not 4Kn disks).
-//! * [`create_disk`] makes a new image file; it does not repartition an existing disk, and it
-//!   does not grow DATA (that happens on the node).
+//! * [`create_disk`] makes a new image file; it does not repartition an existing disk. DATA is
+//!   grown on the node by [`grow_last_partition`], which only ever extends the last partition.
 //! * Partition GUIDs come from the seed alone, so two disks built with the same seed have the
 //!   same PARTUUIDs: give each build its own seed, and do not attach two disks of the same build
 //!   to one machine.
@@ -68,7 +68,7 @@ mod disk;
 mod error;
 mod plan;
 
-pub use disk::{create_disk, read_flags, read_layout, write_flags};
+pub use disk::{create_disk, grow_last_partition, read_flags, read_layout, write_flags};
 pub use error::{Error, Result};
 pub use flags::{BootFlags, BootSet, PartitionFlags};
 pub use plan::{

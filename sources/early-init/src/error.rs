@@ -128,6 +128,9 @@ pub enum Error {
     #[snafu(display("cannot execute {}: {source}", path.display()))]
     Exec { path: PathBuf, source: Errno },
 
+    #[snafu(display("{reason}"))]
+    Grow { reason: String },
+
     #[snafu(display("internal error (panic): {message}"))]
     Panic { message: String },
 }

@@ -15,7 +15,9 @@
 //!    ([`uevent`]), waiting up to 10 s for them;
 //! 5. create the read-only dm-verity device `root` through raw device-mapper ioctls ([`dm`]) and
 //!    mount it as erofs at `/sysroot`;
-//! 6. mount DATA (ext4) at `/sysroot/local` and bind its `var` and `opt` onto `/sysroot/var` and
+//! 6. grow DATA to the end of the disk if the disk is bigger than the image ([`grow`]: GPT,
+//!    kernel partition, then an online ext4 resize; failures are logged, not fatal), mount
+//!    DATA (ext4) at `/sysroot/local` and bind its `var` and `opt` onto `/sysroot/var` and
 //!    `/sysroot/opt`; put a tmpfs on `/sysroot/etc` seeded from `/sysroot/usr/share/factory/etc`;
 //! 7. move the API filesystems into `/sysroot`, switch root (freeing the initramfs) and execute
 //!    `ballast.init` (default `/usr/lib/systemd/systemd`).
@@ -68,6 +70,9 @@
 //!   partition is formatted only if the initramfs contains `mkfs.ext4`; anything else that is not
 //!   ext4 stops the boot rather than risk data. Without `ballast.data`, `/local`, `/var` and
 //!   `/opt` live on a tmpfs and are lost at shutdown.
+//! - DATA is only ever grown, never shrunk, and only when it is the last partition on its disk.
+//!   If a boot stops between growing the GPT and growing the filesystem, the next boot finishes
+//!   the filesystem part (it compares the ext4 size with the partition size every boot).
 //! - `/etc` is a plain copy of the factory tree: no merge with saved state and no SELinux labels.
 //! - Compressed modules rely on the kernel's own decompression (`CONFIG_MODULE_DECOMPRESS`);
 //!   Debian 12's kernels ship uncompressed modules.
@@ -78,6 +83,7 @@ pub mod cmdline;
 pub mod dm;
 pub mod error;
 pub mod fsops;
+pub mod grow;
 pub mod log;
 pub mod modules;
 pub mod uevent;
@@ -333,6 +339,17 @@ impl Init {
         let local = sysroot.join("local");
         match data_dev {
             Some(dev) => {
+                // Growing is best effort: on any failure DATA mounts at the size it has.
+                match grow::grow_partition(dev) {
+                    Ok(Some((old, new))) => self.log.debug(format!(
+                        "DATA partition grown from {} to {} bytes",
+                        old, new
+                    )),
+                    Ok(None) => {}
+                    Err(e) => self.log.error(format!(
+                        "cannot grow the DATA partition, keeping its size: {e}"
+                    )),
+                }
                 let formatted = fsops::mount_data(dev, &local)?;
                 self.log.info(format!(
                     "mounted {} (ext4{}) at {}",
@@ -340,6 +357,17 @@ impl Init {
                     if formatted { ", newly formatted" } else { "" },
                     local.display()
                 ));
+                match grow::grow_filesystem(dev, &local) {
+                    Ok(Some((old, new))) => self.log.info(format!(
+                        "grew DATA from {} MiB to {} MiB",
+                        old >> 20,
+                        new >> 20
+                    )),
+                    Ok(None) => {}
+                    Err(e) => self.log.error(format!(
+                        "cannot grow the DATA filesystem, keeping its size: {e}"
+                    )),
+                }
             }
             None => {
                 fsops::mount_fs(

@@ -32,6 +32,9 @@ pub struct BootOptions {
     /// Bridge the API to the host (needs the apibridge service in the image).
     pub bridge: bool,
     pub memory_mib: u32,
+    /// Make the VM's disk this big (`qemu-img resize` of the overlay), as an operator would
+    /// enlarge a node's disk; the image's own size when `None`.
+    pub disk_size_mib: Option<u64>,
 }
 
 impl BootOptions {
@@ -41,6 +44,7 @@ impl BootOptions {
             disk: None,
             bridge: true,
             memory_mib: 1024,
+            disk_size_mib: None,
         }
     }
 }
@@ -62,6 +66,22 @@ pub fn overlay(base: &Path, overlay: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Grows the qcow2 image `disk` to `mib` MiB (the new space reads as zeros).
+pub fn resize(disk: &Path, mib: u64) -> Result<()> {
+    let status = Command::new("qemu-img")
+        .args(["resize", "-q", "-f", "qcow2"])
+        .arg(disk)
+        .arg(format!("{mib}M"))
+        .status()
+        .context("cannot run qemu-img")?;
+    anyhow::ensure!(
+        status.success(),
+        "qemu-img resize to {mib} MiB failed for {}",
+        disk.display()
+    );
+    Ok(())
+}
+
 impl Node {
     /// Boots `built` (or `opts.disk`) with UEFI firmware.
     pub fn boot(built: &Built, opts: &BootOptions) -> Result<Node> {
@@ -70,6 +90,9 @@ impl Node {
         std::fs::create_dir_all(&run_dir)?;
         let disk = run_dir.join("disk.qcow2");
         overlay(opts.disk.as_deref().unwrap_or(&built.raw_image), &disk)?;
+        if let Some(mib) = opts.disk_size_mib {
+            resize(&disk, mib)?;
+        }
         let qemu_api = run_dir.join("qemu-api.sock");
         let api_socket = run_dir.join("api.sock");
         let _ = std::fs::remove_file(&qemu_api);

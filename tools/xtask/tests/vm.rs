@@ -65,6 +65,49 @@ fn dev_boots_and_its_api_works_from_the_host() {
     );
 }
 
+/// An operator enlarges the disk: the init grows DATA and its filesystem to the new end.
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn data_grows_to_fill_an_enlarged_disk() {
+    let built = built("dev");
+    let disk_mib = 3 * 1024;
+    let (data_offset, data_size) = partition(&built, "DATA");
+    let mut opts = BootOptions::new("test-grow");
+    opts.disk_size_mib = Some(disk_mib);
+    let mut node = Node::boot(&built, &opts).unwrap();
+    let ready = node.wait_for_api(BOOT_TIMEOUT).unwrap();
+    println!(
+        "grow: API answered {:.1} s after QEMU started",
+        ready.as_secs_f64()
+    );
+    let log = node.vm.console_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("grew DATA from"))
+        .unwrap_or_else(|| panic!("no 'grew DATA' line on the console:\n{log}"));
+    println!("grow: {}", line.trim());
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [from, to] = numbers[..] else {
+        panic!("cannot read the sizes in {line:?}");
+    };
+    assert!(from > 0 && from <= data_size >> 20, "{line}");
+    // DATA now ends at the last MiB before the backup GPT at the end of the 3 GiB disk.
+    let expected = disk_mib - 1 - (data_offset >> 20);
+    assert_eq!(to, expected, "{line}");
+    assert!(!log.contains("cannot grow"), "{log}");
+
+    // The grown filesystem is in use and the API still works.
+    let (status, _) = node.api("GET", "/os", None).unwrap();
+    assert_eq!(status, 200);
+    apiclient(&node, &["set", "motd=grown"]);
+    let got: serde_json::Value =
+        serde_json::from_str(&apiclient(&node, &["get", "settings.motd"])).unwrap();
+    assert_eq!(got["settings"]["motd"], "grown");
+}
+
 fn find_shells(root: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for dir in ["bin", "usr/bin", "sbin", "usr/sbin", "usr/local/bin"] {
