@@ -41,28 +41,8 @@ pub struct Variant {
     pub layout: Layout,
 }
 
-/// Disk image formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageFormat {
-    /// Raw disk image.
-    Raw,
-    /// QEMU copy-on-write image.
-    Qcow2,
-    /// VMware disk.
-    Vmdk,
-}
-
-impl ImageFormat {
-    /// The usual file extension.
-    pub fn extension(self) -> &'static str {
-        match self {
-            ImageFormat::Raw => "img",
-            ImageFormat::Qcow2 => "qcow2",
-            ImageFormat::Vmdk => "vmdk",
-        }
-    }
-}
+/// Disk image formats: the disk builder's own type, so a variant names exactly what it writes.
+pub use imagebuilder::Format as ImageFormat;
 
 /// Partition sizes in MiB, for the disk builder. One bank holds BOOT, ROOT, HASH and
 /// RESERVED; the disk has two banks plus EFI, PRIVATE and DATA.
@@ -83,6 +63,22 @@ pub struct Layout {
     pub private: u32,
     /// DATA: initial size of the writable data partition.
     pub data: u32,
+}
+
+impl Layout {
+    /// The disk builder's partition plan for these sizes (DATA at its given size; it grows to
+    /// fill the disk at boot).
+    pub fn to_disk_layout(&self) -> disk_layout::Layout {
+        disk_layout::Layout {
+            efi_mib: self.efi.into(),
+            boot_mib: self.boot.into(),
+            root_mib: self.root.into(),
+            hash_mib: self.hash.into(),
+            reserved_mib: self.reserved.into(),
+            private_mib: self.private.into(),
+            data_mib: Some(self.data.into()),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -215,7 +215,6 @@ pub fn assemble(a: &Assembly) -> Result<Built> {
         &a.out_dir.join("stage"),
     )?;
     eprintln!("xtask: [4/4] making the disk image");
-    let layout = &a.variant.layout;
     let input = imagebuilder::ImageInput {
         root_dir: staged.root_dir.clone(),
         kernel: staged.kernel.clone(),
@@ -223,26 +222,9 @@ pub fn assemble(a: &Assembly) -> Result<Built> {
         initramfs_modules: staged.initramfs_modules.clone(),
         init_binary: a.init.to_path_buf(),
         cmdline: staged.cmdline.clone(),
-        layout: disk_layout::Layout {
-            efi_mib: layout.efi.into(),
-            boot_mib: layout.boot.into(),
-            root_mib: layout.root.into(),
-            hash_mib: layout.hash.into(),
-            reserved_mib: layout.reserved.into(),
-            private_mib: layout.private.into(),
-            data_mib: Some(layout.data.into()),
-        },
+        layout: a.variant.layout.to_disk_layout(),
         disk_size_mib: None,
-        formats: a
-            .variant
-            .image_formats
-            .iter()
-            .map(|f| match f {
-                buildsys::ImageFormat::Raw => imagebuilder::Format::Raw,
-                buildsys::ImageFormat::Qcow2 => imagebuilder::Format::Qcow2,
-                buildsys::ImageFormat::Vmdk => imagebuilder::Format::Vmdk,
-            })
-            .collect(),
+        formats: a.variant.image_formats.clone(),
         variant: a.variant.name.clone(),
         version: a.version.to_string(),
         build_id: a.build_id.to_string(),
