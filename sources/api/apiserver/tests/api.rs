@@ -1,9 +1,8 @@
 //! End-to-end tests of the API server process, driven by the real apiclient binary and by raw
 //! requests for the error paths.
 
-mod common;
 
-use common::TestServer;
+use testserver::TestServer;
 use serde_json::{json, Value};
 
 fn stdout(out: &std::process::Output) -> String {
@@ -342,7 +341,7 @@ fn apiclient_errors_are_one_line_and_nonzero() {
     // Nothing left pending by the failed set.
     assert_eq!(server.json("GET", "/tx/list", None), json!([]));
 
-    let out = std::process::Command::new(common::workspace_bin("apiclient"))
+    let out = std::process::Command::new(testserver::workspace_bin("apiclient"))
         .args(["--socket-path", "/nonexistent/api.sock", "get"])
         .output()
         .unwrap();

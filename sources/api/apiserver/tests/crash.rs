@@ -2,9 +2,8 @@
 //! that live settings always equal one whole commit: the last acknowledged one, or the one that
 //! was in flight when the server died. Never a mixture, never older.
 
-mod common;
 
-use common::TestServer;
+use testserver::TestServer;
 use rand::Rng;
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! Test harness: a real API server process on a temporary socket and datastore, driven by the
-//! real `apiclient` binary or by raw requests. The renderer is a recording script that appends
-//! each apply's arguments and stdin to a log, standing in for the renderer in tests only.
-#![allow(dead_code)]
+//! real `apiclient` binary or by raw requests. Unless a test names the real renderer, applies go
+//! to a recording script that appends each apply's arguments and stdin to a log.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,6 +12,7 @@ pub struct TestServer {
     pub socket: PathBuf,
     pub store: PathBuf,
     pub apply_log: PathBuf,
+    pub apply_command: PathBuf,
     child: Option<Child>,
     rt: tokio::runtime::Runtime,
 }
@@ -33,11 +33,24 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 }
 
 impl TestServer {
+    /// A server over a store seeded (and committed) with the shared defaults, applying with a
+    /// recording script.
     pub fn start() -> TestServer {
+        let defaults = storewolf::load_defaults(&[]).expect("shared defaults");
+        TestServer::start_with(&defaults, true, None)
+    }
+
+    /// A server over a store seeded with `defaults` (committed to live when `commit`, else left
+    /// in the boot transaction), applying with `apply_command` (a recording script when `None`;
+    /// its log is [`TestServer::apply_log`]).
+    pub fn start_with(
+        defaults: &models::Defaults,
+        commit: bool,
+        apply_command: Option<PathBuf>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path().join("datastore");
-        let defaults = storewolf::load_defaults(&[]).expect("shared defaults");
-        storewolf::run(&base, "0.1", &defaults, true).expect("seed datastore");
+        storewolf::run(&base, "0.1", defaults, commit).expect("seed datastore");
         std::fs::write(
             dir.path().join("os-release"),
             "NAME=Ballast\nPRETTY_NAME=\"Ballast test\"\nVARIANT_ID=test\nVERSION_ID=0.1.0\nBUILD_ID=abc123\n",
@@ -55,6 +68,7 @@ impl TestServer {
         .unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut server = TestServer {
+            apply_command: apply_command.unwrap_or(script),
             socket: dir.path().join("api.sock"),
             store: base.join("current"),
             apply_log,
@@ -79,7 +93,7 @@ impl TestServer {
             .arg("--os-release")
             .arg(self.dir.path().join("os-release"))
             .arg("--apply-command")
-            .arg(self.dir.path().join("record-apply"))
+            .arg(&self.apply_command)
             .arg("--log-level=warn")
             .stdout(Stdio::null())
             .spawn()
