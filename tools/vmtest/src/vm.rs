@@ -57,6 +57,10 @@ pub struct Vm {
     log_path: PathBuf,
     api_socket: Option<PathBuf>,
     readers: Vec<JoinHandle<()>>,
+    /// QEMU's standard input, which feeds the serial console.
+    console_input: Option<std::process::ChildStdin>,
+    /// Numbers the markers of [`Vm::run_shell`].
+    shell_sequence: usize,
     // Holds the OVMF variable store copy; deleted with the VM.
     _scratch: tempfile::TempDir,
 }
@@ -161,7 +165,7 @@ impl Vm {
         let mut command = Command::new(&qemu);
         command
             .args(&args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
@@ -179,6 +183,7 @@ impl Vm {
         })?;
 
         let console = Arc::new(Console::default());
+        let console_input = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let readers = vec![
@@ -194,8 +199,56 @@ impl Vm {
             log_path,
             api_socket: config.api_socket,
             readers,
+            console_input,
+            shell_sequence: 0,
             _scratch: scratch,
         })
+    }
+
+    /// Types `text` on the serial console (what a person at the console would type).
+    pub fn type_on_console(&mut self, text: &str) -> Result<()> {
+        let input = self.console_input.as_mut().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "QEMU has stopped")
+        });
+        input
+            .and_then(|input| {
+                input.write_all(text.as_bytes())?;
+                input.flush()
+            })
+            .context(IoSnafu {
+                path: PathBuf::from("<QEMU serial console>"),
+            })
+    }
+
+    /// Runs `command` in the shell on the serial console (development images have one) and
+    /// returns what it printed and its exit status. The output is found between two markers the
+    /// shell prints around it; the markers are typed split in two, so the echo of the typed line
+    /// never matches them.
+    pub fn run_shell(&mut self, command: &str, timeout: Duration) -> Result<(String, i32)> {
+        self.shell_sequence += 1;
+        let n = self.shell_sequence;
+        let begin = format!("@@begin-{n}@@");
+        let end = format!("@@end-{n}@@");
+        let line = format!(
+            "echo '@@begin-''{n}@@'; {command}; echo \"@@end-\"'{n}@@' $?\n"
+        );
+        self.type_on_console(&line)?;
+        self.wait_for_console(&begin, timeout)?;
+        let start = self.cursor;
+        self.wait_for_console(&end, timeout)?;
+        let stop = self.cursor - end.len();
+        // The status follows the end marker on the same line.
+        self.wait_for_console("\n", timeout)?;
+        let state = self.console.lock();
+        let output = String::from_utf8_lossy(&state.bytes[start..stop])
+            .replace('\r', "")
+            .trim_start_matches('\n')
+            .to_string();
+        let status = String::from_utf8_lossy(&state.bytes[stop + end.len()..self.cursor])
+            .trim()
+            .parse()
+            .unwrap_or(-1);
+        Ok((output, status))
     }
 
     /// Time since QEMU was started.
@@ -211,6 +264,13 @@ impl Vm {
     /// The whole console output so far (lossy UTF-8).
     pub fn console_log(&self) -> String {
         String::from_utf8_lossy(&self.console.lock().bytes).into_owned()
+    }
+
+    /// Console bytes from `offset` on, and the offset to ask from next time.
+    pub fn console_since(&self, offset: usize) -> (Vec<u8>, usize) {
+        let state = self.console.lock();
+        let start = offset.min(state.bytes.len());
+        (state.bytes[start..].to_vec(), state.bytes.len())
     }
 
     /// Whether `pattern` appeared anywhere on the console so far.

@@ -47,6 +47,60 @@ fn newest_input() -> SystemTime {
     newest
 }
 
+/// Shows the console from now on and types the user's input lines on it (the dev variant has a
+/// root shell there), until Ctrl-C or the VM stops.
+fn attach_console(node: &mut Node, interactive: bool) -> Result<()> {
+    use std::io::{BufRead, Write};
+    if interactive {
+        println!();
+        println!("--- serial console (type commands; Ctrl-C stops the VM) ---");
+    }
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    if interactive {
+        // A plain thread: stdin reads block, and the runtime below is single-threaded.
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let (_, mut offset) = node.vm.console_since(usize::MAX);
+    if interactive {
+        // Wake the shell up so its prompt shows.
+        node.vm.type_on_console("\n")?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                Some(line) = lines_rx.recv() => {
+                    node.vm.type_on_console(&format!("{line}\n"))?;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    let (bytes, next) = node.vm.console_since(offset);
+                    offset = next;
+                    if interactive && !bytes.is_empty() {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&bytes)?;
+                        out.flush()?;
+                    }
+                    if !node.vm.is_running() {
+                        eprintln!("xtask: the VM stopped");
+                        break;
+                    }
+                }
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
 pub fn run(args: &RunArgs) -> Result<()> {
     let version = args
         .build
@@ -72,10 +126,10 @@ pub fn run(args: &RunArgs) -> Result<()> {
         }
         _ => image::build(&args.build)?,
     };
-    let has_bridge = buildsys::load_variant(&xtask::host::root(), &args.build.variant)?
-        .packages
-        .iter()
-        .any(|p| p.name == "apibridge");
+    let variant = buildsys::load_variant(&xtask::host::root(), &args.build.variant)?;
+    let has_package = |name: &str| variant.packages.iter().any(|p| p.name == name);
+    let has_bridge = has_package("apibridge");
+    let has_shell = has_package("shell");
     let mut opts = BootOptions::new(&args.build.variant);
     opts.bridge = has_bridge;
     eprintln!(
@@ -105,7 +159,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             apiclient.display(),
             node.api_socket.display()
         );
-        println!("  Console:  tail -f {}", console.display());
+        println!("  Console:  below; the whole log is {}", console.display());
         println!("  Stop:     Ctrl-C (the image stays as built; this run used a qcow2 overlay)");
     } else {
         node.vm
@@ -119,22 +173,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
         println!("  Console:  tail -f {}", console.display());
         println!("  Stop:     Ctrl-C");
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    if !node.vm.is_running() {
-                        eprintln!("xtask: the VM stopped; console log {}", console.display());
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    attach_console(&mut node, has_shell)?;
+    eprintln!("xtask: stopping the VM; console log {}", console.display());
     drop(node);
     Ok(())
 }

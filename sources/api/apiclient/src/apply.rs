@@ -270,6 +270,17 @@ fn toml_to_json(value: toml::Value, input: &str) -> Result<Value> {
 /// Reads, checks and applies the inputs in one transaction; returns the transaction's name.
 /// No inputs means stdin.
 pub async fn apply(socket_path: impl AsRef<Path>, inputs: &[String]) -> Result<String> {
+    apply_and(socket_path, inputs, tx::Finish::CommitAndApply)
+        .await
+        .map(|(transaction, _)| transaction)
+}
+
+/// Like [`apply`], finishing the transaction as asked; returns its name and the server's answer.
+pub async fn apply_and(
+    socket_path: impl AsRef<Path>,
+    inputs: &[String],
+    how: tx::Finish,
+) -> Result<(String, String)> {
     let inputs: Vec<String> = if inputs.is_empty() {
         vec![STDIN.to_string()]
     } else {
@@ -292,7 +303,7 @@ pub async fn apply(socket_path: impl AsRef<Path>, inputs: &[String]) -> Result<S
         let settings = parse_document(&text, &label)?;
         documents.push((label, settings));
     }
-    apply_documents(socket_path, &documents).await
+    apply_documents_and(socket_path, &documents, how).await
 }
 
 /// PATCHes each `(input name, settings)` in order into one new transaction, then commits and
@@ -301,6 +312,17 @@ pub async fn apply_documents(
     socket_path: impl AsRef<Path>,
     documents: &[(String, Map<String, Value>)],
 ) -> Result<String> {
+    apply_documents_and(socket_path, documents, tx::Finish::CommitAndApply)
+        .await
+        .map(|(transaction, _)| transaction)
+}
+
+/// Like [`apply_documents`], finishing the transaction as asked.
+pub async fn apply_documents_and(
+    socket_path: impl AsRef<Path>,
+    documents: &[(String, Map<String, Value>)],
+    how: tx::Finish,
+) -> Result<(String, String)> {
     let socket_path = socket_path.as_ref();
     let transaction = tx::transaction_name("apply");
     let uri = tx::with_tx("/settings", &transaction);
@@ -312,17 +334,17 @@ pub async fn apply_documents(
                 .await
                 .context(error::ApplyPatchSnafu { input })?;
         }
-        tx::commit_and_apply(socket_path, &transaction).await
+        tx::finish(socket_path, &transaction, how).await
     }
     .await;
 
     match outcome {
-        Ok(_) => Ok(transaction),
+        Ok(answer) => Ok((transaction, answer)),
         Err(e) => {
             if !e.is_connect_failure() {
                 tx::discard_after_failure(socket_path, &transaction).await;
             }
-            Err::<String, Error>(e)
+            Err::<(String, String), Error>(e)
         }
     }
 }

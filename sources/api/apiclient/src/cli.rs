@@ -6,9 +6,10 @@
 use crate::error::{self, Result};
 use crate::get::GetRequest;
 use crate::set::{KeyPair, SettingsInput};
-use crate::{apply, get, history, raw_request, set, DEFAULT_SOCKET_PATH};
+use crate::{apply, get, history, raw_request, set, tx, DEFAULT_SOCKET_PATH};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
+use snafu::ResultExt;
 use std::io::Write;
 use std::path::PathBuf;
 use tracing::debug;
@@ -109,6 +110,11 @@ pub struct SetArgs {
     /// '{"motd": "hi"}'.  Use this to control value types.
     #[arg(short, long, value_name = "JSON", value_parser = json_arg)]
     pub json: Option<Map<String, Value>>,
+
+    /// Show what would change (settings, services restarted, configuration file diffs) and
+    /// change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +122,11 @@ pub struct ApplyArgs {
     /// Settings files: paths, file:// or http:// URIs, or `-` for stdin (the default).
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<String>,
+
+    /// Show what would change (settings, services restarted, configuration file diffs) and
+    /// change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +194,24 @@ impl Cli {
 }
 
 /// Runs the parsed command, writing its regular output to `out`.
+fn finish(dry_run: bool) -> tx::Finish {
+    if dry_run {
+        tx::Finish::DryRun
+    } else {
+        tx::Finish::CommitAndApply
+    }
+}
+
+/// Prints a dry run's preview; a real commit prints nothing (its keys go to the debug log).
+fn report<W: Write>(out: &mut W, transaction: &str, dry_run: bool, answer: &str) -> Result<()> {
+    if !dry_run {
+        debug!("Committed and applied transaction {transaction}");
+        return Ok(());
+    }
+    let text = crate::preview::render(answer).context(error::PreviewSnafu)?;
+    out.write_all(text.as_bytes()).context(error::WriteOutputSnafu)
+}
+
 pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
     let socket = &cli.socket_path;
     match cli.command {
@@ -197,13 +226,14 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
                 Some(object) => SettingsInput::Json(object),
                 None => SettingsInput::KeyPairs(args.pairs),
             };
-            let transaction = set::set(socket, &input).await?;
-            debug!("Committed and applied transaction {transaction}");
+            let (transaction, answer) = set::set_and(socket, &input, finish(args.dry_run)).await?;
+            report(out, &transaction, args.dry_run, &answer)?;
         }
 
         Command::Apply(args) => {
-            let transaction = apply::apply(socket, &args.inputs).await?;
-            debug!("Committed and applied transaction {transaction}");
+            let (transaction, answer) =
+                apply::apply_and(socket, &args.inputs, finish(args.dry_run)).await?;
+            report(out, &transaction, args.dry_run, &answer)?;
         }
 
         Command::Raw(args) => {

@@ -206,6 +206,12 @@ pub enum Error {
     #[snafu(display("Failed to write the output: {source}"))]
     WriteOutput { source: std::io::Error },
 
+    #[snafu(display(
+        "The server's dry-run answer has an unexpected shape ({source}); is the server's renderer \
+         older than this apiclient?"
+    ))]
+    Preview { source: serde_json::Error },
+
     // ---- history ----------------------------------------------------------------------------
     #[snafu(display("The server's history response has an unexpected shape: {source}"))]
     HistoryShape { source: serde_json::Error },

@@ -79,6 +79,7 @@ pub mod error;
 pub mod get;
 pub mod history;
 mod http;
+pub mod preview;
 pub mod set;
 pub mod tx;
 

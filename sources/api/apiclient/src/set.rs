@@ -136,18 +136,30 @@ pub fn patch_request(input: &SettingsInput, transaction: &str) -> Result<(String
 /// Stages `input` in a new transaction, then commits and applies it.  Returns the transaction's
 /// name.
 pub async fn set(socket_path: impl AsRef<Path>, input: &SettingsInput) -> Result<String> {
+    set_and(socket_path, input, tx::Finish::CommitAndApply)
+        .await
+        .map(|(transaction, _)| transaction)
+}
+
+/// Stages `input` in a new transaction and finishes it as asked.  Returns the transaction's name
+/// and the server's answer (changed keys, or the dry-run preview).
+pub async fn set_and(
+    socket_path: impl AsRef<Path>,
+    input: &SettingsInput,
+    how: tx::Finish,
+) -> Result<(String, String)> {
     let socket_path = socket_path.as_ref();
     let transaction = tx::transaction_name("set");
     let (uri, body) = patch_request(input, &transaction)?;
 
     let outcome = async {
         request(socket_path, &uri, "PATCH", Some(body)).await?;
-        tx::commit_and_apply(socket_path, &transaction).await
+        tx::finish(socket_path, &transaction, how).await
     }
     .await;
 
     match outcome {
-        Ok(_) => Ok(transaction),
+        Ok(answer) => Ok((transaction, answer)),
         Err(e) => {
             // If we never reached the server there is nothing to clean up.
             if !e.is_connect_failure() {

@@ -39,6 +39,30 @@ pub async fn commit_and_apply(socket_path: impl AsRef<Path>, transaction: &str) 
     request(socket_path, &uri, "POST", None).await
 }
 
+/// How a `set` or `apply` ends once its changes are staged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Commit and apply; the answer is the list of changed keys.
+    CommitAndApply,
+    /// Ask the server what committing would do, then discard the transaction; the answer is
+    /// the server's preview document (see `POST /tx/dry-run`).
+    DryRun,
+}
+
+/// Finishes a staged transaction as asked; returns the server's answer.
+pub async fn finish(socket_path: &Path, transaction: &str, how: Finish) -> Result<String> {
+    match how {
+        Finish::CommitAndApply => commit_and_apply(socket_path, transaction).await,
+        Finish::DryRun => {
+            let uri = with_tx("/tx/dry-run", transaction);
+            let answer = request(socket_path, &uri, "POST", None).await;
+            // A preview never leaves its changes behind, whatever the answer.
+            discard_after_failure(socket_path, transaction).await;
+            answer
+        }
+    }
+}
+
 /// Deletes the pending changes of the transaction; returns the server's response body.
 pub async fn discard(socket_path: impl AsRef<Path>, transaction: &str) -> Result<String> {
     let uri = with_tx("/tx", transaction);

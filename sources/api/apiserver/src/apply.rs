@@ -16,23 +16,39 @@ pub enum ApplyRequest {
     All,
 }
 
+/// Environment variable through which the renderer learns the API socket to read settings from.
+pub const SOCKET_ENV: &str = "BALLAST_API_SOCKET";
+
+/// How long a dry run may take before the server gives up on it.
+const DRY_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A handle to the queue of apply requests. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Applier {
     queue: Option<mpsc::UnboundedSender<ApplyRequest>>,
+    command: Option<PathBuf>,
+    socket: PathBuf,
 }
 
 impl Applier {
     /// Starts the worker that runs `command` for each request. With `None`, applies are accepted
     /// and logged but nothing runs (for a store without a renderer, such as a build host).
-    pub fn start(command: Option<PathBuf>) -> Applier {
+    /// The renderer reads settings back through `socket`.
+    pub fn start(command: Option<PathBuf>, socket: PathBuf) -> Applier {
         let Some(command) = command else {
-            return Applier { queue: None };
+            return Applier {
+                queue: None,
+                command: None,
+                socket,
+            };
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<ApplyRequest>();
+        let worker_command = command.clone();
+        let worker_socket = socket.clone();
         tokio::spawn(async move {
+            let command = worker_command;
             while let Some(request) = rx.recv().await {
-                if let Err(e) = run(&command, &request).await {
+                if let Err(e) = run(&command, &worker_socket, &request).await {
                     tracing::error!(
                         "applying {request:?} with {} failed: {e}",
                         command.display()
@@ -40,7 +56,59 @@ impl Applier {
                 }
             }
         });
-        Applier { queue: Some(tx) }
+        Applier {
+            queue: Some(tx),
+            command: Some(command),
+            socket,
+        }
+    }
+
+    /// Asks the renderer what committing transaction `tx` would change (settings, services,
+    /// file diffs) without changing anything, and returns its JSON answer.
+    pub async fn dry_run(&self, tx: &str) -> Result<serde_json::Value, ApiError> {
+        let Some(command) = &self.command else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "this API server has no renderer configured (--apply-command), so it cannot \
+                 preview changes"
+                    .to_string(),
+            ));
+        };
+        let mut cmd = tokio::process::Command::new(command);
+        cmd.args(["--dry-run", "--tx", tx])
+            .env(SOCKET_ENV, &self.socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|e| {
+            ApiError::internal(format!("cannot start renderer {}: {e}", command.display()))
+        })?;
+        let output = tokio::time::timeout(DRY_RUN_TIMEOUT, child.wait_with_output())
+            .await
+            .map_err(|_| {
+                ApiError::internal(format!(
+                    "renderer {} did not finish the dry run within {} s",
+                    command.display(),
+                    DRY_RUN_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| ApiError::internal(format!("renderer {}: {e}", command.display())))?;
+        if !output.status.success() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "the dry run failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            ));
+        }
+        serde_json::from_slice(&output.stdout).map_err(|e| {
+            ApiError::internal(format!(
+                "renderer {} printed something that is not JSON: {e}",
+                command.display()
+            ))
+        })
     }
 
     /// Queues an apply of `keys` (everything when `None`).
@@ -58,9 +126,9 @@ impl Applier {
     }
 }
 
-async fn run(command: &PathBuf, request: &ApplyRequest) -> std::io::Result<()> {
+async fn run(command: &PathBuf, socket: &PathBuf, request: &ApplyRequest) -> std::io::Result<()> {
     let mut cmd = tokio::process::Command::new(command);
-    cmd.stdin(Stdio::piped())
+    cmd.env(SOCKET_ENV, socket).stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if *request == ApplyRequest::All {

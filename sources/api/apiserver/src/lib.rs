@@ -51,7 +51,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
     let state = server::AppState {
         store: Arc::new(RwLock::new(Box::new(store))),
         os_release: config.os_release.clone(),
-        applier: apply::Applier::start(config.apply_command.clone()),
+        applier: apply::Applier::start(config.apply_command.clone(), config.socket_path.clone()),
     };
     let (app, _) = server::router(state);
     let listener = bind(&config.socket_path, config.socket_gid)?;

@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> (Router, OpenApiDoc) {
         .routes(routes!(commit_tx))
         .routes(routes!(apply_tx))
         .routes(routes!(commit_and_apply_tx))
+        .routes(routes!(dry_run_tx))
         .routes(routes!(get_os))
         .routes(routes!(get_affected_services))
         .routes(routes!(get_templates))
@@ -532,6 +533,29 @@ async fn commit_and_apply_tx(
         state.applier.apply(Some(changed.clone()))?;
     }
     Ok(Json(changed))
+}
+
+/// Previews a transaction without changing anything: the settings that would change, the
+/// services that would restart and a unified diff of every configuration file that would change.
+/// Ballast's own route; Bottlerocket has no equivalent.
+#[utoipa::path(post, path = "/tx/dry-run", params(TxQuery),
+    responses((status = 200, description = "What committing the transaction would do", body = Object),
+              (status = 422, description = "Nothing pending, or the preview failed", body = ErrorBody),
+              (status = 503, description = "No renderer configured", body = ErrorBody)))]
+async fn dry_run_tx(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<TxQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tx = q.name()?;
+    let pending_tx = tx.clone();
+    let pending = read(&state, move |ds| {
+        controller::get_tree(ds, "settings", &Committed::Pending { tx: pending_tx })
+    })
+    .await?;
+    if pending.as_object().is_none_or(|m| m.is_empty()) {
+        return Err(nothing_pending(&tx));
+    }
+    Ok(Json(state.applier.dry_run(&tx).await?))
 }
 
 fn os_info(state: &AppState) -> Result<Value, ApiError> {
