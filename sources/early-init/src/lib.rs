@@ -86,6 +86,7 @@ pub mod fsops;
 pub mod grow;
 pub mod log;
 pub mod modules;
+pub mod readahead;
 pub mod uevent;
 
 pub use error::{Error, Result};
@@ -236,6 +237,10 @@ impl Init {
             "mounted {} (erofs, read-only) at {SYSROOT}",
             root_node.display()
         ));
+        if readahead::start(sysroot) {
+            self.log
+                .debug("reading ahead the first programs of the root");
+        }
 
         self.step = Step::Data;
         self.setup_data(sysroot, data_dev.as_deref())?;

@@ -38,6 +38,18 @@ pub const MOUNT_POINTS: &[&str] = &[
 /// Where the initial contents of `/etc` live in the image.
 pub const FACTORY_ETC: &str = "usr/share/factory/etc";
 
+/// The list of files the initramfs reads ahead while systemd starts (see early-init).
+pub const READAHEAD_PATH: &str = "usr/share/ballast/boot-readahead";
+
+/// Programs on the way to a working API, in the order they start; the read-ahead list holds
+/// each with the libraries it loads.
+pub const READAHEAD_PROGRAMS: &[&str] = &[
+    "usr/lib/systemd/systemd",
+    "usr/lib/systemd/systemd-journald",
+    "usr/bin/storewolf",
+    "usr/bin/apiserver",
+];
+
 /// Where os-release goes in the image (and `/etc/os-release` links to it).
 pub const OS_RELEASE_PATH: &str = "usr/lib/os-release";
 
@@ -364,6 +376,14 @@ pub fn stage_root(
     let pruned = systemd::prune_dangling_links(&rootfs)?;
     debug!("{} links to absent units removed", pruned.len());
 
+    // 9. What the initramfs reads ahead to warm the page cache for the first programs.
+    let readahead = readahead_list(&rootfs)?;
+    tree::write_file(
+        &rootfs.join(READAHEAD_PATH),
+        readahead.join("\n").as_bytes(),
+        0o644,
+    )?;
+
     tree::remove(&scratch)?;
     let (files, bytes) = tree_size(&rootfs)?;
     info!(
@@ -384,6 +404,27 @@ pub fn stage_root(
 }
 
 /// Where a tree path goes in the image: `etc/...` moves to the factory copy of `/etc`.
+/// [`READAHEAD_PROGRAMS`] present in `rootfs`, each followed by the regular files of its
+/// shared library closure not listed yet: paths relative to the root, in start order.
+pub fn readahead_list(rootfs: &Path) -> Result<Vec<String>> {
+    let mut listed = BTreeSet::new();
+    let mut list = Vec::new();
+    for program in READAHEAD_PROGRAMS {
+        let program = PathBuf::from(program);
+        if !matches!(tree::kind(rootfs, &program)?, Some(Kind::File)) {
+            continue;
+        }
+        let mut closure = BTreeSet::from([program.clone()]);
+        let added = elf::add_closure(rootfs, &mut closure)?;
+        for rel in std::iter::once(program).chain(added) {
+            if matches!(tree::kind(rootfs, &rel)?, Some(Kind::File)) && listed.insert(rel.clone()) {
+                list.push(rel.display().to_string());
+            }
+        }
+    }
+    Ok(list)
+}
+
 fn image_path(rel: &Path) -> PathBuf {
     match rel.strip_prefix("etc") {
         Ok(rest) => Path::new(FACTORY_ETC).join(rest),

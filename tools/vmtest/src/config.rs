@@ -161,6 +161,10 @@ pub struct UserNet {
     pub guest_forwards: Vec<GuestForward>,
     /// Cut the guest off from everything except the forwards (`restrict=on`).
     pub restrict: bool,
+    /// The guest network in CIDR form (`net=`), e.g. `169.254.169.0/24` so that a guest
+    /// forward can stand in for an instance metadata service at 169.254.169.254; QEMU's
+    /// default 10.0.2.0/24 when `None`.
+    pub network: Option<String>,
 }
 
 /// CPU virtualization backend.
@@ -412,6 +416,10 @@ impl VmConfig {
             let mut netdev = String::from("user,id=net0");
             if net.restrict {
                 netdev.push_str(",restrict=on");
+            }
+            if let Some(network) = &net.network {
+                check_opt_value("guest network", network)?;
+                netdev.push_str(&format!(",net={network}"));
             }
             for fwd in &net.host_forwards {
                 let proto = match fwd.proto {

@@ -61,6 +61,8 @@ pub struct Vm {
     console_input: Option<std::process::ChildStdin>,
     /// Numbers the markers of [`Vm::run_shell`].
     shell_sequence: usize,
+    /// A console shell has answered once.
+    shell_ready: bool,
     // Holds the OVMF variable store copy; deleted with the VM.
     _scratch: tempfile::TempDir,
 }
@@ -201,15 +203,17 @@ impl Vm {
             readers,
             console_input,
             shell_sequence: 0,
+            shell_ready: false,
             _scratch: scratch,
         })
     }
 
     /// Types `text` on the serial console (what a person at the console would type).
     pub fn type_on_console(&mut self, text: &str) -> Result<()> {
-        let input = self.console_input.as_mut().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "QEMU has stopped")
-        });
+        let input = self
+            .console_input
+            .as_mut()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "QEMU has stopped"));
         input
             .and_then(|input| {
                 input.write_all(text.as_bytes())?;
@@ -220,18 +224,41 @@ impl Vm {
             })
     }
 
+    /// Waits until a shell answers on the console: input typed before the shell has the
+    /// terminal is lost, so this types a harmless `echo` every two seconds until one comes back.
+    pub fn wait_for_shell(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.shell_sequence += 1;
+            let n = self.shell_sequence;
+            self.type_on_console(&format!("echo '@@shell-''{n}@@'\n"))?;
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(2));
+            match self.wait_for_console(&format!("@@shell-{n}@@"), wait) {
+                Ok(_) => {
+                    self.shell_ready = true;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline || !self.is_running() => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+
     /// Runs `command` in the shell on the serial console (development images have one) and
     /// returns what it printed and its exit status. The output is found between two markers the
     /// shell prints around it; the markers are typed split in two, so the echo of the typed line
     /// never matches them.
     pub fn run_shell(&mut self, command: &str, timeout: Duration) -> Result<(String, i32)> {
+        if !self.shell_ready {
+            self.wait_for_shell(timeout)?;
+        }
         self.shell_sequence += 1;
         let n = self.shell_sequence;
         let begin = format!("@@begin-{n}@@");
         let end = format!("@@end-{n}@@");
-        let line = format!(
-            "echo '@@begin-''{n}@@'; {command}; echo \"@@end-\"'{n}@@' $?\n"
-        );
+        let line = format!("echo '@@begin-''{n}@@'; {command}; echo \"@@end-\"'{n}@@' $?\n");
         self.type_on_console(&line)?;
         self.wait_for_console(&begin, timeout)?;
         let start = self.cursor;

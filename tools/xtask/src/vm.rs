@@ -35,6 +35,11 @@ pub struct BootOptions {
     /// Make the VM's disk this big (`qemu-img resize` of the overlay), as an operator would
     /// enlarge a node's disk; the image's own size when `None`.
     pub disk_size_mib: Option<u64>,
+    /// Boot again from the overlay an earlier boot of the same name left (a reboot), instead of
+    /// a fresh one.
+    pub keep_disk: bool,
+    /// QEMU user networking (DHCP, forwards); no network card when `None`.
+    pub network: Option<vmtest::UserNet>,
 }
 
 impl BootOptions {
@@ -45,6 +50,8 @@ impl BootOptions {
             bridge: true,
             memory_mib: 1024,
             disk_size_mib: None,
+            keep_disk: false,
+            network: None,
         }
     }
 }
@@ -89,9 +96,13 @@ impl Node {
         let run_dir = crate::host::root().join("build/run").join(&opts.name);
         std::fs::create_dir_all(&run_dir)?;
         let disk = run_dir.join("disk.qcow2");
-        overlay(opts.disk.as_deref().unwrap_or(&built.raw_image), &disk)?;
-        if let Some(mib) = opts.disk_size_mib {
-            resize(&disk, mib)?;
+        if opts.keep_disk && disk.exists() {
+            // A reboot of the same node: its disk keeps what the last boot wrote.
+        } else {
+            overlay(opts.disk.as_deref().unwrap_or(&built.raw_image), &disk)?;
+            if let Some(mib) = opts.disk_size_mib {
+                resize(&disk, mib)?;
+            }
         }
         let qemu_api = run_dir.join("qemu-api.sock");
         let api_socket = run_dir.join("api.sock");
@@ -101,6 +112,10 @@ impl Node {
             .memory_mib(opts.memory_mib)
             .api_socket(&qemu_api)
             .log_dir(&run_dir);
+        let config = match &opts.network {
+            Some(net) => config.network(net.clone()),
+            None => config,
+        };
         let vm = vmtest::Vm::start(config)?;
         let bridge = if opts.bridge {
             Some(apibridge::spawn_host_bridge(&qemu_api, &api_socket)?)

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub socket_gid: Option<u32>,
     pub os_release: PathBuf,
     pub apply_command: Option<PathBuf>,
+    /// Write a readiness line to /dev/kmsg (on a node; never in tests).
+    pub kmsg_ready: bool,
 }
 
 /// Opens the datastore, listens on the socket and serves until SIGTERM or SIGINT.
@@ -57,6 +59,9 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
     let listener = bind(&config.socket_path, config.socket_gid)?;
     tracing::info!("serving the API on {}", config.socket_path.display());
     notify_ready();
+    if config.kmsg_ready {
+        announce_in_kernel_log(&config.socket_path);
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -98,6 +103,21 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<tokio::net::UnixListener> {
 }
 
 /// Tells systemd (Type=notify) that the socket is ready, when started by systemd.
+/// The line `dmesg` shows once the API answers; `cargo xtask bench boot` reads its timestamp.
+pub const KMSG_READY: &str = "apiserver: API ready on";
+
+fn announce_in_kernel_log(socket: &Path) {
+    use std::io::Write;
+    let line = format!("<6>{KMSG_READY} {}\n", socket.display());
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut kmsg| kmsg.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!("cannot write to /dev/kmsg: {e}");
+    }
+}
+
 fn notify_ready() {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;

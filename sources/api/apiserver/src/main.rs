@@ -23,6 +23,10 @@ struct Args {
     /// Renderer run on apply: changed keys as a JSON array on stdin, or `--all`.
     #[arg(long)]
     apply_command: Option<PathBuf>,
+    /// Also record readiness in the kernel log (/dev/kmsg), so the boot timeline in `dmesg`
+    /// shows when the API started answering.
+    #[arg(long)]
+    kmsg_ready: bool,
     /// trace, debug, info, warn or error.
     #[arg(long, default_value = "info")]
     log_level: tracing_subscriber::filter::LevelFilter,
@@ -41,6 +45,7 @@ async fn main() -> ExitCode {
         socket_gid: args.socket_gid,
         os_release: args.os_release,
         apply_command: args.apply_command,
+        kmsg_ready: args.kmsg_ready,
     };
     match apiserver::serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
