@@ -19,18 +19,13 @@
 //! * The seed is uniform over the range; nothing ties it to the node's identity, so a node whose
 //!   data partition is wiped gets a new seed.
 
+pub mod error;
+
+use error::WriteOutputSnafu;
+pub use error::{Error, Result};
 use rand::Rng;
-use snafu::{ResultExt, Snafu};
+use snafu::ResultExt;
 use std::io::Write;
-
-/// Errors of the bork command line.
-#[derive(Debug, Snafu)]
-pub enum Error {
-    #[snafu(display("Failed to write the seed to stdout: {source}"))]
-    WriteOutput { source: std::io::Error },
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A seed drawn uniformly from `0..=MAX_UPDATE_SEED`.
 pub fn seed<R: Rng + ?Sized>(rng: &mut R) -> u32 {

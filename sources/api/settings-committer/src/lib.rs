@@ -25,38 +25,15 @@
 //!
 //! * No retry: the unit is ordered after the API server, which answers as soon as it is up.
 
-use snafu::{ResultExt, Snafu};
-use std::path::{Path, PathBuf};
+pub mod error;
+
+use error::{AnswerSnafu, RefusedSnafu, RequestSnafu};
+pub use error::{Error, Result};
+use snafu::ResultExt;
+use std::path::Path;
 
 /// Status the API server answers when a transaction holds nothing to commit.
 const NOTHING_PENDING: u16 = 422;
-
-#[derive(Debug, Snafu)]
-pub enum Error {
-    #[snafu(display("Cannot commit transaction '{tx}' through {}: {source}", socket_path.display()))]
-    Request {
-        tx: String,
-        socket_path: PathBuf,
-        source: apiclient::Error,
-    },
-
-    #[snafu(display("The API server refused to commit transaction '{tx}' (status {status}): {message}"))]
-    Refused {
-        tx: String,
-        status: u16,
-        message: String,
-    },
-
-    #[snafu(display(
-        "The API server committed transaction '{tx}' but its answer is not a list of keys: {source}"
-    ))]
-    Answer {
-        tx: String,
-        source: serde_json::Error,
-    },
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What a commit did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! `settings-committer`: commits the boot-time settings transaction; see the library docs.
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,6 +26,9 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_max_level(args.log_level)
         .with_writer(std::io::stderr)
+        // The journal stamps each line itself, and colors only help on a terminal.
+        .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match settings_committer::run(&args.socket_path, &args.tx).await {
         Ok(_) => ExitCode::SUCCESS,
