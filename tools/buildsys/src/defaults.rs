@@ -1,5 +1,7 @@
 //! The settings defaults file installed for storewolf: the shared defaults of
-//! `sources/models/defaults.d/` merged with the variant's files, checked with the model.
+//! `sources/models/defaults.d/`, then each package's own `defaults.toml` (in the variant's
+//! package order: a package that brings a service can bring its settings, metadata, service
+//! and file definitions), then the variant's files; merged and checked with the model.
 
 use crate::error::{DefaultsSnafu, IoSnafu, Result};
 use snafu::ResultExt;
@@ -31,6 +33,18 @@ pub fn shared_defaults_files(root: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// Name of the optional defaults file in a package directory.
+pub const PACKAGE_DEFAULTS_FILE: &str = "defaults.toml";
+
+/// The `defaults.toml` of each package directory in `package_dirs` that has one, in order.
+pub fn package_defaults_files(package_dirs: &[&Path]) -> Vec<PathBuf> {
+    package_dirs
+        .iter()
+        .map(|dir| dir.join(PACKAGE_DEFAULTS_FILE))
+        .filter(|path| path.is_file())
+        .collect()
 }
 
 /// Merges `files` in order (later wins) with the rules of `models::Defaults::merge`: settings
@@ -163,6 +177,28 @@ fn merge_metadata(into: &mut Value, later: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_defaults_come_in_package_order() {
+        let temp = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            temp.path().join("a"),
+            temp.path().join("b"),
+            temp.path().join("c"),
+        );
+        for dir in [&a, &b, &c] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        std::fs::write(c.join(PACKAGE_DEFAULTS_FILE), "[settings]\nmotd = \"c\"\n").unwrap();
+        std::fs::write(a.join(PACKAGE_DEFAULTS_FILE), "[settings]\nmotd = \"a\"\n").unwrap();
+        let files = package_defaults_files(&[&c, &b, &a]);
+        assert_eq!(
+            files,
+            vec![c.join(PACKAGE_DEFAULTS_FILE), a.join(PACKAGE_DEFAULTS_FILE)]
+        );
+        let merged = merge_defaults(&files, &["c".into(), "a".into()]).unwrap();
+        assert!(merged.contains("motd = \"a\""), "{merged}");
+    }
 
     #[test]
     fn merges_like_the_model() {

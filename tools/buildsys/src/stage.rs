@@ -1,7 +1,9 @@
 //! Staging a variant's root tree: everything the disk builder needs to make the erofs root
 //! image, plus the kernel and the initramfs module list beside it.
 
-use crate::defaults::{merge_defaults, shared_defaults_files, DEFAULTS_IMAGE_PATH};
+use crate::defaults::{
+    merge_defaults, package_defaults_files, shared_defaults_files, DEFAULTS_IMAGE_PATH,
+};
 use crate::elf;
 use crate::error::{
     BadGlobSnafu, BadVersionSnafu, FileConflictSnafu, ForbiddenPathSnafu, IoSnafu,
@@ -357,6 +359,8 @@ pub fn stage_root(
         &rootfs.join(FACTORY_ETC).join("os-release"),
     )?;
     let mut defaults_files = shared_defaults_files(root)?;
+    let package_dirs: Vec<&Path> = variant.packages.iter().map(|p| p.dir.as_path()).collect();
+    defaults_files.extend(package_defaults_files(&package_dirs));
     defaults_files.extend(variant.defaults.iter().cloned());
     let shown: Vec<String> = defaults_files
         .iter()

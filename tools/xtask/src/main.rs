@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_settings;
 mod run;
 mod test;
 
@@ -52,6 +53,8 @@ enum Bench {
     },
     /// Root image size and image build time (clean, and after changing one default).
     Image,
+    /// Time from `apiclient set` to the affected service restarted (host; `--vm` adds the VM).
+    Settings(bench_settings::BenchSettingsArgs),
 }
 
 fn lock() -> anyhow::Result<()> {
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
             Bench::Boot { rounds } => bench::boot(rounds),
             Bench::Verity { size_mib, rounds } => bench::verity(size_mib, rounds),
             Bench::Image => bench::image(),
+            Bench::Settings(args) => bench_settings::run(&args),
         },
     };
     match result {
