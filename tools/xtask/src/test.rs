@@ -47,6 +47,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
                 "xtask",
                 "--test",
                 "vm",
+                "--test",
+                "vm_settings",
                 "--",
                 "--ignored",
                 "--test-threads=1",

@@ -128,7 +128,8 @@ impl Applier {
 
 async fn run(command: &PathBuf, socket: &PathBuf, request: &ApplyRequest) -> std::io::Result<()> {
     let mut cmd = tokio::process::Command::new(command);
-    cmd.env(SOCKET_ENV, socket).stdin(Stdio::piped())
+    cmd.env(SOCKET_ENV, socket)
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if *request == ApplyRequest::All {

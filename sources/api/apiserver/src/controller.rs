@@ -105,8 +105,9 @@ pub fn validated_pairs(settings: &Value) -> Result<BTreeMap<Key, String>, ApiErr
 }
 
 /// Turns `["motd=hi", "kernel.lockdown=none"]` into one settings object. Each value is tried as a
-/// boolean, an unsigned integer, a float and finally a string; the first form the model accepts
-/// for that key wins, so `motd=42` stays the string "42".
+/// JSON list or object, a boolean, an unsigned integer, a float and finally a string; the first
+/// form the model accepts for that key wins, so `motd=42` stays the string "42" while
+/// `ntp.time-servers=["a"]` is a list.
 pub fn keypairs_to_settings(payload: &[String]) -> Result<Value, ApiError> {
     let mut merged = Value::Object(Map::new());
     for pair in payload {
@@ -141,8 +142,17 @@ pub fn keypairs_to_settings(payload: &[String]) -> Result<Value, ApiError> {
     Ok(merged)
 }
 
+/// The values `raw` could stand for, tried in order against the model: a JSON list or object
+/// (for list and map settings, e.g. `ntp.time-servers=["a","b"]`), a boolean, a number, and
+/// last the string itself, which is what the error speaks of when nothing fits.
 fn guesses(raw: &str) -> Vec<Value> {
     let mut out = Vec::new();
+    let trimmed = raw.trim_start();
+    if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        if let Ok(value @ (Value::Array(_) | Value::Object(_))) = serde_json::from_str(raw) {
+            out.push(value);
+        }
+    }
     if let Ok(b) = raw.parse::<bool>() {
         out.push(Value::Bool(b));
     }

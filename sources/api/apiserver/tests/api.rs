@@ -1,9 +1,8 @@
 //! End-to-end tests of the API server process, driven by the real apiclient binary and by raw
 //! requests for the error paths.
 
-
-use testserver::TestServer;
 use serde_json::{json, Value};
+use testserver::TestServer;
 
 fn stdout(out: &std::process::Output) -> String {
     assert!(
@@ -51,7 +50,17 @@ fn keypair_values_take_the_type_the_model_wants() {
         "settings.updates.seed=7",
         "updates.ignore-waves=true",
         "kernel.sysctl.\"net.ipv4.ip_forward\"=1",
+        "ntp.time-servers=[\"a.example\", \"b.example\"]",
     ]));
+    let s = server.json("GET", "/settings", None);
+    assert_eq!(s["ntp"]["time-servers"], json!(["a.example", "b.example"]));
+    // A motd that looks like a list stays the text it is.
+    stdout(&server.apiclient(&["set", "motd=[not a list]"]));
+    assert_eq!(
+        server.json("GET", "/settings", None)["motd"],
+        "[not a list]"
+    );
+    stdout(&server.apiclient(&["set", "motd=42"]));
     let s = server.json("GET", "/settings", None);
     assert_eq!(s["motd"], "42");
     assert_eq!(s["updates"]["seed"], 7);

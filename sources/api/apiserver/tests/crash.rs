@@ -2,10 +2,9 @@
 //! that live settings always equal one whole commit: the last acknowledged one, or the one that
 //! was in flight when the server died. Never a mixture, never older.
 
-
-use testserver::TestServer;
 use rand::Rng;
 use std::time::Duration;
+use testserver::TestServer;
 
 const TARGET_COMMITS: u64 = 520;
 

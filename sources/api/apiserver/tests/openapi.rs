@@ -2,9 +2,8 @@
 //! test holds it against the real server: every documented route answers with a documented
 //! status, JSON answers match their documented schema, and undocumented routes are refused.
 
-
-use testserver::TestServer;
 use serde_json::{json, Value};
+use testserver::TestServer;
 
 /// A request that a route should accept, for the routes that need arguments.
 fn sample_request(method: &str, path: &str) -> (String, Option<String>) {

@@ -258,7 +258,11 @@ fn imds_client(config: &Config, cmdline: &KernelCmdline) -> Result<Option<Imds>,
         return Ok(None);
     }
     Imds::new(url, config.imds_deadline)
-        .map(|imds| Some(imds.waiting_for_route(has_network_link(Path::new(SYS_CLASS_NET)))))
+        .map(|imds| {
+            let wait = has_network_link(Path::new(SYS_CLASS_NET))
+                || has_network_controller(Path::new(SYS_PCI_DEVICES));
+            Some(imds.waiting_for_route(wait))
+        })
         .map_err(|reason| format!("{reason} (from {origin})"))
 }
 
@@ -277,10 +281,36 @@ mod link_tests {
         assert!(has_network_link(dir.path()));
         assert!(!has_network_link(&dir.path().join("missing")));
     }
+
+    #[test]
+    fn a_pci_network_controller_counts_without_a_driver() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("0000:00:02.0");
+        std::fs::create_dir(&disk).unwrap();
+        std::fs::write(disk.join("class"), "0x010000\n").unwrap();
+        assert!(!has_network_controller(dir.path()));
+        let nic = dir.path().join("0000:00:03.0");
+        std::fs::create_dir(&nic).unwrap();
+        std::fs::write(nic.join("class"), "0x020000\n").unwrap();
+        assert!(has_network_controller(dir.path()));
+    }
 }
 
 /// Where the kernel lists network interfaces.
 const SYS_CLASS_NET: &str = "/sys/class/net";
+/// Where the kernel lists PCI devices, with or without a driver.
+const SYS_PCI_DEVICES: &str = "/sys/bus/pci/devices";
+
+/// Whether a PCI network controller (class 0x02) is present, even if its driver is not loaded
+/// yet: early in the boot the interface may not exist while udev is still loading drivers.
+pub fn has_network_controller(pci_devices: &Path) -> bool {
+    std::fs::read_dir(pci_devices).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            std::fs::read_to_string(e.path().join("class"))
+                .is_ok_and(|class| class.trim().starts_with("0x02"))
+        })
+    })
+}
 
 /// Whether the node has a network interface besides loopback: then a missing route to the
 /// metadata service may only mean that DHCP has not finished, and it is worth waiting for

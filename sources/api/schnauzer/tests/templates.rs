@@ -1,0 +1,271 @@
+//! Renders every shipped template through the library, once with the shared defaults and once
+//! with a filled-in example, and checks what the consuming service needs.
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+fn template_path(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let package = if name == "containerd-config" {
+        "containerd"
+    } else {
+        "api"
+    };
+    root.join("packages")
+        .join(package)
+        .join("files/usr/share/templates")
+        .join(name)
+}
+
+fn os() -> Value {
+    json!({"pretty_name": "Ballast test", "variant_id": "test", "version_id": "0.1.0",
+           "build_id": "abc", "arch": "x86_64"})
+}
+
+fn render(name: &str, settings: &Value) -> String {
+    // Only settings the model accepts may be used by the templates' tests.
+    models::parse_settings(settings).unwrap_or_else(|e| panic!("example settings invalid: {e}"));
+    let path = template_path(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    schnauzer::render_template(
+        &path.display().to_string(),
+        &text,
+        &json!({"settings": settings, "os": os()}),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn defaults() -> Value {
+    models::shared_defaults().settings
+}
+
+const PEM: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUTEST\n-----END CERTIFICATE-----\n";
+
+fn example() -> Value {
+    let pem = base64::engine::general_purpose::STANDARD.encode(PEM);
+    let auth = base64::engine::general_purpose::STANDARD.encode("bob:secret");
+    json!({
+        "motd": "Hello \"there\" <ops>",
+        "timezone": "Europe/Paris",
+        "network": {
+            "hostname": "node-1",
+            "http-proxy": "http://proxy.example:3128",
+            "https-proxy": "proxy.example:3129",
+            "no-proxy": ["10.0.0.0/8", ".internal.example"]
+        },
+        "dns": {"name-servers": ["10.0.0.2", "fd00::53"], "search-list": ["a.example", "b.example"]},
+        "ntp": {"time-servers": ["https://time.example", "10.1.1.1:123", "[fd00::7b]:123", "ntp.example"]},
+        "kernel": {
+            "sysctl": {"net.ipv4.ip_forward": "1", "vm.max_map_count": "262144"},
+            "modules": {"sctp": {"allowed": false}, "udf": {"allowed": true}, "dccp": {"allowed": false}}
+        },
+        "container-registry": {
+            "mirrors": [
+                {"registry": "docker.io", "endpoint": ["mirror.example", "http://mirror2.example:5000"]},
+                {"registry": "*", "endpoint": ["https://all.example"]}
+            ],
+            "credentials": [
+                {"registry": "docker.io", "auth": auth},
+                {"registry": "quay.io", "username": "bob", "password": "p\"w\\d"},
+                {"registry": "ghcr.io", "identitytoken": "tok"}
+            ]
+        },
+        "pki": {
+            "corp": {"data": pem, "trusted": true},
+            "bad": {"data": pem, "trusted": false}
+        }
+    })
+}
+
+#[test]
+fn bare_value_files() {
+    assert_eq!(render("motd", &defaults()), "Welcome to Ballast!\n");
+    assert_eq!(render("motd", &example()), "Hello \"there\" <ops>\n");
+    assert_eq!(render("timezone", &defaults()), "Etc/UTC\n");
+    assert_eq!(render("timezone", &example()), "Europe/Paris\n");
+    assert_eq!(render("hostname", &example()), "node-1\n");
+    // No hostname set: the kernel's usual fallback, so `hostname -F` still has a name to read.
+    assert_eq!(render("hostname", &defaults()), "localhost\n");
+}
+
+#[test]
+fn resolv_conf() {
+    let unset = render("resolv-conf", &defaults());
+    assert!(unset.lines().all(|l| l.starts_with('#')), "{unset}");
+    let set = render("resolv-conf", &example());
+    let lines: Vec<&str> = set.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            "nameserver 10.0.0.2",
+            "nameserver fd00::53",
+            "search a.example b.example"
+        ]
+    );
+}
+
+#[test]
+fn sysctl_conf() {
+    let unset = render("sysctl-conf", &defaults());
+    assert!(unset.lines().all(|l| l.starts_with('#')), "{unset}");
+    let set = render("sysctl-conf", &example());
+    let lines: Vec<&str> = set.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        ["net.ipv4.ip_forward = 1", "vm.max_map_count = 262144"]
+    );
+}
+
+#[test]
+fn modprobe_conf() {
+    let unset = render("modprobe-conf", &defaults());
+    assert!(unset.lines().all(|l| l.starts_with('#')), "{unset}");
+    let set = render("modprobe-conf", &example());
+    let lines: Vec<&str> = set.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            "blacklist dccp",
+            "install dccp /bin/false",
+            "blacklist sctp",
+            "install sctp /bin/false"
+        ]
+    );
+}
+
+#[test]
+fn timesyncd_conf() {
+    let text = render("timesyncd-conf", &defaults());
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines, ["[Time]", "NTP=pool.ntp.org"]);
+    let text = render("timesyncd-conf", &example());
+    assert!(
+        text.contains("\nNTP=time.example 10.1.1.1 fd00::7b ntp.example\n"),
+        "{text}"
+    );
+    let two = json!({"ntp": {"time-servers": ["a", "b"]}});
+    assert!(render("timesyncd-conf", &two).ends_with("\nNTP=a b\n"));
+}
+
+#[test]
+fn ca_certificates() {
+    let unset = render("ca-certificates", &defaults());
+    assert!(unset.lines().all(|l| l.starts_with('#')), "{unset}");
+    let set = render("ca-certificates", &example());
+    assert_eq!(
+        set.matches("-----BEGIN CERTIFICATE-----").count(),
+        1,
+        "{set}"
+    );
+    assert!(set.contains(PEM), "{set}");
+    assert!(set.contains("# settings.pki.corp"));
+    assert!(!set.contains("settings.pki.bad"));
+}
+
+#[test]
+fn proxy_env() {
+    let unset = render("proxy-env", &defaults());
+    assert!(unset.lines().all(|l| l.starts_with('#')), "{unset}");
+    let set = render("proxy-env", &example());
+    let lines: Vec<&str> = set.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            "HTTP_PROXY=http://proxy.example:3128",
+            "http_proxy=http://proxy.example:3128",
+            "HTTPS_PROXY=proxy.example:3129",
+            "https_proxy=proxy.example:3129",
+            "NO_PROXY=localhost,127.0.0.1,::1,10.0.0.0/8,.internal.example",
+            "no_proxy=localhost,127.0.0.1,::1,10.0.0.0/8,.internal.example",
+        ]
+    );
+}
+
+fn parse_toml(text: &str) -> toml::Table {
+    toml::from_str(text).unwrap_or_else(|e| panic!("not TOML: {e}\n{text}"))
+}
+
+#[test]
+fn host_ctr_config() {
+    let unset = parse_toml(&render("host-ctr-config", &defaults()));
+    assert!(unset.is_empty(), "{unset:?}");
+    let set = parse_toml(&render("host-ctr-config", &example()));
+    let expected: toml::Table = toml::from_str(
+        r#"
+        [mirrors."docker.io"]
+        endpoints = ["https://mirror.example", "http://mirror2.example:5000"]
+        [mirrors."*"]
+        endpoints = ["https://all.example"]
+        [creds."registry-1.docker.io"]
+        auth = "Ym9iOnNlY3JldA=="
+        [creds."quay.io"]
+        username = "bob"
+        password = 'p"w\d'
+        [creds."ghcr.io"]
+        identitytoken = "tok"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(set, expected);
+}
+
+#[test]
+fn containerd_config() {
+    let base = parse_toml(&render("containerd-config", &defaults()));
+    assert_eq!(base["version"].as_integer(), Some(2));
+    assert_eq!(
+        base["grpc"]["address"].as_str(),
+        Some("/run/containerd/containerd.sock")
+    );
+    let cri = &base["plugins"]["io.containerd.grpc.v1.cri"];
+    assert_eq!(
+        cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"].as_bool(),
+        Some(true)
+    );
+    assert!(cri.get("registry").is_none());
+
+    let set = parse_toml(&render("containerd-config", &example()));
+    let registry = &set["plugins"]["io.containerd.grpc.v1.cri"]["registry"];
+    let endpoints = |name: &str| -> Vec<String> {
+        registry["mirrors"][name]["endpoint"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        endpoints("docker.io"),
+        ["https://mirror.example", "http://mirror2.example:5000"]
+    );
+    assert_eq!(endpoints("*"), ["https://all.example"]);
+    let configs = &registry["configs"];
+    assert_eq!(
+        configs["registry-1.docker.io"]["auth"]["auth"].as_str(),
+        Some("Ym9iOnNlY3JldA==")
+    );
+    assert_eq!(configs["quay.io"]["auth"]["username"].as_str(), Some("bob"));
+    assert_eq!(
+        configs["quay.io"]["auth"]["password"].as_str(),
+        Some("p\"w\\d")
+    );
+    assert_eq!(
+        configs["ghcr.io"]["auth"]["identitytoken"].as_str(),
+        Some("tok")
+    );
+}
+
+#[test]
+fn every_default_template_exists_and_renders() {
+    let defaults = models::shared_defaults();
+    for (name, file) in &defaults.configuration_files {
+        let file_name = file.template_path.rsplit('/').next().unwrap();
+        assert_eq!(file_name, name);
+        assert!(template_path(name).is_file(), "missing template for {name}");
+        render(name, &defaults.settings);
+        render(name, &example());
+    }
+}

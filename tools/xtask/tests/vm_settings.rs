@@ -1,0 +1,271 @@
+//! VM end-to-end test of the settings daemons on the dev image: user data from the instance
+//! metadata service (served on the host's loopback, reached by the guest only through QEMU's
+//! user networking) and from a file on the data partition, generated settings, files rendered
+//! at boot, and `apiclient set` re-rendering files and restarting only the affected services.
+//! Run by `cargo xtask test` with the other VM tests.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use xtask::image::{self, Built};
+use xtask::vm::{BootOptions, Node};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+const SHELL_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn built(variant: &str) -> Built {
+    image::existing(variant, &image::default_version()).unwrap_or_else(|| {
+        panic!("no {variant} image; run `cargo xtask build --variant {variant}` first")
+    })
+}
+
+/// A stand-in instance metadata service with the IMDSv2 token flow, on 127.0.0.1.
+struct Imds {
+    port: u16,
+    user_data: Arc<Mutex<Option<String>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+const TOKEN: &str = "vm-test-token";
+
+impl Imds {
+    fn start(user_data: Option<&str>) -> Imds {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::{get, put};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let data = Arc::new(Mutex::new(user_data.map(str::to_string)));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (d, r1, r2) = (data.clone(), requests.clone(), requests.clone());
+        let app = axum::Router::new()
+            .route(
+                "/latest/api/token",
+                put(move |headers: HeaderMap| async move {
+                    r1.lock().unwrap().push("PUT token".to_string());
+                    if headers.contains_key("x-aws-ec2-metadata-token-ttl-seconds") {
+                        (StatusCode::OK, TOKEN.to_string())
+                    } else {
+                        (StatusCode::BAD_REQUEST, "missing ttl".to_string())
+                    }
+                }),
+            )
+            .route(
+                "/latest/user-data",
+                get(move |headers: HeaderMap| async move {
+                    r2.lock().unwrap().push("GET user-data".to_string());
+                    let token = headers
+                        .get("x-aws-ec2-metadata-token")
+                        .and_then(|v| v.to_str().ok());
+                    if token != Some(TOKEN) {
+                        return (StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    match d.lock().unwrap().clone() {
+                        Some(text) => (StatusCode::OK, text),
+                        None => (StatusCode::NOT_FOUND, String::new()),
+                    }
+                }),
+            );
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(SocketAddr::from((
+                Ipv4Addr::LOCALHOST,
+                0,
+            ))))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Imds {
+            port,
+            user_data: data,
+            requests,
+            _runtime: runtime,
+        }
+    }
+
+    /// Guest networking in which 169.254.169.254:80 (the default metadata endpoint) leads to
+    /// this server, and nowhere else.
+    fn network(&self) -> vmtest::UserNet {
+        vmtest::UserNet {
+            guest_forwards: vec![vmtest::GuestForward::to_host_tcp(
+                Ipv4Addr::new(169, 254, 169, 254),
+                80,
+                self.port,
+            )],
+            restrict: true,
+            network: Some("169.254.169.0/24".to_string()),
+            ..Default::default()
+        }
+    }
+}
+
+fn apiclient(node: &Node, args: &[&str]) -> String {
+    let bin = xtask::host::root().join("target/release/apiclient");
+    let out = Command::new(&bin)
+        .arg("--socket-path")
+        .arg(&node.api_socket)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    assert!(
+        out.status.success(),
+        "apiclient {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn setting(node: &Node, key: &str) -> serde_json::Value {
+    let text = apiclient(node, &["get", key]);
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    key.split('.')
+        .fold(value, |v, part| v.get(part).cloned().unwrap_or_default())
+}
+
+/// Runs a command in the guest's console shell and returns its output; it must succeed.
+fn sh(node: &mut Node, command: &str) -> String {
+    let (out, status) = node.vm.run_shell(command, SHELL_TIMEOUT).unwrap();
+    assert_eq!(status, 0, "`{command}` failed in the guest: {out}");
+    out.trim().to_string()
+}
+
+/// Polls a guest command until its output satisfies `ok`.
+fn wait_for(node: &mut Node, command: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = node.vm.run_shell(command, SHELL_TIMEOUT).unwrap().0;
+        if ok(out.trim()) {
+            return out.trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{command}` still printed {out:?} after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// systemd's ID of the current run of each unit: it changes exactly when the unit restarts.
+fn invocations(node: &mut Node, units: &[&str]) -> Vec<String> {
+    units
+        .iter()
+        .map(|u| sh(node, &format!("systemctl show -p InvocationID --value {u}")))
+        .collect()
+}
+
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn user_data_generators_rendering_and_restarts_in_a_booted_dev_node() {
+    let built = built("dev");
+    let imds = Imds::start(Some(
+        "[settings]\nmotd = \"from the metadata service\"\n\n[settings.network]\nhostname = \"imds-node\"\n",
+    ));
+    let mut opts = BootOptions::new("test-settings");
+    opts.network = Some(imds.network());
+    let mut node = Node::boot(&built, &opts).unwrap();
+    node.wait_for_api(BOOT_TIMEOUT).unwrap();
+    // The shell starts after the boot jobs; wait for configured.target's follower.
+    wait_for(&mut node, "systemctl is-active mark-boot-reached", |s| {
+        s == "active"
+    });
+
+    // User data from the metadata service, through the token flow.
+    assert_eq!(setting(&node, "settings.motd"), "from the metadata service");
+    let requests = imds.requests.lock().unwrap().clone();
+    assert!(
+        requests.contains(&"PUT token".to_string()),
+        "no token request: {requests:?}"
+    );
+    // A generated value: the update wave seed.
+    let seed = setting(&node, "settings.updates.seed");
+    assert!(
+        seed.as_u64().is_some_and(|s| s < 2048),
+        "seed not generated: {seed}"
+    );
+    // Files rendered at boot from the committed settings.
+    assert_eq!(sh(&mut node, "cat /etc/motd"), "from the metadata service");
+    assert_eq!(sh(&mut node, "cat /proc/sys/kernel/hostname"), "imds-node");
+    let ntp = sh(&mut node, "grep ^NTP= /etc/systemd/timesyncd.conf");
+    assert!(ntp.contains("pool.ntp.org"), "{ntp}");
+
+    // A dry run shows the diff and changes nothing.
+    let preview = apiclient(&node, &["set", "--dry-run", "motd=only a preview"]);
+    assert!(preview.contains("settings.motd"), "{preview}");
+    assert!(preview.contains("+only a preview"), "{preview}");
+    assert!(preview.contains("/etc/motd"), "{preview}");
+    assert_eq!(setting(&node, "settings.motd"), "from the metadata service");
+    assert_eq!(sh(&mut node, "cat /etc/motd"), "from the metadata service");
+
+    // NTP: its file is re-rendered and only timesyncd restarts.
+    let units = [
+        "systemd-timesyncd",
+        "systemd-networkd",
+        "systemd-journald",
+        "apiserver",
+    ];
+    let before = invocations(&mut node, &units);
+    apiclient(
+        &node,
+        &["set", "ntp.time-servers=[\"time.ballast.invalid\"]"],
+    );
+    wait_for(&mut node, "grep ^NTP= /etc/systemd/timesyncd.conf", |s| {
+        s == "NTP=time.ballast.invalid"
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let now = invocations(&mut node, &units);
+        if now[0] != before[0] || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_ne!(after[0], before[0], "timesyncd was not restarted");
+    assert_eq!(
+        after[1..],
+        before[1..],
+        "other services restarted: {units:?}"
+    );
+
+    // motd and a sysctl that takes effect in /proc.
+    apiclient(&node, &["set", "motd=set from the host"]);
+    wait_for(&mut node, "cat /etc/motd", |s| s == "set from the host");
+    apiclient(&node, &["set", "kernel.sysctl.\"vm.swappiness\"=13"]);
+    wait_for(&mut node, "cat /proc/sys/vm/swappiness", |s| s == "13");
+
+    // User data in a file on the data partition, read at the next boot; the metadata service
+    // now serves an invalid document, which must be refused whole.
+    sh(
+        &mut node,
+        "printf '[settings]\\ntimezone = \"Europe/Paris\"\\n' > /local/user-data.toml && sync",
+    );
+    *imds.user_data.lock().unwrap() = Some(
+        "[settings]\nmotd = \"half of a bad document\"\n\n[settings.no-such-group]\nx = 1\n"
+            .to_string(),
+    );
+    node.vm.type_on_console("systemctl reboot\n").unwrap();
+    node.vm.wait_for_exit(Duration::from_secs(120)).unwrap();
+    drop(node);
+
+    let mut opts = BootOptions::new("test-settings");
+    opts.network = Some(imds.network());
+    opts.keep_disk = true;
+    let mut node = Node::boot(&built, &opts).unwrap();
+    node.wait_for_api(BOOT_TIMEOUT).unwrap();
+    wait_for(&mut node, "systemctl is-active mark-boot-reached", |s| {
+        s == "active"
+    });
+    assert_eq!(setting(&node, "settings.timezone"), "Europe/Paris");
+    assert_eq!(sh(&mut node, "cat /etc/timezone"), "Europe/Paris");
+    // Nothing of the invalid document landed; the value set through the API is kept.
+    assert_eq!(setting(&node, "settings.motd"), "set from the host");
+    let log = node.vm.console_log();
+    assert!(
+        log.contains("no-such-group"),
+        "the refusal of the metadata service's user data should be on the console"
+    );
+    // The seed generated at the first boot is kept.
+    assert_eq!(setting(&node, "settings.updates.seed"), seed);
+}
