@@ -149,10 +149,19 @@ fn wait_for(node: &mut Node, command: &str, ok: impl Fn(&str) -> bool) -> String
 }
 
 /// systemd's ID of the current run of each unit: it changes exactly when the unit restarts.
+/// (Kernel or service messages may share the console with the answer; the ID is the one line
+/// of 32 hex digits.)
 fn invocations(node: &mut Node, units: &[&str]) -> Vec<String> {
     units
         .iter()
-        .map(|u| sh(node, &format!("systemctl show -p InvocationID --value {u}")))
+        .map(|u| {
+            let out = sh(node, &format!("systemctl show -p InvocationID --value {u}"));
+            out.lines()
+                .map(str::trim)
+                .find(|l| l.len() == 32 && l.chars().all(|c| c.is_ascii_hexdigit()))
+                .unwrap_or_else(|| panic!("no invocation ID for {u} in {out:?}"))
+                .to_string()
+        })
         .collect()
 }
 
