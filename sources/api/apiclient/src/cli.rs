@@ -209,7 +209,8 @@ fn report<W: Write>(out: &mut W, transaction: &str, dry_run: bool, answer: &str)
         return Ok(());
     }
     let text = crate::preview::render(answer).context(error::PreviewSnafu)?;
-    out.write_all(text.as_bytes()).context(error::WriteOutputSnafu)
+    out.write_all(text.as_bytes())
+        .context(error::WriteOutputSnafu)
 }
 
 pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {

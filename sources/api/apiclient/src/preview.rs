@@ -69,8 +69,11 @@ pub fn render(answer: &str) -> Result<String, serde_json::Error> {
             );
         }
     }
-    let restarting: Vec<&ServicePlan> =
-        preview.services.iter().filter(|s| s.would_restart).collect();
+    let restarting: Vec<&ServicePlan> = preview
+        .services
+        .iter()
+        .filter(|s| s.would_restart)
+        .collect();
     if restarting.is_empty() {
         text.push_str("No service would restart.\n");
     } else {
