@@ -87,7 +87,7 @@ fn bare_value_files() {
     assert_eq!(render("timezone", &defaults()), "Etc/UTC\n");
     assert_eq!(render("timezone", &example()), "Europe/Paris\n");
     assert_eq!(render("hostname", &example()), "node-1\n");
-    // No hostname set: the kernel's usual fallback, so `hostname -F` still has a name to read.
+    // No hostname set: the image's factory name, so `hostname -F` still has a name to read.
     assert_eq!(render("hostname", &defaults()), "ballast\n");
 }
 
