@@ -83,36 +83,8 @@ pub enum Error {
         source: serde_json::Error,
     },
 
-    #[snafu(display(
-        "the GRUB environment does not fit in {size} bytes (it needs {needed}); keep values short"
-    ))]
-    EnvTooLarge { size: usize, needed: usize },
-
-    #[snafu(display("the GRUB environment key {key:?} is invalid: {reason}"))]
-    EnvBadKey { key: String, reason: &'static str },
-
-    #[snafu(display("not a GRUB environment block: {reason}"))]
-    EnvMalformed { reason: String },
-
-    #[snafu(display(
-        "no GRUB environment block found in the EFI system partition of '{}': was the disk \
-         built by Ballast's imagebuilder?",
-        path.display()
-    ))]
-    EnvNotFound { path: PathBuf },
-
-    #[snafu(display(
-        "{count} GRUB environment blocks found in the EFI system partition of '{}', expected \
-         exactly one",
-        path.display()
-    ))]
-    EnvAmbiguous { path: PathBuf, count: usize },
-
-    #[snafu(display(
-        "the EFI system partition of '{}' is not a FAT file system: {reason}",
-        path.display()
-    ))]
-    NotFat { path: PathBuf, reason: String },
+    #[snafu(display("the GRUB environment block: {source}"))]
+    GrubEnv { source: grubenv::Error },
 }
 
 /// Result with this crate's [`Error`].

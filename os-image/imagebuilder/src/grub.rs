@@ -2,9 +2,9 @@
 //! and the per-image `grub.cfg` on the BOOT partition (which boots the kernel).
 
 use crate::error::{self, Result};
-use crate::grubenv::{BOOT_SET_KEY, ESP_PATH, TRY_SET_KEY};
 use crate::tools::{self, GRUB_MKIMAGE};
 use disk_layout::{BootSet, PartitionRole};
+use grubenv::{BOOT_SET_KEY, ESP_PATH, TRY_SET_KEY};
 use snafu::ensure;
 use std::path::{Path, PathBuf};
 

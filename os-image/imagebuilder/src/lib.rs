@@ -120,13 +120,15 @@ pub mod disk;
 pub mod error;
 pub mod fs;
 pub mod grub;
-pub mod grubenv;
 pub mod initramfs;
 pub mod manifest;
 pub mod seed;
 pub mod tools;
 
 pub use error::{Error, Result};
+/// The GRUB environment block, kept in its own crate so that signpost can use it without this
+/// one; re-exported for the image tests and existing callers.
+pub use grubenv;
 pub use manifest::{BuildManifest, DiskImage, FileInfo, Format, PartitionEntry, UpdateImages};
 
 use disk_layout::{create_disk, BootFlags, BootSet, Layout, PartitionRole, MIB};
@@ -492,9 +494,9 @@ pub fn build_image(input: &ImageInput) -> Result<BuildManifest> {
         disk::write_sparse(&raw, p.offset, img)?;
         image_infos.insert(p.number, info);
     }
-    let env_on_disk = grubenv::read_disk(&raw)?;
+    let env_on_disk = grubenv::read_disk(&raw).context(error::GrubEnvSnafu)?;
     ensure!(
-        env_on_disk.env.render()? == env_block,
+        env_on_disk.env.render().context(error::GrubEnvSnafu)? == env_block,
         error::InvalidInputSnafu {
             reason: "the GRUB environment block on the EFI system partition is not contiguous; \
                      make efi_mib larger"

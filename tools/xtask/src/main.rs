@@ -4,6 +4,7 @@
 mod bench;
 mod bench_api;
 mod bench_settings;
+mod repo;
 mod run;
 mod test;
 
@@ -28,6 +29,8 @@ enum Command {
     Run(run::RunArgs),
     /// Re-resolve packages/debian.lock against the Debian archive (prints what changed).
     Lock,
+    /// The signed TUF update repository: keys, add images, refresh, validate.
+    Repo(Box<repo::RepoArgs>),
     /// Print performance figures.
     Bench {
         #[command(subcommand)]
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         }),
         Command::Run(args) => run::run(&args),
         Command::Lock => lock(),
+        Command::Repo(args) => repo::run(*args),
         Command::Bench { what } => match what {
             Bench::Api(args) => bench_api::run(&args),
             Bench::Boot { rounds } => bench::boot(rounds),

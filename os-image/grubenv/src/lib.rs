@@ -1,7 +1,14 @@
 //! The GRUB environment block that tells stock GRUB which partition set to boot, derived from
 //! the A/B state in the GPT attribute bits.
 //!
-//! # Why
+//! # Background
+//!
+//! Two programs need this: the image builder writes the first block into a new image, and
+//! `signpost` on the node keeps the block in line with the GPT after every change. It is a crate
+//! of its own, depending only on `disk-layout`, so that the node binary does not pull in the
+//! image builder.
+//!
+//! ## Why a derived block
 //!
 //! The A/B state lives in one place: the priority, tries-left and successful bits of BOOT-A and
 //! BOOT-B ([`disk_layout::flags`]). Bottlerocket's GRUB reads those bits itself (a patched
@@ -27,7 +34,7 @@
 //! `try_set` (choosing it uses up a try), and `boot_set` is what would be chosen once that try
 //! is spent.
 //!
-//! # The loop on a node
+//! ## The loop on a node
 //!
 //! GRUB consumes a try in the environment block, not in the GPT. The OS writes that back early
 //! in every boot with [`reconcile_disk`]: if the GPT still promises a try that the block no
@@ -42,10 +49,41 @@
 //! row); signpost only ever gives one try. If no set can be booted by those rules (where
 //! `gptprio.next` would stop), `boot_set` is the set with the higher priority, A on a tie: the
 //! last image given priority is booted rather than nothing.
+//!
+//! # Usage
+//!
+//! ```no_run
+//! use disk_layout::{read_flags, write_flags, BootSet};
+//! use std::path::Path;
+//!
+//! let disk = Path::new("/dev/vda");
+//! // Early in every boot: record a try GRUB used, and derive the block again.
+//! let mut flags = grubenv::reconcile_disk(disk)?;
+//! // After any change of the GPT bits: GPT first, then the block.
+//! flags.mark_successful_boot(BootSet::A);
+//! write_flags(disk, &flags).map_err(|source| grubenv::Error::Disk { source })?;
+//! let selection = grubenv::sync_disk(disk)?;
+//! println!("GRUB boots {} next", selection.boot_set);
+//! # Ok::<(), grubenv::Error>(())
+//! ```
+//!
+//! # Current limitations
+//!
+//! * The block is found by scanning the clusters of the EFI system partition for a well-formed
+//!   block ([`locate_in_fat`]); the FAT directory is not read, so the partition must hold
+//!   exactly one such block (the image builder checks this when it makes the disk).
+//! * Writes go straight to the disk at the block's offset: the EFI system partition must not be
+//!   mounted read-write with cached data for that file at the same time.
+//! * No locking: the caller (signpost) is expected to be the only writer of the GPT bits and
+//!   the block.
 
-use crate::error::{self, Result};
+pub mod error;
+
+pub use error::{Error, Result};
+
 use disk_layout::{read_flags, read_layout, write_flags, BootFlags, BootSet, PartitionRole};
-use snafu::{ensure, ResultExt};
+use error::IoSnafu;
+use snafu::{ensure, IntoError, ResultExt};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -381,13 +419,9 @@ pub struct DiskEnv {
     pub env: GrubEnv,
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> error::Error {
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_path_buf();
-    move |source| error::Error::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| IoSnafu { action, path }.into_error(source)
 }
 
 /// Finds and reads the environment block on the EFI system partition of `disk`.
@@ -465,6 +499,16 @@ pub fn reconcile_disk(disk: &Path) -> Result<BootFlags> {
 mod tests {
     use super::*;
     use disk_layout::PartitionFlags;
+    use std::path::PathBuf;
+
+    /// `program` on the PATH or in the usual system directories.
+    fn find_program(program: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    }
 
     #[test]
     fn render_matches_grub_editenv_layout() {
@@ -517,7 +561,7 @@ mod tests {
     /// we read.
     #[test]
     fn agrees_with_grub_editenv() {
-        let Some(editenv) = crate::tools::find_program("grub-editenv") else {
+        let Some(editenv) = find_program("grub-editenv") else {
             panic!(
                 "grub-editenv is missing: apt-get install -y --no-install-recommends grub-common"
             );
