@@ -29,6 +29,7 @@
 //! | `rollback-to-inactive`    | Y priority 2; X priority 1 (needs Y bootable)               |
 //! | `reconcile`               | only record a try GRUB used and derive the block again      |
 //! | `has-boot-ever-succeeded` | print `true` or `false` (PRIVATE bit 57)                    |
+//! | `boot-deadline`           | reset the node if X is not marked successful in time        |
 //!
 //! # Which disk and which set
 //!
@@ -67,6 +68,7 @@
 //! * `has-boot-ever-succeeded` prints `true` or `false`; it does not write
 //!   `/etc/has-boot-ever-succeeded` itself (a unit can redirect its output).
 
+pub mod deadline;
 pub mod discover;
 pub mod error;
 

@@ -3,10 +3,12 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use disk_layout::BootSet;
+use signpost::deadline::{self, Outcome};
 use signpost::{Operation, Signpost};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -61,6 +63,16 @@ enum Command {
     Reconcile,
     /// Print true if a boot from this disk was ever marked successful, else false.
     HasBootEverSucceeded,
+    /// Wait until the running set is marked successful; if that does not happen within
+    /// ballast.boot-deadline= seconds of boot (default 300), reboot so the other set boots.
+    BootDeadline {
+        /// Deadline in seconds since boot, instead of the kernel command line's.
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Command that reboots the node.
+        #[arg(long, default_value = "systemctl reboot")]
+        reboot_command: String,
+    },
 }
 
 fn run(cli: Cli) -> signpost::Result<()> {
@@ -88,6 +100,10 @@ fn run(cli: Cli) -> signpost::Result<()> {
             println!("{}", signpost.has_boot_ever_succeeded()?);
             return Ok(());
         }
+        Command::BootDeadline {
+            seconds,
+            reboot_command,
+        } => return boot_deadline(&signpost, seconds, &reboot_command),
         Command::MarkSuccessfulBoot => Operation::MarkSuccessfulBoot,
         Command::ClearInactive => Operation::ClearInactive,
         Command::MarkInactiveValid => Operation::MarkInactiveValid,
@@ -103,6 +119,88 @@ fn run(cli: Cli) -> signpost::Result<()> {
         status.next
     );
     Ok(())
+}
+
+/// The `boot-deadline` command: watch, and reboot when the deadline passes.
+fn boot_deadline(
+    signpost: &Signpost,
+    seconds: Option<u64>,
+    reboot_command: &str,
+) -> signpost::Result<()> {
+    let deadline = match seconds {
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s)),
+        None => {
+            let cmdline = std::fs::read_to_string(signpost::CMDLINE_PATH).unwrap_or_default();
+            deadline::from_cmdline(&cmdline).unwrap_or_else(|warning| {
+                tracing::warn!("{warning}");
+                Some(deadline::DEFAULT_DEADLINE)
+            })
+        }
+    };
+    let outcome = deadline::watch(
+        signpost,
+        deadline,
+        Duration::from_secs(2),
+        uptime,
+        std::thread::sleep,
+    )?;
+    match outcome {
+        Outcome::AlreadySuccessful => {
+            tracing::info!(
+                "set {} booted successfully before; no deadline",
+                signpost.active()
+            )
+        }
+        Outcome::MarkedSuccessful => {
+            tracing::info!("set {} was marked successful in time", signpost.active())
+        }
+        Outcome::Disabled => tracing::warn!(
+            "set {} is not marked successful, but {}=0 turned the deadline off",
+            signpost.active(),
+            deadline::CMDLINE_PARAM
+        ),
+        Outcome::Expired => {
+            eprintln!(
+                "signpost: set {} was not marked successful within {} s of boot; rebooting, so \
+                 that the previous set boots (this image's one try is spent)",
+                signpost.active(),
+                deadline.unwrap_or_default().as_secs()
+            );
+            reboot(reboot_command);
+        }
+    }
+    Ok(())
+}
+
+/// Time since the kernel started, from /proc/uptime (suspend included). Unreadable: the
+/// deadline counts as not reached, so a broken /proc never causes a reset.
+fn uptime() -> Duration {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or_default()
+}
+
+/// Asks systemd for a clean reboot; if that cannot be run or does not happen within a minute,
+/// flushes the filesystems and resets directly.
+fn reboot(command: &str) {
+    let mut words = command.split_whitespace();
+    if let Some(program) = words.next() {
+        match std::process::Command::new(program).args(words).status() {
+            Ok(status) if status.success() => {
+                std::thread::sleep(Duration::from_secs(60));
+                eprintln!("signpost: '{command}' did not reboot within 60 s; resetting");
+            }
+            Ok(status) => eprintln!("signpost: '{command}' failed ({status}); resetting"),
+            Err(e) => eprintln!("signpost: cannot run '{command}': {e}; resetting"),
+        }
+    }
+    nix::unistd::sync();
+    // Returns only on failure.
+    let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    eprintln!("signpost: reset failed: {e}");
 }
 
 fn main() -> ExitCode {

@@ -429,3 +429,78 @@ fn command_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+#[test]
+fn boot_deadline_only_watches_a_set_that_never_succeeded() {
+    use signpost::deadline::{watch, Outcome};
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let disk = make_disk(dir.path());
+    let on_a = Signpost::new(&disk, BootSet::A);
+    let secs = Duration::from_secs;
+    let no_sleep = |_: Duration| panic!("a successful set is not watched");
+    assert_eq!(
+        watch(&on_a, Some(secs(60)), secs(2), || secs(0), no_sleep).unwrap(),
+        Outcome::AlreadySuccessful
+    );
+
+    // An update on B gets its try; B boots and never marks itself successful.
+    on_a.apply(Operation::ClearInactive).unwrap();
+    on_a.apply(Operation::MarkInactiveValid).unwrap();
+    on_a.apply(Operation::UpgradeToInactive).unwrap();
+    assert_eq!(grub_boots(&disk), BootSet::B);
+    let on_b = Signpost::new(&disk, BootSet::B);
+    let clock = Cell::new(secs(5));
+    let slept = Cell::new(0);
+    let outcome = watch(
+        &on_b,
+        Some(secs(60)),
+        secs(10),
+        || clock.get(),
+        |d| {
+            slept.set(slept.get() + 1);
+            clock.set(clock.get() + d);
+        },
+    )
+    .unwrap();
+    assert_eq!(outcome, Outcome::Expired);
+    assert_eq!(slept.get(), 6, "55 s in steps of 10 s");
+    assert_eq!(
+        clock.get(),
+        secs(60),
+        "the last sleep stops at the deadline"
+    );
+    // The reset then boots A again: GRUB already spent B's try.
+    assert_eq!(grub_boots(&disk), BootSet::A);
+
+    // The same boot marked successful half way: the watch ends early.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = make_disk(dir.path());
+    let on_a = Signpost::new(&disk, BootSet::A);
+    on_a.apply(Operation::MarkInactiveValid).unwrap();
+    on_a.apply(Operation::UpgradeToInactive).unwrap();
+    assert_eq!(grub_boots(&disk), BootSet::B);
+    let on_b = Signpost::new(&disk, BootSet::B);
+    let clock = Cell::new(secs(5));
+    let outcome = watch(
+        &on_b,
+        Some(secs(60)),
+        secs(10),
+        || clock.get(),
+        |d| {
+            clock.set(clock.get() + d);
+            if clock.get() >= secs(25) {
+                on_b.apply(Operation::MarkSuccessfulBoot).unwrap();
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(outcome, Outcome::MarkedSuccessful);
+    assert_eq!(clock.get(), secs(25));
+    assert_eq!(
+        watch(&on_b, None, secs(1), || secs(0), no_sleep).unwrap(),
+        Outcome::AlreadySuccessful
+    );
+}
