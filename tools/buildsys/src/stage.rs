@@ -48,6 +48,7 @@ pub const READAHEAD_PATH: &str = "usr/share/ballast/boot-readahead";
 pub const READAHEAD_PROGRAMS: &[&str] = &[
     "usr/lib/systemd/systemd",
     "usr/lib/systemd/systemd-journald",
+    "usr/bin/migrator",
     "usr/bin/storewolf",
     "usr/bin/apiserver",
 ];

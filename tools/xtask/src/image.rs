@@ -43,6 +43,10 @@ pub struct BuildOptions {
     /// Build id (default: the git commit, or "dev" outside git).
     #[arg(long)]
     pub build_id: Option<String>,
+    /// A package added to the variant's list for this build only (test images, e.g. one that
+    /// never finishes booting). May be given more than once.
+    #[arg(long = "extra-package", value_name = "PACKAGE")]
+    pub extra_packages: Vec<String>,
 }
 
 impl BuildOptions {
@@ -51,6 +55,7 @@ impl BuildOptions {
             variant: name.to_string(),
             version: None,
             build_id: None,
+            extra_packages: Vec::new(),
         }
     }
 }
@@ -70,6 +75,36 @@ pub struct Built {
 /// The workspace version, the default OS version.
 pub fn default_version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
+}
+
+/// The default version with its patch number raised by `n`: the versions of the images the
+/// update tests install on a node running [`default_version`].
+pub fn later_version(n: u64) -> String {
+    let version = default_version();
+    let mut parts: Vec<u64> = version
+        .split('.')
+        .map(|p| p.parse().expect("the workspace version is numeric"))
+        .collect();
+    *parts.last_mut().expect("a version has parts") += n;
+    parts
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The test-only package that makes an image never finish booting (see packages/).
+pub const BROKEN_BOOT_PACKAGE: &str = "test-broken-boot";
+
+/// The images the VM update tests need besides the default `dev` build: the next version of
+/// `dev`, and the one after it built with [`BROKEN_BOOT_PACKAGE`].
+pub fn update_test_builds() -> Vec<BuildOptions> {
+    let mut next = BuildOptions::variant(DEFAULT_VARIANT);
+    next.version = Some(later_version(1));
+    let mut broken = BuildOptions::variant(DEFAULT_VARIANT);
+    broken.version = Some(later_version(2));
+    broken.extra_packages = vec![BROKEN_BOOT_PACKAGE.to_string()];
+    vec![next, broken]
 }
 
 fn default_build_id() -> String {
@@ -101,6 +136,36 @@ fn source_date_epoch() -> u64 {
         .filter(|o| o.status.success())
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(1_700_000_000)
+}
+
+/// The package that brings the updater; an image with it trusts the repository's root.json.
+pub const UPDATER_PACKAGE: &str = "updater";
+
+/// Where the image keeps the TUF root.json its updater trusts.
+pub const TRUSTED_ROOT_IMAGE_PATH: &str = "usr/share/updates/root.json";
+
+/// Where the development repository keys and root.json live (under build/, out of git).
+pub const REPO_KEYS_DIR: &str = "build/repo-keys";
+
+/// The development root.json, after making keys if there are none yet (their path is
+/// printed, so a developer knows what signs the updates their images trust).
+pub fn ensure_repo_keys() -> Result<PathBuf> {
+    let dir = host::root().join(REPO_KEYS_DIR);
+    let keys = repo::KeyDir::new(&dir);
+    if !keys.root_json().exists() {
+        eprintln!(
+            "xtask: making development update-signing keys in {} (kept out of git; images built \
+             from now on trust its root.json)",
+            dir.display()
+        );
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start an async runtime")?
+            .block_on(repo::KeyDir::generate(&dir, &repo::KeyOptions::default()))
+            .with_context(|| format!("cannot make repository keys in {}", dir.display()))?;
+    }
+    Ok(keys.root_json())
 }
 
 /// The directory a variant's build goes to.
@@ -159,7 +224,12 @@ pub fn build(opts: &BuildOptions) -> Result<Built> {
     host::ensure_packages(BUILD_TOOLS)?;
     let root = host::root();
     let started = Instant::now();
-    let variant = buildsys::load_variant(&root, &opts.variant)?;
+    let mut variant = buildsys::load_variant(&root, &opts.variant)?;
+    for name in &opts.extra_packages {
+        if variant.packages.iter().all(|p| &p.name != name) {
+            variant.packages.push(buildsys::load_package(&root, name)?);
+        }
+    }
     let version = opts.version.clone().unwrap_or_else(default_version);
     let build_id = opts.build_id.clone().unwrap_or_else(default_build_id);
 
@@ -214,6 +284,19 @@ pub fn assemble(a: &Assembly) -> Result<Built> {
         a.build_id,
         &a.out_dir.join("stage"),
     )?;
+    if a.variant.packages.iter().any(|p| p.name == UPDATER_PACKAGE) {
+        let root_json = ensure_repo_keys()?;
+        let dest = staged.root_dir.join(TRUSTED_ROOT_IMAGE_PATH);
+        std::fs::create_dir_all(dest.parent().expect("a path with directories"))
+            .with_context(|| format!("cannot create the directory of {}", dest.display()))?;
+        std::fs::copy(&root_json, &dest).with_context(|| {
+            format!(
+                "cannot copy {} into the image at {}",
+                root_json.display(),
+                dest.display()
+            )
+        })?;
+    }
     eprintln!("xtask: [4/4] making the disk image");
     let input = imagebuilder::ImageInput {
         root_dir: staged.root_dir.clone(),
