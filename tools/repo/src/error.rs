@@ -215,3 +215,43 @@ pub enum Error {
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Manifest, wave and time errors keep the variants they had when that code lived here, so that
+/// callers matching on them see no difference.
+impl From<update_metadata::Error> for Error {
+    fn from(e: update_metadata::Error) -> Self {
+        use update_metadata::Error as M;
+        match e {
+            M::ManifestParse { path, message } => Error::ManifestParse { path, message },
+            M::ManifestSerialize { source } => Error::ManifestSerialize { source },
+            M::ManifestInvalid { problems } => Error::ManifestInvalid { problems },
+            M::MigrationsOverlap { first, second } => Error::ManifestInvalid {
+                problems: vec![format!("migrations {first} and {second} overlap")],
+            },
+            M::Duplicate {
+                variant,
+                arch,
+                version,
+            } => Error::Duplicate {
+                variant,
+                arch,
+                version,
+            },
+            M::MaxBelowVersion {
+                version,
+                max_version,
+            } => Error::MaxBelowVersion {
+                version,
+                max_version,
+            },
+            M::ReadWavePolicy { path, source } => Error::Io {
+                action: "read",
+                path,
+                source,
+            },
+            M::WavePolicy { path, reason } => Error::WavePolicy { path, reason },
+            M::Waves { reason } => Error::Waves { reason },
+            M::TimeOverflow { base, span, source } => Error::TimeOverflow { base, span, source },
+        }
+    }
+}

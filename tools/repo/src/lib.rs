@@ -61,8 +61,8 @@
 //!   no delegated targets.
 //! * One repository for every variant and arch (the manifest tells them apart); Bottlerocket
 //!   keeps one per variant and arch. Point `--repo` at different directories to do the same.
-//! * Migrations are kept and checked in the manifest, but there is no command to add them yet
-//!   (no migration exists).
+//! * Migrations are added per version pair ([`add_migrations`], `cargo xtask repo
+//!   add-migrations`); nothing checks that every pair between two published versions is listed.
 //! * [`validate`] reads `file://` URLs only (tough's HTTP transport is not enabled), and keeps
 //!   one target at a time in a temporary file.
 //! * Old targets are never deleted from `targets/`, only from the metadata when an update is
@@ -70,18 +70,20 @@
 //! * No lock: two `add` runs on one repository at the same time can lose one of the additions.
 
 pub mod error;
+/// The manifest and wave types live in the `update-metadata` crate, shared with the updater.
+pub use update_metadata::{manifest, waves};
 pub mod keys;
-pub mod manifest;
 pub mod repository;
+pub mod serve;
 pub mod time;
-pub mod waves;
 
 pub use error::{Error, Result};
 pub use keys::{KeyDir, KeyOptions};
 pub use manifest::{Images, Manifest, Update, MANIFEST_TARGET};
 pub use repository::{
-    add_images, load, refresh, refresh_timestamp, validate, AddOptions, CheckedTarget, Expirations,
-    ImageFile, ImageSet, Published, RepoDir, Validation, Versions, DEFAULT_ZSTD_LEVEL,
+    add_images, add_migrations, add_migrations_with, load, refresh, refresh_timestamp, validate,
+    AddOptions, CheckedTarget, Expirations, ImageFile, ImageSet, MigrationOptions, Published,
+    PublishedMigrations, RepoDir, Validation, Versions, DEFAULT_ZSTD_LEVEL,
 };
 pub use waves::WavePolicy;
 

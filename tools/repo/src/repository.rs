@@ -572,6 +572,269 @@ pub async fn add_images(
     })
 }
 
+/// First part of every migration name; the full name is `migrate_v<version>_<name>`, where
+/// the version is the one the migration migrates to.
+pub const MIGRATION_PREFIX: &str = "migrate_v";
+
+/// How to add migrations.
+#[derive(Debug, Clone)]
+pub struct MigrationOptions {
+    pub expirations: Expirations,
+    /// The current time (expirations count from it); a parameter for tests.
+    pub now: Timestamp,
+    /// Replace the migrations already listed for the same pair of versions instead of refusing.
+    pub replace: bool,
+}
+
+impl Default for MigrationOptions {
+    fn default() -> Self {
+        MigrationOptions {
+            expirations: Expirations::default(),
+            now: Timestamp::now(),
+            replace: false,
+        }
+    }
+}
+
+/// What [`add_migrations`] published.
+#[derive(Debug, Clone)]
+pub struct PublishedMigrations {
+    /// The migration target names, in the order nodes run them going forward.
+    pub names: Vec<String>,
+    /// The manifest now in the repository.
+    pub manifest: Manifest,
+    pub versions: Versions,
+}
+
+/// The problems of the manifest's migrations beyond those [`Manifest::problems`] finds: every
+/// name must be `migrate_v<to>_<name>` for the pair `(from, to)` it is listed under, a plain
+/// file name, and listed once in the whole manifest (a node runs a migration by its name).
+pub fn migration_problems(manifest: &Manifest) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut seen: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    for ((from, to), names) in &manifest.migrations {
+        let pair = format!("({from}, {to})");
+        for name in names {
+            if let Err(reason) = check_migration_name(name, to) {
+                problems.push(format!("migration {name} for {pair}: {reason}"));
+            }
+            if let Some(other) = seen.insert(name, pair.clone()) {
+                problems.push(format!(
+                    "migration {name} is listed for {pair} and for {other}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Whether `name` is a valid name for a migration to version `to`.
+fn check_migration_name(name: &str, to: &Version) -> std::result::Result<(), &'static str> {
+    let prefix = format!("{MIGRATION_PREFIX}{to}_");
+    let Some(rest) = name.strip_prefix(&prefix) else {
+        return Err(
+            "migrations are named migrate_v<VERSION>_<name>, where VERSION is the \
+                    version they migrate to (the second of the pair)",
+        );
+    };
+    if rest.is_empty() {
+        return Err("the part after the version is empty");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err("use ASCII letters, digits, '.', '_' and '-' only");
+    }
+    Ok(())
+}
+
+/// [`add_migrations_with`] with the default expirations, now, refusing to replace migrations
+/// already listed for the pair.
+pub async fn add_migrations(
+    repo: &RepoDir,
+    keys: &KeyDir,
+    from: Version,
+    to: Version,
+    files: &[PathBuf],
+) -> Result<PublishedMigrations> {
+    add_migrations_with(repo, keys, from, to, files, &MigrationOptions::default()).await
+}
+
+/// Adds settings migrations between two versions to the repository in `repo`: each file
+/// becomes a target named by its file name, which must be `migrate_v<to>_<name>`; the names,
+/// in the order given, are recorded as `"(from, to)": [names]` in `manifest.json`; targets,
+/// snapshot and timestamp are signed again with the keys in `keys`.
+///
+/// The repository must exist (add the images of a version first). Migrations already listed
+/// for the same pair are refused unless `options.replace` is set; then the old ones that no
+/// other pair lists leave the signed metadata. An empty `files` records the pair with no
+/// migrations, which says so explicitly. The new manifest is checked as [`validate`] would
+/// before anything is signed.
+pub async fn add_migrations_with(
+    repo: &RepoDir,
+    keys: &KeyDir,
+    from: Version,
+    to: Version,
+    files: &[PathBuf],
+    options: &MigrationOptions,
+) -> Result<PublishedMigrations> {
+    let signing = keys.signing_keys()?;
+    let current = load_for_edit(repo, keys)
+        .await?
+        .context(error::NoRepoSnafu { dir: repo.dir() })?;
+    let mut manifest = match read_small_target(&current, MANIFEST_TARGET).await? {
+        Some(bytes) => Manifest::parse(&bytes)?,
+        None => {
+            return error::ManifestMissingSnafu {
+                url: repo.targets_url()?.to_string(),
+            }
+            .fail()
+        }
+    };
+
+    let mut names = Vec::with_capacity(files.len());
+    for file in files {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if let Err(reason) = check_migration_name(&name, &to) {
+            return error::BadNameSnafu {
+                what: "the migration file name",
+                value: name,
+                reason,
+            }
+            .fail();
+        }
+        ensure!(
+            !names.contains(&name),
+            error::BadNameSnafu {
+                what: "the migration file name",
+                value: name,
+                reason: "it is given twice",
+            }
+        );
+        names.push(name);
+    }
+
+    let pair = (from.clone(), to.clone());
+    if let Some(old) = manifest.migrations.get(&pair) {
+        ensure!(
+            options.replace,
+            error::ManifestInvalidSnafu {
+                problems: vec![format!(
+                    "migrations ({from}, {to}) are already listed ({}); pass --replace to \
+                     replace them (nodes that already ran them keep their result)",
+                    old.join(", ")
+                )],
+            }
+        );
+    }
+    let replaced = manifest
+        .migrations
+        .insert(pair, names.clone())
+        .unwrap_or_default();
+    let still_listed = manifest.referenced_targets();
+    let dropped: Vec<String> = replaced
+        .into_iter()
+        .filter(|name| !still_listed.contains(name.as_str()))
+        .collect();
+    let mut present: BTreeSet<String> = current
+        .targets()
+        .signed
+        .targets
+        .keys()
+        .map(|n| n.raw().to_string())
+        .filter(|n| !dropped.contains(n))
+        .collect();
+    present.extend(names.iter().cloned());
+    present.insert(MANIFEST_TARGET.to_string());
+    let mut problems = manifest.problems(|name| present.contains(name));
+    problems.extend(migration_problems(&manifest));
+    ensure!(
+        problems.is_empty(),
+        error::ManifestInvalidSnafu { problems }
+    );
+
+    // Copies of the files as they are now: what is hashed is what is published.
+    let staging = staging_dir(repo)?;
+    let staged_dir = staging.path().join("targets");
+    std::fs::create_dir(&staged_dir).context(IoSnafu {
+        action: "create",
+        path: &staged_dir,
+    })?;
+    let mut staged = Vec::with_capacity(files.len() + 1);
+    for (file, name) in files.iter().zip(&names) {
+        let copy = staged_dir.join(name);
+        std::fs::copy(file, &copy).context(IoSnafu {
+            action: "copy the migration",
+            path: file,
+        })?;
+        staged.push(copy);
+    }
+    let manifest_file = staged_dir.join(MANIFEST_TARGET);
+    std::fs::write(&manifest_file, manifest.to_json()?).context(IoSnafu {
+        action: "write",
+        path: &manifest_file,
+    })?;
+    staged.push(manifest_file);
+
+    let mut editor = RepositoryEditor::from_repo(keys.root_json(), current.clone())
+        .await
+        .context(error::EditSnafu)?;
+    for name in &dropped {
+        let target =
+            TargetName::new(name.as_str()).context(error::TargetNameSnafu { what: name })?;
+        editor.remove_target(&target).context(error::EditSnafu)?;
+    }
+    for path in &staged {
+        let (name, target) = RepositoryEditor::build_target(path)
+            .await
+            .context(error::EditSnafu)?;
+        editor.add_target(name, target).context(error::EditSnafu)?;
+    }
+    let versions = set_versions(
+        &mut editor,
+        Some(&current),
+        &options.expirations,
+        options.now,
+    )?;
+    let signed = editor
+        .sign(&signing)
+        .await
+        .context(error::SignSnafu { keys: keys.dir() })?;
+    let targets_dir = repo.targets_dir();
+    for path in &staged {
+        signed
+            .copy_target(path, &targets_dir, PathExists::Skip, None)
+            .await
+            .context(error::WriteRepoSnafu { path: &targets_dir })?;
+    }
+    let metadata_stage = staging.path().join("metadata");
+    signed
+        .write(&metadata_stage)
+        .await
+        .context(error::WriteRepoSnafu {
+            path: &metadata_stage,
+        })?;
+    publish_metadata(&metadata_stage, &repo.metadata_dir())?;
+    tracing::info!(
+        repo = %repo.dir().display(),
+        %from,
+        %to,
+        migrations = ?names,
+        targets_version = versions.targets,
+        "migrations added and repository signed"
+    );
+    Ok(PublishedMigrations {
+        names,
+        manifest,
+        versions,
+    })
+}
+
 /// Signs targets, snapshot and timestamp again with new versions and expirations, changing no
 /// target (pubsys's refresh-repo).
 pub async fn refresh(
@@ -669,7 +932,9 @@ pub struct Validation {
 
 /// Reads the repository as a node would (tough's client, expirations enforced, root of trust
 /// `root_json`), downloads every target and verifies its length and hash, checks that every
-/// compressed target decompresses, and checks `manifest.json` against the targets.
+/// compressed target decompresses, and checks `manifest.json` against the targets: every image
+/// and migration it names is a target, and every migration is named `migrate_v<to>_<name>` for
+/// the pair it is listed under ([`migration_problems`]).
 pub async fn validate(
     metadata_url: &Url,
     targets_url: &Url,
@@ -762,6 +1027,11 @@ pub async fn validate(
     let manifest = Manifest::parse(&manifest_bytes)?;
     let present: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     manifest.check(|name| present.contains(name))?;
+    let problems = migration_problems(&manifest);
+    ensure!(
+        problems.is_empty(),
+        error::ManifestInvalidSnafu { problems }
+    );
     Ok(Validation {
         targets,
         manifest,

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_api;
 mod bench_settings;
+mod bench_update;
 mod repo;
 mod run;
 mod test;
@@ -58,6 +59,8 @@ enum Bench {
     Image,
     /// Time from `apiclient set` to the affected service restarted (host; `--vm` adds the VM).
     Settings(bench_settings::BenchSettingsArgs),
+    /// updog update-image (fetch, verify, decompress, write) against curl | tee | sha256sum.
+    Update(bench_update::BenchUpdateArgs),
 }
 
 fn lock() -> anyhow::Result<()> {
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             Bench::Verity { size_mib, rounds } => bench::verity(size_mib, rounds),
             Bench::Image => bench::image(),
             Bench::Settings(args) => bench_settings::run(&args),
+            Bench::Update(args) => bench_update::run(&args),
         },
     };
     match result {

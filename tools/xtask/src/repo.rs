@@ -4,6 +4,8 @@
 //! ```text
 //! cargo xtask repo keys [--separate]          development keys + root.json in build/repo-keys
 //! cargo xtask repo add --variant dev          compress, list in manifest.json, sign (build/repo)
+//! cargo xtask repo add-migrations --from 0.1.0 --to 0.2.0 migrate_v0.2.0_x ...
+//!                                             add settings migrations between two versions
 //! cargo xtask repo refresh-timestamp          sign a new timestamp.json
 //! cargo xtask repo refresh                    sign targets, snapshot and timestamp again
 //! cargo xtask repo validate                   read it back as a node would, verify everything
@@ -11,6 +13,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use repo::repository::{add_migrations_with, MigrationOptions};
 use repo::{
     AddOptions, Expirations, ImageSet, KeyDir, KeyOptions, RepoDir, Span, Timestamp, Version,
     WavePolicy,
@@ -44,6 +47,10 @@ enum RepoCommand {
     },
     /// Add a build's boot, root and hash images to the repository and sign it.
     Add(AddArgs),
+    /// Add settings migrations between two versions (files named migrate_v<TO>_<name>) and
+    /// sign the repository; nodes run them, in the order given, when they move between the
+    /// versions.
+    AddMigrations(AddMigrationsArgs),
     /// Sign a new timestamp.json (only the timestamp key is needed).
     RefreshTimestamp {
         #[command(flatten)]
@@ -160,6 +167,59 @@ struct AddArgs {
     replace: bool,
 }
 
+#[derive(Debug, Args)]
+struct AddMigrationsArgs {
+    /// The version the migrations migrate from (the previous release).
+    #[arg(long)]
+    from: Version,
+    /// The version they migrate to; every file must be named migrate_v<TO>_<name>.
+    #[arg(long)]
+    to: Version,
+    /// The migration programs, in the order they run going forward.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    paths: Paths,
+    #[command(flatten)]
+    expires: ExpiryArgs,
+    /// Replace the migrations already listed for the same two versions.
+    #[arg(long)]
+    replace: bool,
+}
+
+async fn add_migrations(args: &AddMigrationsArgs) -> Result<()> {
+    let repo = args.paths.repo();
+    let keys = KeyDir::new(args.paths.keys.dir());
+    let options = MigrationOptions {
+        expirations: args.expires.expirations(),
+        now: Timestamp::now(),
+        replace: args.replace,
+    };
+    let published = add_migrations_with(
+        &repo,
+        &keys,
+        args.from.clone(),
+        args.to.clone(),
+        &args.files,
+        &options,
+    )
+    .await?;
+    println!(
+        "added migrations ({}, {}) to {}:",
+        args.from,
+        args.to,
+        repo.dir().display()
+    );
+    for name in &published.names {
+        println!("  {name}");
+    }
+    println!(
+        "signed: targets v{}, snapshot v{}, timestamp v{}",
+        published.versions.targets, published.versions.snapshot, published.versions.timestamp
+    );
+    Ok(())
+}
+
 fn wave_policy(spec: &str) -> Result<WavePolicy> {
     Ok(match spec {
         "none" => WavePolicy::none(),
@@ -232,6 +292,7 @@ async fn run_async(args: RepoArgs) -> Result<()> {
             );
         }
         RepoCommand::Add(args) => add(&args).await?,
+        RepoCommand::AddMigrations(args) => add_migrations(&args).await?,
         RepoCommand::RefreshTimestamp {
             paths,
             timestamp_expires,
@@ -280,6 +341,9 @@ async fn run_async(args: RepoArgs) -> Result<()> {
                     update.max_version,
                     update.waves.len()
                 );
+            }
+            for ((from, to), names) in &checked.manifest.migrations {
+                println!("migrations ({from}, {to}): {}", names.join(", "));
             }
             for (role, expires) in &checked.expires {
                 println!("{role} expires {expires}");

@@ -28,7 +28,9 @@
 //! * `waves` maps a seed bound (0-2048) to the time from which nodes whose seed is in that part of
 //!   the fleet may update (see [`crate::waves`]). No waves: every node may update at once.
 //! * `images` name the TUF targets written to the inactive BOOT, ROOT and HASH partitions.
-//! * `migrations` maps `"(from, to)"` to the settings migrations to run between two versions.
+//! * `migrations` maps `"(from, to)"` to the settings migrations to run between two versions
+//!   (each a target name), in order. Pairs must not overlap; a node going from one version to
+//!   another runs the lists of every pair on the way ([`Manifest::migrations_between`]).
 //!
 //! Like Bottlerocket since 2020 there is no `datastore_version`: the datastore version is the OS
 //! version. Unknown fields are refused, so a typo does not silently disable a check.
@@ -75,6 +77,18 @@ pub struct Update {
     #[serde(default)]
     pub waves: BTreeMap<u32, Timestamp>,
     pub images: Images,
+}
+
+impl Update {
+    /// Whether the node with `seed` may take this update at `now` (see [`crate::waves`]).
+    pub fn is_ready(&self, seed: u32, now: Timestamp) -> bool {
+        crate::waves::is_ready(&self.waves, seed, now)
+    }
+
+    /// From when the node with `seed` may take this update; `None` means at once.
+    pub fn ready_at(&self, seed: u32) -> Option<Timestamp> {
+        crate::waves::ready_at(&self.waves, seed)
+    }
 }
 
 /// The whole manifest.
@@ -172,6 +186,40 @@ impl Manifest {
         Ok(replaced)
     }
 
+    /// The migrations a node runs when it goes from `from` to `to`, in the order it runs them.
+    ///
+    /// The pairs `(a, b)` with both ends between the two versions (inclusive) are taken in
+    /// version order and their lists joined; for a downgrade (`to < from`) the joined list is
+    /// reversed, since each migration then runs backward. Pairs that straddle `from` or `to`
+    /// are not on the way and are skipped. Pairs on the way that overlap are refused: there
+    /// would be no single order to run them in.
+    pub fn migrations_between(&self, from: &Version, to: &Version) -> Result<Vec<String>> {
+        let (low, high) = if from <= to { (from, to) } else { (to, from) };
+        let on_the_way: Vec<(&(Version, Version), &Vec<String>)> = self
+            .migrations
+            .iter()
+            .filter(|((a, b), _)| a >= low && b <= high && a < b)
+            .collect();
+        for pair in on_the_way.windows(2) {
+            let ((a1, b1), (a2, b2)) = (pair[0].0, pair[1].0);
+            ensure!(
+                a2 >= b1,
+                error::MigrationsOverlapSnafu {
+                    first: format!("({a1}, {b1})"),
+                    second: format!("({a2}, {b2})"),
+                }
+            );
+        }
+        let mut names: Vec<String> = on_the_way
+            .into_iter()
+            .flat_map(|(_, names)| names.iter().cloned())
+            .collect();
+        if to < from {
+            names.reverse();
+        }
+        Ok(names)
+    }
+
     /// Every target name the manifest refers to: images and migrations.
     pub fn referenced_targets(&self) -> BTreeSet<&str> {
         let images = self.updates.iter().flat_map(|u| u.images.names());
@@ -225,7 +273,23 @@ impl Manifest {
                 previous = Some((seed, time));
             }
         }
+        let pairs: Vec<&(Version, Version)> = self.migrations.keys().collect();
+        for pair in pairs.windows(2) {
+            let ((a1, b1), (a2, b2)) = (pair[0], pair[1]);
+            if a2 < b1 {
+                problems.push(format!(
+                    "migrations ({a1}, {b1}) and ({a2}, {b2}) overlap: a node would not know \
+                     which to run"
+                ));
+            }
+        }
         for ((from, to), names) in &self.migrations {
+            if from > to {
+                problems.push(format!(
+                    "migrations ({from}, {to}) go backward; list them forward, nodes run them \
+                     backward on a downgrade"
+                ));
+            }
             if from == to {
                 problems.push(format!(
                     "migrations ({from}, {to}) go from a version to itself"
@@ -384,6 +448,45 @@ mod tests {
         let old = m.add_update(update("1.0.0"), None, true).unwrap().unwrap();
         assert_eq!(old.version, Version::new(1, 0, 0));
         assert_eq!(m.updates.len(), 4);
+    }
+
+    #[test]
+    fn migrations_on_the_way() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        let mut m = Manifest::default();
+        for (from, to, names) in [
+            ("1.0.0", "1.1.0", vec!["m_a", "m_b"]),
+            ("1.1.0", "1.2.0", vec![]),
+            ("1.2.0", "1.3.0", vec!["m_c"]),
+        ] {
+            m.migrations.insert(
+                (v(from), v(to)),
+                names.into_iter().map(Into::into).collect(),
+            );
+        }
+        let between = |a, b| m.migrations_between(&v(a), &v(b)).unwrap();
+        assert_eq!(between("1.0.0", "1.3.0"), ["m_a", "m_b", "m_c"]);
+        assert_eq!(between("1.3.0", "1.0.0"), ["m_c", "m_b", "m_a"]);
+        assert_eq!(between("1.1.0", "1.3.0"), ["m_c"]);
+        assert_eq!(between("1.0.0", "1.1.0"), ["m_a", "m_b"]);
+        assert!(
+            between("1.0.5", "1.2.0").is_empty(),
+            "(1.0, 1.1) straddles 1.0.5"
+        );
+        assert!(between("1.3.0", "1.3.0").is_empty());
+        assert!(m.problems(|_| true).is_empty());
+
+        m.migrations
+            .insert((v("1.0.0"), v("1.2.0")), vec!["m_x".into()]);
+        let err = m
+            .migrations_between(&v("1.0.0"), &v("1.3.0"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("(1.0.0, 1.1.0)") && err.contains("(1.0.0, 1.2.0)"),
+            "{err}"
+        );
+        assert!(m.problems(|_| true).join("\n").contains("overlap"));
     }
 
     #[test]

@@ -16,15 +16,29 @@
 //!
 //! [`WavePolicy::schedule`] turns it into the manifest's `waves` map as Bottlerocket does: the
 //! first wave starts at seed 0, and each wave's percentage of 2048 is the seed bound where the
-//! next one starts. Nodes between two bounds become ready spread over the time between the two
-//! starts (the updater's job, not this crate's).
+//! next one starts.
+//!
+//! # On the node
+//!
+//! [`ready_at`] answers the node's question, "from when may the node with this seed take this
+//! update?". With bounds `k0 < k1 < ...` starting at `t0 < t1 < ...`, a seed `s` with
+//! `k(i) <= s < k(i+1)` becomes ready at
+//! `t(i) + (t(i+1) - t(i)) * (s - k(i)) / (k(i+1) - k(i))`: the nodes of one wave are spread
+//! evenly over the time until the next wave starts, so the first wave does not hit the
+//! repository (or a bad release does not hit the fleet) all at once. A seed at or above the last
+//! bound is ready when the last wave starts; a seed below the first bound (a map that does not
+//! start at 0) when the first wave starts. No waves at all: ready at once.
+//!
+//! Bottlerocket's updater spreads by the absolute seed (`s`) where this uses the offset into the
+//! wave (`s - k(i)`); with the absolute seed, late seeds of a wave can land after the next wave
+//! has started, which defeats the ordering. The map format is the same.
 
 use crate::error::{self, Result};
 use crate::manifest::MAX_SEED;
 use crate::time::add_span;
 use jiff::{Span, Timestamp};
 use serde::Deserialize;
-use snafu::{ensure, IntoError};
+use snafu::{ensure, ResultExt};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
@@ -120,13 +134,7 @@ impl WavePolicy {
 
     /// Reads a TOML wave file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| {
-            error::IoSnafu {
-                action: "read",
-                path,
-            }
-            .into_error(source)
-        })?;
+        let text = std::fs::read_to_string(path).context(error::ReadWavePolicySnafu { path })?;
         Self::parse(&text, path)
     }
 
@@ -176,9 +184,60 @@ impl WavePolicy {
     }
 }
 
+/// From when the node with `seed` may take an update with the manifest `waves` map (seed bound
+/// -> start time); `None` when there are no waves, meaning at once. See the module docs.
+pub fn ready_at(waves: &BTreeMap<u32, Timestamp>, seed: u32) -> Option<Timestamp> {
+    let (&first_seed, &first_time) = waves.first_key_value()?;
+    if seed < first_seed {
+        return Some(first_time);
+    }
+    let (&start_seed, &start_time) = waves.range(..=seed).next_back()?;
+    let Some((&end_seed, &end_time)) = waves.range(seed + 1..).next() else {
+        return Some(start_time);
+    };
+    // Whole seconds are precise enough, and keep the arithmetic in integers.
+    let window = end_time.as_second() - start_time.as_second();
+    let offset = window * i64::from(seed - start_seed) / i64::from(end_seed - start_seed);
+    Some(Timestamp::from_second(start_time.as_second() + offset).unwrap_or(start_time))
+}
+
+/// Whether the node with `seed` may take an update with these `waves` at time `now`.
+pub fn is_ready(waves: &BTreeMap<u32, Timestamp>, seed: u32, now: Timestamp) -> bool {
+    ready_at(waves, seed).is_none_or(|at| at <= now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeds_spread_over_their_wave() {
+        let release: Timestamp = "2024-01-15T00:00:00Z".parse().unwrap();
+        let map = WavePolicy::gradual().schedule(release).unwrap();
+        let at = |seed| ready_at(&map, seed).unwrap().to_string();
+        // First wave: seeds 0..20 from 1h to 4h.
+        assert_eq!(at(0), "2024-01-15T01:00:00Z");
+        assert_eq!(at(10), "2024-01-15T02:30:00Z");
+        assert_eq!(at(20), "2024-01-15T04:00:00Z");
+        // Last wave: every seed from its bound on starts with it.
+        assert_eq!(at(1843), "2024-01-21T00:00:00Z");
+        assert_eq!(at(2047), "2024-01-21T00:00:00Z");
+        // Later seeds are never ready before earlier ones.
+        let times: Vec<Timestamp> = (0..2048).map(|s| ready_at(&map, s).unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+
+        let noon: Timestamp = "2024-01-15T12:00:00Z".parse().unwrap();
+        assert!(is_ready(&map, 19, noon));
+        assert!(is_ready(&map, 50, noon), "second wave, 4h + 30/82 of 20h");
+        assert!(!is_ready(&map, 102, noon), "third wave starts after a day");
+        assert!(!is_ready(&map, 2000, noon));
+        assert!(is_ready(&BTreeMap::new(), 2000, release), "no waves");
+
+        // A map that does not start at seed 0: the seeds below wait for the first wave.
+        let late: BTreeMap<u32, Timestamp> = [(100, noon)].into();
+        assert_eq!(ready_at(&late, 5), Some(noon));
+        assert!(!is_ready(&late, 5, release));
+    }
 
     #[test]
     fn gradual_policy_bounds() {
