@@ -6,12 +6,13 @@
 use crate::error::{self, Result};
 use crate::get::GetRequest;
 use crate::set::{KeyPair, SettingsInput};
-use crate::{apply, get, history, raw_request, set, tx, DEFAULT_SOCKET_PATH};
+use crate::{apply, get, history, raw_request, set, tx, update, DEFAULT_SOCKET_PATH};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 use snafu::ResultExt;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 use tracing::debug;
 use tracing::level_filters::LevelFilter;
 
@@ -82,6 +83,10 @@ pub enum Command {
     History(HistoryArgs),
     /// Revert the newest committed change, or the one with the given ID.
     Undo(UndoArgs),
+    /// Check for, apply or cancel an OS update.
+    Update(UpdateArgs),
+    /// Reboot the node (refused while an update action runs).
+    Reboot,
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -159,6 +164,44 @@ pub struct UndoArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UpdateArgs {
+    #[command(subcommand)]
+    pub command: UpdateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpdateCommand {
+    /// Look for updates and print the update status.
+    Check(UpdateCheckArgs),
+    /// Prepare the chosen update (download and write it), then activate it for the next boot.
+    Apply(UpdateApplyArgs),
+    /// Deactivate an activated update: the node keeps booting its current image.
+    Cancel,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateCheckArgs {
+    /// How long to wait for the check: seconds, or a number with s, m or h.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "2m")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateApplyArgs {
+    /// Look for updates first; stop quietly when there is none.
+    #[arg(short, long)]
+    pub check: bool,
+
+    /// Reboot into the update once it is activated.
+    #[arg(short, long)]
+    pub reboot: bool,
+
+    /// How long to wait for the download: seconds, or a number with s, m or h.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "10m")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to generate completions for.
     #[arg(value_enum)]
@@ -167,6 +210,10 @@ pub struct CompletionsArgs {
 
 fn keypair_arg(text: &str) -> std::result::Result<KeyPair, String> {
     text.parse::<KeyPair>().map_err(|e| e.to_string())
+}
+
+fn duration_arg(text: &str) -> std::result::Result<Duration, String> {
+    update::parse_duration(text)
 }
 
 fn json_arg(text: &str) -> std::result::Result<Map<String, Value>, String> {
@@ -276,6 +323,37 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
             }
         }
 
+        Command::Update(args) => {
+            let mut messages = std::io::stderr();
+            match args.command {
+                UpdateCommand::Check(check) => {
+                    let value = show_updater_stderr(update::check(socket, check.timeout).await)?;
+                    print_json(out, &value)?;
+                }
+                UpdateCommand::Apply(apply) => {
+                    let options = update::ApplyOptions {
+                        check: apply.check,
+                        reboot: apply.reboot,
+                        timeout: apply.timeout,
+                    };
+                    show_updater_stderr(update::apply(socket, options, &mut messages).await)?;
+                }
+                UpdateCommand::Cancel => {
+                    show_updater_stderr(update::cancel(socket).await)?;
+                    writeln!(
+                        messages,
+                        "Update deactivated; the node boots its current image next"
+                    )
+                    .context(error::WriteOutputSnafu)?;
+                }
+            }
+        }
+
+        Command::Reboot => {
+            update::reboot(socket).await?;
+            debug!("The server accepted the reboot");
+        }
+
         Command::Completions(args) => {
             let mut command = Cli::command();
             let mut buffer = Vec::new();
@@ -284,6 +362,17 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// When an update action failed with more than one line on stderr, shows all of it on stderr;
+/// the error line itself only carries the last line.
+fn show_updater_stderr<T>(result: Result<T>) -> Result<T> {
+    if let Err(error::Error::UpdateFailed { stderr, .. }) = &result {
+        if stderr.lines().filter(|l| !l.trim().is_empty()).count() > 1 {
+            eprintln!("{}", stderr.trim_end());
+        }
+    }
+    result
 }
 
 fn print_json<W: Write>(out: &mut W, value: &Value) -> Result<()> {
@@ -444,6 +533,49 @@ mod test {
         };
         assert_eq!(args.shell, clap_complete::Shell::Zsh);
         assert!(parse(&["completions", "cmd.exe"]).is_err());
+    }
+
+    #[test]
+    fn update_arguments() {
+        let Command::Update(args) = parse(&["update", "apply", "-c", "-r", "--timeout", "90s"])
+            .unwrap()
+            .command
+        else {
+            panic!("not update")
+        };
+        let UpdateCommand::Apply(apply) = args.command else {
+            panic!("not apply")
+        };
+        assert!(apply.check && apply.reboot);
+        assert_eq!(apply.timeout, Duration::from_secs(90));
+
+        let Command::Update(args) = parse(&["update", "apply"]).unwrap().command else {
+            panic!("not update")
+        };
+        let UpdateCommand::Apply(apply) = args.command else {
+            panic!("not apply")
+        };
+        assert!(!apply.check && !apply.reboot);
+        assert_eq!(apply.timeout, update::PREPARE_TIMEOUT);
+
+        let Command::Update(args) = parse(&["update", "check"]).unwrap().command else {
+            panic!("not update")
+        };
+        assert!(matches!(args.command, UpdateCommand::Check(_)));
+        assert!(matches!(
+            parse(&["update", "cancel"]).unwrap().command,
+            Command::Update(UpdateArgs {
+                command: UpdateCommand::Cancel
+            })
+        ));
+        assert!(matches!(
+            parse(&["reboot"]).unwrap().command,
+            Command::Reboot
+        ));
+
+        let err = parse(&["update", "apply", "--timeout", "soon"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert!(parse(&["update"]).is_err());
     }
 
     #[tokio::test]

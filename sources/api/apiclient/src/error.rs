@@ -215,6 +215,44 @@ pub enum Error {
     // ---- history ----------------------------------------------------------------------------
     #[snafu(display("The server's history response has an unexpected shape: {source}"))]
     HistoryShape { source: serde_json::Error },
+
+    // ---- update -----------------------------------------------------------------------------
+    #[snafu(display(
+        "The server's update status has an unexpected shape ({source}); is the API server older \
+         than this apiclient?"
+    ))]
+    UpdateStatusShape { source: serde_json::Error },
+
+    /// The action ran and failed; `stderr` is the updater's whole stderr (the display shows its
+    /// last line).
+    #[snafu(display("The update action '{action}' failed ({exit}): {}", last_line(stderr)))]
+    UpdateFailed {
+        action: String,
+        exit: String,
+        stderr: String,
+    },
+
+    #[snafu(display(
+        "Gave up after {seconds} s waiting for the update action '{action}', which is still \
+         running on the server; follow it with `apiclient get /updates/status`, or allow more \
+         time with --timeout"
+    ))]
+    UpdateTimeout { action: String, seconds: u64 },
+
+    #[snafu(display(
+        "While waiting for the update action '{action}', the server's most recent action became \
+         '{other}' (started by someone else?); see `apiclient get /updates/status`"
+    ))]
+    UpdateOvertaken { action: String, other: String },
+}
+
+/// The last non-empty line of an updater's stderr, for a one-line error.
+fn last_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty())
+        .unwrap_or("(the updater printed nothing on stderr)")
 }
 
 /// An HTTP status as `"400 Bad Request"`, kept separately so errors can be matched on the code.

@@ -35,7 +35,8 @@
 //!
 //! Module by module: [`get`] reads and merges settings, [`set`] changes individual keys or a
 //! JSON object, [`apply`] reads whole TOML/JSON settings documents, [`history`] lists and undoes
-//! committed changes, and [`tx`] holds the transaction helpers they share.
+//! committed changes, [`update`] drives the update API, and [`tx`] holds the transaction
+//! helpers they share.
 //!
 //! ## Command line
 //!
@@ -47,6 +48,12 @@
 //!   raw -u URI [-m METHOD] [-d DATA] any request; prints the body
 //!   history [--json]                 committed changes, in the server's order
 //!   undo [ID]                        revert the last (or the given) committed change
+//!   update check [--timeout D]       look for updates; print the update status (JSON)
+//!   update apply [-c] [-r] [--timeout D]
+//!                                    (-c: check first) prepare the chosen update, printing its
+//!                                    progress on stderr, then activate it (-r: and reboot)
+//!   update cancel                    deactivate an activated update
+//!   reboot                           reboot the node (refused while an update action runs)
 //!   completions SHELL                shell completion script on stdout
 //! ```
 //!
@@ -69,9 +76,12 @@
 //! * `set KEY=VALUE` leaves the typing of VALUE to the server (bool, then integer, then float,
 //!   else string); use `set --json` to force a type.
 //! * `http://` inputs get one GET: no redirects, no proxy, 60 s and 16 MiB at most.
-//! * Bottlerocket's `update`, `reboot`, `exec`, `report` and `ephemeral-storage` commands are
-//!   not implemented yet, nor are `get --exclude` and `get --canonicalize`.  Unlike
-//!   Bottlerocket, `raw` must be named (`apiclient -u /x` without `raw` is refused).
+//! * Bottlerocket's `exec`, `report` and `ephemeral-storage` commands are not implemented yet,
+//!   nor are `get --exclude` and `get --canonicalize`.  Unlike Bottlerocket, `raw` must be
+//!   named (`apiclient -u /x` without `raw` is refused).
+//! * The update commands poll `GET /updates/status` four times a second; when `update apply`
+//!   gives up after `--timeout` (10 minutes by default), the prepare goes on on the server.
+//!   A refresh, activation or deactivation is given two minutes.
 
 pub mod apply;
 pub mod cli;
@@ -82,6 +92,7 @@ mod http;
 pub mod preview;
 pub mod set;
 pub mod tx;
+pub mod update;
 
 pub use error::{Error, Result};
 

@@ -1,6 +1,7 @@
 //! # Background
 //!
-//! The API server is the only way settings change on a Ballast node. It holds the datastore,
+//! The API server is the only way settings change on a Ballast node, and the way an operator
+//! (or an update operator such as brupop) drives OS updates. It holds the datastore,
 //! speaks HTTP/1.1 on a Unix socket (default `/run/api.sock`, mode 0660, group from
 //! `--socket-gid`) and follows Bottlerocket's route names and JSON shapes, so scripts written for
 //! Bottlerocket's `apiclient raw` keep working. It sits after the defaults step (storewolf) in the
@@ -18,16 +19,52 @@
 //! --socket-gid 274 --apply-command /usr/bin/thar-be-settings`. `GET /openapi.json` describes
 //! every route; the document is generated from the same declarations that build the router.
 //!
+//! ## Updates
+//!
+//! The update routes keep Bottlerocket's names, states and status document (its thar-be-updates
+//! program is folded into this server; see [`updates`] for the states, the status document and
+//! the contract with the updater):
+//!
+//! | route                             | updater run                                      | allowed in        |
+//! |-----------------------------------|--------------------------------------------------|-------------------|
+//! | `GET /updates/status`             | `updog --json status` (first request only)       | any               |
+//! | `POST /actions/refresh-updates`   | `updog --json check-update --all`                | any               |
+//! | `POST /actions/prepare-update`    | `updog update-image --image V --progress-file F` | Available, Staged |
+//! | `POST /actions/activate-update`   | `updog update-apply`                             | Staged            |
+//! | `POST /actions/deactivate-update` | `updog update-revert`                            | Ready             |
+//! | `POST /actions/reboot`            | `--reboot-command`                               | no action running |
+//!
+//! The actions answer 204 at once and run in the background; a state that does not allow one is
+//! a 409, and any action (or a reboot) while another runs is a 423, each with a sentence saying
+//! what to do. Flags: `--updater-command` (default `updog`; split on spaces, so leading
+//! arguments such as `--log-level warn` may be added), `--updater-status-dir` (default
+//! `/run/cache/ballast-updates`: the saved status and the progress file) and `--reboot-command`
+//! (default `systemctl reboot`). An updater or reboot command that cannot be started is a 503
+//! naming the program and the flag that sets it.
+//!
+//! Where this differs from Bottlerocket: error bodies are this server's JSON `{"error": ...}`
+//! rather than plain text; `GET /updates/status` is never refused while an action runs (it
+//! shows the action as `Running`, with `progress` for a prepare) and builds the first status
+//! from the updater instead of answering 404; `exit_status` is null while running; and
+//! `progress` and `failed_update` are our own fields.
+//!
 //! # Current limitations
 //!
-//! - Update actions, `/exec` and `/report` are not served yet.
+//! - `/exec`, `/report` and `/actions/ephemeral-storage` are not served yet.
 //! - Applies run in the background; their outcome is only in the journal, not in the answer.
 //! - There is no authentication beyond the socket's owner, group and mode.
+//! - The server puts no time limit on an update action: an updater that hangs keeps the other
+//!   update actions (and the reboot route) at 423 until it is killed or the server restarts.
+//! - Update actions are serialized inside this process only; an updater run by hand at the same
+//!   time relies on the updater's own lock. The status notices such changes at the next action
+//!   or restart, not at once.
+//! - `--updater-command` and `--reboot-command` are split on whitespace, without quoting.
 
 pub mod apply;
 pub mod controller;
 pub mod error;
 pub mod server;
+pub mod updates;
 
 use error::*;
 use snafu::ResultExt;
@@ -43,6 +80,8 @@ pub struct ServerConfig {
     pub socket_gid: Option<u32>,
     pub os_release: PathBuf,
     pub apply_command: Option<PathBuf>,
+    /// The updater, its status directory and the reboot command.
+    pub updates: updates::UpdatesConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
 }
@@ -54,6 +93,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         store: Arc::new(RwLock::new(Box::new(store))),
         os_release: config.os_release.clone(),
         applier: apply::Applier::start(config.apply_command.clone(), config.socket_path.clone()),
+        updates: updates::Updates::new(config.updates.clone()),
     };
     let (app, _) = server::router(state);
     let listener = bind(&config.socket_path, config.socket_gid)?;

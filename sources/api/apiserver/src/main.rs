@@ -1,5 +1,7 @@
 //! `apiserver`: parses flags, sets up logging and runs [`apiserver::serve`].
 
+use apiserver::updates::updater::CommandLine;
+use apiserver::updates::UpdatesConfig;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,17 @@ struct Args {
     /// Renderer run on apply: changed keys as a JSON array on stdin, or `--all`.
     #[arg(long)]
     apply_command: Option<PathBuf>,
+    /// The updater the update actions run, with any leading arguments, split on spaces
+    /// (e.g. "/usr/bin/updog --log-level warn"). It must follow updog's command-line contract.
+    #[arg(long, default_value = "updog")]
+    updater_command: CommandLine,
+    /// Where the update status and the updater's progress file are kept (tmpfs on a node, so
+    /// the status survives an API server restart but not a reboot).
+    #[arg(long, default_value = "/run/cache/ballast-updates")]
+    updater_status_dir: PathBuf,
+    /// What POST /actions/reboot runs, split on spaces.
+    #[arg(long, default_value = "systemctl reboot")]
+    reboot_command: CommandLine,
     /// Also record readiness in the kernel log (/dev/kmsg), so the boot timeline in `dmesg`
     /// shows when the API started answering.
     #[arg(long)]
@@ -45,6 +58,11 @@ async fn main() -> ExitCode {
         socket_gid: args.socket_gid,
         os_release: args.os_release,
         apply_command: args.apply_command,
+        updates: UpdatesConfig {
+            updater: args.updater_command,
+            status_dir: args.updater_status_dir,
+            reboot: args.reboot_command,
+        },
         kmsg_ready: args.kmsg_ready,
     };
     match apiserver::serve(config).await {

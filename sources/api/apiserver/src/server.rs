@@ -5,6 +5,8 @@
 use crate::apply::Applier;
 use crate::controller::{self, DEFAULT_TX};
 use crate::error::{ApiError, ErrorBody};
+use crate::updates::status::{CommandType, UpdateStatus};
+use crate::updates::Updates;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -36,13 +38,14 @@ pub struct AppState {
     pub store: SharedStore,
     pub os_release: PathBuf,
     pub applier: Applier,
+    pub updates: Updates,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Ballast API",
-        description = "Settings, transactions, metadata and history of a Ballast node. Served over HTTP/1.1 on a Unix socket (default /run/api.sock).",
+        description = "Settings, transactions, metadata, history and updates of a Ballast node. Served over HTTP/1.1 on a Unix socket (default /run/api.sock). Errors are JSON {\"error\": sentence, \"key\"?: setting}.",
     ),
     components(schemas(ErrorBody))
 )]
@@ -68,6 +71,12 @@ pub fn router(state: AppState) -> (Router, OpenApiDoc) {
         .routes(routes!(get_configuration_files))
         .routes(routes!(get_history))
         .routes(routes!(undo_history))
+        .routes(routes!(get_update_status))
+        .routes(routes!(refresh_updates))
+        .routes(routes!(prepare_update))
+        .routes(routes!(activate_update))
+        .routes(routes!(deactivate_update))
+        .routes(routes!(reboot))
         .routes(routes!(get_openapi))
         .with_state(state)
         .split_for_parts();
@@ -690,6 +699,83 @@ async fn undo_history(
         state.applier.apply(Some(changed))?;
     }
     Ok(Json(record.into()))
+}
+
+// ---- updates ----
+
+/// The update status: state (Idle, Available, Staged, Ready), what the last refresh found, the
+/// partition sets, the most recent action and, while a prepare runs, its progress.
+#[utoipa::path(get, path = "/updates/status",
+    responses((status = 200, body = UpdateStatus),
+              (status = 500, description = "The updater's status failed", body = ErrorBody),
+              (status = 503, description = "The updater cannot be run (see --updater-command)", body = ErrorBody)))]
+async fn get_update_status(State(state): State<AppState>) -> Result<Json<UpdateStatus>, ApiError> {
+    Ok(Json(state.updates.status().await?))
+}
+
+async fn start_update_action(state: &AppState, cmd: CommandType) -> Result<StatusCode, ApiError> {
+    state.updates.start(cmd).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks the update repository for updates (`updog check-update`). Allowed in every state;
+/// moves Idle or Available to Available when an update is chosen, else to Idle. Runs in the
+/// background: follow it in GET /updates/status.
+#[utoipa::path(post, path = "/actions/refresh-updates",
+    responses((status = 204, description = "Started"),
+              (status = 423, description = "Another update action is running", body = ErrorBody),
+              (status = 500, body = ErrorBody),
+              (status = 503, description = "The updater cannot be run (see --updater-command)", body = ErrorBody)))]
+async fn refresh_updates(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+    start_update_action(&state, CommandType::Refresh).await
+}
+
+/// Downloads the chosen update and writes it to the inactive partition set (`updog
+/// update-image`). From Available or Staged; Staged on success, Available on failure. Runs in
+/// the background; GET /updates/status shows its progress.
+#[utoipa::path(post, path = "/actions/prepare-update",
+    responses((status = 204, description = "Started"),
+              (status = 409, description = "The update state does not allow it", body = ErrorBody),
+              (status = 423, description = "Another update action is running", body = ErrorBody),
+              (status = 500, body = ErrorBody),
+              (status = 503, description = "The updater cannot be run (see --updater-command)", body = ErrorBody)))]
+async fn prepare_update(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+    start_update_action(&state, CommandType::Prepare).await
+}
+
+/// Makes the staged update boot next, once (`updog update-apply`). From Staged to Ready.
+#[utoipa::path(post, path = "/actions/activate-update",
+    responses((status = 204, description = "Started"),
+              (status = 409, description = "The update state does not allow it", body = ErrorBody),
+              (status = 423, description = "Another update action is running", body = ErrorBody),
+              (status = 500, body = ErrorBody),
+              (status = 503, description = "The updater cannot be run (see --updater-command)", body = ErrorBody)))]
+async fn activate_update(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+    start_update_action(&state, CommandType::Activate).await
+}
+
+/// Undoes an activation: the running image boots next again (`updog update-revert`). From
+/// Ready to Staged.
+#[utoipa::path(post, path = "/actions/deactivate-update",
+    responses((status = 204, description = "Started"),
+              (status = 409, description = "The update state does not allow it", body = ErrorBody),
+              (status = 423, description = "Another update action is running", body = ErrorBody),
+              (status = 500, body = ErrorBody),
+              (status = 503, description = "The updater cannot be run (see --updater-command)", body = ErrorBody)))]
+async fn deactivate_update(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+    start_update_action(&state, CommandType::Deactivate).await
+}
+
+/// Reboots the node (runs --reboot-command, `systemctl reboot` by default). Refused while an
+/// update action runs.
+#[utoipa::path(post, path = "/actions/reboot",
+    responses((status = 204, description = "The reboot command ran"),
+              (status = 423, description = "An update action is running", body = ErrorBody),
+              (status = 500, description = "The reboot command failed", body = ErrorBody),
+              (status = 503, description = "The reboot command cannot be run (see --reboot-command)", body = ErrorBody)))]
+async fn reboot(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+    state.updates.reboot().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// This document.

@@ -30,7 +30,8 @@ fn sample_request(method: &str, path: &str) -> (String, Option<String>) {
 
 #[test]
 fn openapi_document_matches_the_server() {
-    let server = TestServer::start();
+    // The update routes run the test updater (and a recording reboot script).
+    let server = TestServer::start_with_updates(&["0.2.0"]);
     let doc = server.json("GET", "/openapi.json", None);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().expect("paths");
@@ -51,6 +52,12 @@ fn openapi_document_matches_the_server() {
         "/configuration-files",
         "/history",
         "/history/undo",
+        "/updates/status",
+        "/actions/refresh-updates",
+        "/actions/prepare-update",
+        "/actions/activate-update",
+        "/actions/deactivate-update",
+        "/actions/reboot",
         "/openapi.json",
     ] {
         assert!(paths.contains_key(must), "{must} is not documented");
@@ -100,7 +107,12 @@ fn openapi_document_matches_the_server() {
         }
         checked += 1;
     }
-    assert!(checked >= 19, "only {checked} operations checked");
+    assert!(checked >= 25, "only {checked} operations checked");
+    assert_eq!(
+        server.reboots(),
+        1,
+        "POST /actions/reboot ran the reboot command"
+    );
 
     // What the document leaves out, the server refuses.
     assert_eq!(server.raw("GET", "/not-documented", None).0, 404);

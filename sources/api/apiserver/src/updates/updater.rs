@@ -1,0 +1,291 @@
+//! The contract with the updater program (`updog`): the arguments each action passes and the
+//! JSON it prints. Global flags (`--json`) go before the subcommand.
+//!
+//! | action     | command line                                                        |
+//! |------------|---------------------------------------------------------------------|
+//! | status     | `updog --json status`                                               |
+//! | refresh    | `updog --json check-update --all`                                   |
+//! | prepare    | `updog update-image --image V [--allow-downgrade] --progress-file F`|
+//! | activate   | `updog update-apply`                                                |
+//! | deactivate | `updog update-revert`                                               |
+//!
+//! Exit codes: 0 success, 1 failure (message on stderr), 3 `update-image` found nothing to
+//! apply. Only the fields the API needs are read from the JSON; others are ignored, so the
+//! updater can add fields without breaking the API server.
+
+use super::status::{FailedUpdate, PartitionInfo, Partitions, Refreshed, UpdateImage};
+use serde::Deserialize;
+use std::path::Path;
+
+/// Exit code of `update-image` when there is nothing to apply.
+pub const EXIT_NOTHING_TO_APPLY: i32 = 3;
+
+/// A command line given as one flag value, split on whitespace: `updog`, or
+/// `/usr/bin/updog --log-level warn`. No quoting: arguments cannot contain spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    argv: Vec<String>,
+}
+
+impl std::str::FromStr for CommandLine {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let argv: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+        if argv.is_empty() {
+            return Err("the command is empty; give a program and its arguments".to_string());
+        }
+        Ok(CommandLine { argv })
+    }
+}
+
+impl std::fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.argv.join(" "))
+    }
+}
+
+impl CommandLine {
+    /// A command line from a constant known not to be empty.
+    pub fn from_static(text: &'static str) -> CommandLine {
+        CommandLine {
+            argv: text.split_whitespace().map(str::to_string).collect(),
+        }
+    }
+
+    /// The program to run.
+    pub fn program(&self) -> &str {
+        &self.argv[0]
+    }
+
+    /// A process for this command line with `extra` arguments appended.
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, extra: &[S]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..]).args(extra);
+        cmd
+    }
+}
+
+pub fn status_args() -> Vec<String> {
+    vec!["--json".into(), "status".into()]
+}
+
+pub fn check_update_args() -> Vec<String> {
+    vec!["--json".into(), "check-update".into(), "--all".into()]
+}
+
+pub fn update_image_args(version: &str, allow_downgrade: bool, progress: &Path) -> Vec<String> {
+    let mut args = vec!["update-image".into(), "--image".into(), version.into()];
+    if allow_downgrade {
+        args.push("--allow-downgrade".into());
+    }
+    args.push("--progress-file".into());
+    args.push(progress.display().to_string());
+    args
+}
+
+pub fn update_apply_args() -> Vec<String> {
+    vec!["update-apply".into()]
+}
+
+pub fn update_revert_args() -> Vec<String> {
+    vec!["update-revert".into()]
+}
+
+/// An OS image as the updater describes it (running, staged, or a manifest entry).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Image {
+    pub variant: String,
+    pub arch: String,
+    pub version: String,
+}
+
+impl From<Image> for UpdateImage {
+    fn from(i: Image) -> Self {
+        UpdateImage {
+            arch: i.arch,
+            version: i.version,
+            variant: i.variant,
+        }
+    }
+}
+
+/// `updog --json check-update --all`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckUpdate {
+    pub running: Image,
+    pub chosen: Option<Image>,
+    #[serde(default)]
+    pub updates: Vec<Image>,
+}
+
+impl CheckUpdate {
+    pub fn parse(stdout: &[u8]) -> Result<CheckUpdate, String> {
+        serde_json::from_slice(stdout).map_err(|e| describe_bad_json("check-update", stdout, &e))
+    }
+
+    pub fn refreshed(self) -> Refreshed {
+        Refreshed {
+            available: self.updates.into_iter().map(|u| u.version).collect(),
+            chosen: self.chosen.map(UpdateImage::from),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InactiveSet {
+    pub set: String,
+    pub image: Option<Image>,
+    #[serde(default)]
+    pub valid: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StatusFailedUpdate {
+    pub version: String,
+    pub set: String,
+}
+
+/// `updog --json status`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Status {
+    pub running: Image,
+    pub active_set: String,
+    pub next_boot: String,
+    pub inactive: InactiveSet,
+    pub failed_update: Option<StatusFailedUpdate>,
+}
+
+impl Status {
+    pub fn parse(stdout: &[u8]) -> Result<Status, String> {
+        serde_json::from_slice(stdout).map_err(|e| describe_bad_json("status", stdout, &e))
+    }
+
+    /// The partition facts of the status document. The inactive set counts as staging only when
+    /// it holds a complete (valid) image.
+    pub fn partitions(self) -> Partitions {
+        let staging = match self.inactive.image {
+            Some(image) if self.inactive.valid => Some(PartitionInfo {
+                image: image.into(),
+                next_to_boot: self.next_boot == self.inactive.set,
+            }),
+            _ => None,
+        };
+        Partitions {
+            active: PartitionInfo {
+                image: self.running.into(),
+                next_to_boot: self.next_boot == self.active_set,
+            },
+            staging,
+            failed_update: self.failed_update.map(|f| FailedUpdate {
+                version: f.version,
+                set: f.set,
+            }),
+        }
+    }
+}
+
+/// Whether going from `running` to `target` is a downgrade (which `update-image` only does when
+/// told). Versions that are not semver are never called downgrades.
+pub fn is_downgrade(running: &str, target: &str) -> bool {
+    match (
+        semver::Version::parse(running.trim_start_matches('v')),
+        semver::Version::parse(target.trim_start_matches('v')),
+    ) {
+        (Ok(running), Ok(target)) => target < running,
+        _ => false,
+    }
+}
+
+fn describe_bad_json(what: &str, stdout: &[u8], e: &serde_json::Error) -> String {
+    let text = String::from_utf8_lossy(stdout);
+    let shown: String = text.trim().chars().take(200).collect();
+    format!(
+        "the updater's `{what}` output is not the JSON the API expects ({e}); it printed: \
+         {shown:?}. Is --updater-command an updater that follows updog's contract?"
+    )
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn command_lines_split_on_whitespace() {
+        let c: CommandLine = " /usr/bin/updog  --log-level warn ".parse().unwrap();
+        assert_eq!(c.program(), "/usr/bin/updog");
+        assert_eq!(c.to_string(), "/usr/bin/updog --log-level warn");
+        let cmd = c.command(&status_args());
+        let args: Vec<_> = cmd.as_std().get_args().collect();
+        assert_eq!(args, ["--log-level", "warn", "--json", "status"]);
+        assert!("  ".parse::<CommandLine>().is_err());
+    }
+
+    #[test]
+    fn prepare_passes_version_progress_and_downgrade() {
+        let args = update_image_args("1.2.0", false, Path::new("/run/x/progress.json"));
+        assert_eq!(
+            args,
+            [
+                "update-image",
+                "--image",
+                "1.2.0",
+                "--progress-file",
+                "/run/x/progress.json"
+            ]
+        );
+        assert!(update_image_args("1.0.0", true, Path::new("p"))
+            .contains(&"--allow-downgrade".to_string()));
+        assert!(is_downgrade("1.2.0", "1.1.9"));
+        assert!(!is_downgrade("1.2.0", "1.10.0"));
+        assert!(!is_downgrade("1.2.0", "1.2.0"));
+        assert!(!is_downgrade("weird", "1.0.0"));
+    }
+
+    #[test]
+    fn check_update_output_gives_versions_and_choice() {
+        let out =
+            br#"{"running":{"variant":"dev","arch":"x86_64","version":"1.0.0","build_id":"abc"},
+            "chosen":{"variant":"dev","arch":"x86_64","version":"1.2.0","max_version":"1.2.0",
+                      "waves":{},"images":{"boot":"b","root":"r","hash":"h"}},
+            "updates":[{"variant":"dev","arch":"x86_64","version":"1.2.0"},
+                       {"variant":"dev","arch":"x86_64","version":"1.1.0"}]}"#;
+        let refreshed = CheckUpdate::parse(out).unwrap().refreshed();
+        assert_eq!(refreshed.available, ["1.2.0", "1.1.0"]);
+        assert_eq!(refreshed.chosen.unwrap().version, "1.2.0");
+        let none = br#"{"running":{"variant":"dev","arch":"x86_64","version":"1.0.0"},"chosen":null,"updates":[]}"#;
+        assert!(CheckUpdate::parse(none)
+            .unwrap()
+            .refreshed()
+            .chosen
+            .is_none());
+        let err = CheckUpdate::parse(b"aws-k8s-1.15 0.1.4 (v0.0)").unwrap_err();
+        assert!(
+            err.contains("aws-k8s-1.15") && err.contains("--updater-command"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn status_output_gives_partitions() {
+        let out = br#"{"running":{"variant":"dev","arch":"x86_64","version":"1.0.0","build_id":"abc"},
+            "active_set":"A","next_boot":"B",
+            "inactive":{"set":"B","image":{"variant":"dev","arch":"x86_64","version":"1.1.0","build_id":"d"},
+                        "valid":true,"bootable":true,"successful":false},
+            "failed_update":{"version":"0.9.0","set":"B"}}"#;
+        let p = Status::parse(out).unwrap().partitions();
+        assert!(!p.active.next_to_boot);
+        assert_eq!(p.active.image.version, "1.0.0");
+        let staging = p.staging.unwrap();
+        assert!(staging.next_to_boot);
+        assert_eq!(staging.image.version, "1.1.0");
+        assert_eq!(p.failed_update.unwrap().version, "0.9.0");
+
+        let half_written = br#"{"running":{"variant":"dev","arch":"x86_64","version":"1.0.0"},
+            "active_set":"A","next_boot":"A",
+            "inactive":{"set":"B","image":{"variant":"dev","arch":"x86_64","version":"1.1.0"},
+                        "valid":false,"bootable":false,"successful":false},"failed_update":null}"#;
+        let p = Status::parse(half_written).unwrap().partitions();
+        assert!(p.staging.is_none());
+        assert!(p.active.next_to_boot);
+    }
+}
