@@ -1,5 +1,5 @@
 //! Moves the settings datastore from one OS version to another, forward or back, by running
-//! migrations on a copy and switching to it atomically.
+//! signed migrations on a copy and switching to it atomically.
 //!
 //! # Background
 //!
@@ -8,33 +8,76 @@
 //! update or a rollback the OS expects another version; its settings may have been added,
 //! renamed or removed since. Each such change ships as a migration program named
 //! `migrate_v<version>_<name>`, which belongs to the version it migrates *to* (see the
-//! `migration-helpers` crate for the program side).
+//! `migration-helpers` crate for the program side). The migrator runs at boot
+//! (`migrator.service`), before storewolf and the API server read any setting.
+//!
+//! # Where migrations come from
+//!
+//! Only from signed metadata. During an update the updater saves a `file://` mirror of the
+//! update repository's parts the migrator needs into `/var/lib/ballast/migrations`:
+//! `metadata/` (the root chain, `timestamp.json`, `N.snapshot.json`, `N.targets.json`) and
+//! `targets/` (`manifest.json` and the migrations under their consistent-snapshot names
+//! `<sha256>.<name>`); a repository directory made by the `repo` tool has the same layout. The
+//! migrator ([`signed`]):
+//!
+//! 1. loads the mirror with tough's client against the root of trust in the image
+//!    (`/usr/share/updates/root.json`), checking every signature, threshold and version but
+//!    **not expiration**: a node that was off for months must still boot, and the metadata it
+//!    saved at update time is what it has;
+//! 2. reads `manifest.json` through tough and takes the migrations of every consecutive
+//!    `"(a, b)"` pair between the store's version and the target version from its `migrations`
+//!    map, in order going forward, reversed and run with `--backward` going back;
+//! 3. reads each listed migration through tough, which checks its length and sha256 against the
+//!    targets metadata signed by the targets key, into a memory file (`memfd_create`) that is
+//!    then sealed against any change and hashed again ([`sealed`]), and runs it from there
+//!    through `/proc/self/fd/<n>` (with argv\[0\] set to its name). A sealed memory file was
+//!    chosen over a private directory under /run because the kernel, not file permissions,
+//!    guarantees that the verified bytes are the ones executed, and because it leaves nothing
+//!    behind when the migrator is killed.
+//!
+//! Every migration on the path is verified before the first one runs: one that is listed but
+//! missing, not signed, or whose bytes differ from its signed hash refuses the whole run and
+//! nothing is changed. A file in the mirror that the manifest does not list is never run. When
+//! the manifest lists nothing between the two versions, the store still moves to the target
+//! version (a copy, no program run). When the mirror directory does not exist at all, no update
+//! saved one, so there is nothing signed to run: the store moves without migrations, with a
+//! warning in the log.
+//!
+//! For development only, `--unsigned-migrations-dir DIR` runs every `migrate_v*` file of a plain
+//! directory whose version lies on the way ([`find_migrations`], [`plan`]) without any
+//! verification. Images never use it: `migrator.service` passes the signed mirror.
 //!
 //! # What a run does
 //!
-//! `migrator --datastore-path BASE --migrations-dir DIR --target-version V`:
+//! `migrator --datastore-path BASE --repo-dir DIR --root-json ROOT --target-version V`:
 //!
-//! 1. Takes `BASE/migrator.lock` (one migrator at a time), removes leftovers of an interrupted
-//!    run (`.migrating-*` copies, `.trash-*` directories, `.tmp-current-*` links), and reads the
-//!    store's version F from the name of the directory `current` points at.
-//! 2. F = V: nothing to do. Otherwise the path is every migration in DIR whose version lies in
-//!    (F, V] going forward, in version then name order, or in (V, F] going backward, in the
-//!    reverse order and run with `--backward`. Versions are dotted numbers compared numerically
-//!    (`1.10.0` > `1.9.2`, `1.2` = `1.2.0`).
-//! 3. Opens the old store with the datastore crate, which finishes a commit a crash may have
+//! 1. No `BASE/current` yet (first boot, before storewolf made the store): nothing to do.
+//! 2. Takes `BASE/migrator.lock` (one migrator at a time), removes leftovers of an interrupted
+//!    run (`.migrating-*` copies, `.trash-*` directories, `.tmp-current-*` links, `.tuf-*`
+//!    scratch directories), and reads the store's version F from the name of the directory
+//!    `current` points at. Versions are dotted numbers compared numerically (`1.10.0` >
+//!    `1.9.2`, `1.2` = `1.2.0`).
+//! 3. F = V: nothing to do. Otherwise loads and verifies the migrations between F and V as
+//!    above.
+//! 4. Opens the old store with the datastore crate, which finishes a commit a crash may have
 //!    interrupted and holds the store's lock (so no API server writes to it meanwhile).
-//! 4. For each migration: copies the previous state's `live/` and `migration-saved/` into a new
+//! 5. For each migration: copies the previous state's `live/` and `migration-saved/` into a new
 //!    `BASE/.migrating-v<V>-<random>` directory and runs the migration with
 //!    `--source-datastore <previous> --target-datastore <copy> (--forward|--backward)`. The
 //!    intermediate copy of the step before is deleted. A failing migration fails the run: its
 //!    copy is deleted and `current` and the old store are untouched.
-//! 5. Flushes every file and directory of the final copy, moves it to `BASE/v<V>` (an older
+//! 6. Flushes every file and directory of the final copy, moves it to `BASE/v<V>` (an older
 //!    directory of that name, never the current one, is moved aside first), flushes `BASE`,
 //!    writes a new link `.tmp-current-<random> -> v<V>` and renames it over `current`, and flushes
 //!    `BASE` again. The rename is the switch: before it `current` names the complete old store,
 //!    after it the complete new one.
-//! 6. Deletes every other `v*` directory except the previous version's (kept for a rollback),
+//! 7. Deletes every other `v*` directory except the previous version's (kept for a rollback),
 //!    each renamed to a trash name first so that none is ever seen half deleted.
+//!
+//! On failure the binary prints one line ([`console_line`]) naming the move, the migration and
+//! what happens next; the unit sends it to the console. The boot then stops before storewolf,
+//! is never marked successful, and the boot deadline sends the node back to the previous OS
+//! version.
 //!
 //! # On-disk decisions
 //!
@@ -45,26 +88,32 @@
 //!   version's stays with its directory.
 //! - `migration-saved/` holds values that a migration removed, so a later downgrade can restore
 //!   them; it travels with every copy.
+//! - tough's own bookkeeping goes into a scratch directory inside `BASE` (on the data partition,
+//!   which is mounted and writable whenever the migrator runs, unlike /tmp early in the boot).
 //!
 //! # Current limitations
 //!
-//! - Migrations are taken from a plain directory. Bottlerocket's list of consecutive version
-//!   pairs in the signed manifest (which also proves that no migration is missing) and the
-//!   verification of each migration against TUF metadata come with the update integration.
-//! - A migration is a program run from the filesystem, not from a sealed memory file.
-//! - A migration gets no time limit.
+//! - A migration gets no time limit (the boot deadline is the limit).
+//! - The kernel must allow executing memory files (`vm.memfd_noexec` 0 or 1 on Linux 6.3+).
+//! - A migration must be an ELF program: a script cannot run from a close-on-exec descriptor.
+//! - Versions on the signed path have at most three numbers (the manifest's semantic versions).
+//! - Pairs of the manifest that straddle the store's version (a store at a version the
+//!   repository never published) are not on the path and are not run.
 
 pub mod error;
+pub mod sealed;
+pub mod signed;
 
 pub use error::{Error, Result};
 
 use datastore::FilesystemDataStore;
 use error::{
     BadMigrationNameSnafu, InvalidVersionSnafu, IoSnafu, LockedSnafu, MigrationFailedSnafu,
-    NoDatastoreSnafu, NoMigrationPathSnafu, NoVersionIdSnafu, NotExecutableSnafu, OpenCopySnafu,
-    OpenSourceSnafu, ReadOsReleaseSnafu, SpawnSnafu, UnversionedStoreSnafu,
+    MoveSnafu, NoVersionIdSnafu, NotExecutableSnafu, OpenCopySnafu, OpenSourceSnafu,
+    ReadMigrationsDirSnafu, ReadOsReleaseSnafu, SpawnSnafu, UnversionedStoreSnafu,
 };
 use nix::fcntl::{Flock, FlockArg};
+use sealed::SealedProgram;
 use snafu::{ensure, ResultExt};
 use std::cmp::Ordering;
 use std::fs::{self, File, OpenOptions};
@@ -87,6 +136,13 @@ const TRASH_PREFIX: &str = ".trash-";
 const TMP_LINK_PREFIX: &str = ".tmp-current-";
 /// File name prefix of a migration program.
 pub const MIGRATION_PREFIX: &str = "migrate_v";
+/// Where the updater saves the signed mirror of the repository for the migrator.
+pub const DEFAULT_REPO_DIR: &str = "/var/lib/ballast/migrations";
+/// The root of trust of updates, shipped in the image.
+pub const DEFAULT_ROOT_JSON: &str = "/usr/share/updates/root.json";
+/// What happens after the migrator fails at boot; the end of every [`console_line`].
+pub const AFTER_FAILURE: &str = "the datastore is unchanged; this boot stops and the node goes \
+     back to the previous OS version after the boot deadline";
 
 /// A datastore/OS version: dotted numbers, compared numerically with missing parts taken as 0.
 #[derive(Debug, Clone)]
@@ -140,6 +196,18 @@ impl Version {
     /// The name of this version's store directory.
     pub fn dir_name(&self) -> String {
         format!("v{}", self.text)
+    }
+
+    /// The same version as a semantic version (missing numbers are 0), as the update manifest
+    /// writes them; `None` with more than three significant numbers.
+    pub fn to_semver(&self) -> Option<update_metadata::Version> {
+        match *self.significant() {
+            [] => Some(update_metadata::Version::new(0, 0, 0)),
+            [major] => Some(update_metadata::Version::new(major, 0, 0)),
+            [major, minor] => Some(update_metadata::Version::new(major, minor, 0)),
+            [major, minor, patch] => Some(update_metadata::Version::new(major, minor, patch)),
+            _ => None,
+        }
     }
 }
 
@@ -205,7 +273,7 @@ impl std::fmt::Display for Direction {
     }
 }
 
-/// A migration program found in the migrations directory.
+/// A migration program found in a plain, unverified migrations directory (development only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationFile {
     /// The version it migrates to.
@@ -247,14 +315,10 @@ pub fn parse_migration_name(path: &Path) -> Result<Option<(Version, String)>> {
     Ok(Some((version, file_name.to_string())))
 }
 
-/// Every migration in `dir`, sorted by version then name. Files that do not start with
-/// `migrate_v` are ignored.
-pub fn find_migrations(dir: &Path, from: &Version, to: &Version) -> Result<Vec<MigrationFile>> {
-    let entries = fs::read_dir(dir).context(NoMigrationPathSnafu {
-        from: from.as_str(),
-        to: to.as_str(),
-        dir,
-    })?;
+/// Every migration in the unverified directory `dir`, sorted by version then name. Files that
+/// do not start with `migrate_v` are ignored.
+pub fn find_migrations(dir: &Path) -> Result<Vec<MigrationFile>> {
+    let entries = fs::read_dir(dir).context(ReadMigrationsDirSnafu { dir })?;
     let mut found = Vec::new();
     for entry in entries {
         let entry = entry.context(IoSnafu { path: dir })?;
@@ -273,7 +337,9 @@ pub fn find_migrations(dir: &Path, from: &Version, to: &Version) -> Result<Vec<M
     Ok(found)
 }
 
-/// The migrations that take a store from `from` to `to`, in the order to run them.
+/// The migrations of an unverified directory that take a store from `from` to `to`, in the
+/// order to run them: versions in (from, to] going forward, in (to, from] in reverse going
+/// backward.
 pub fn plan(
     from: &Version,
     to: &Version,
@@ -297,18 +363,34 @@ pub fn plan(
     }
 }
 
+/// Where the migrations come from.
+#[derive(Debug, Clone)]
+pub enum MigrationSource {
+    /// The signed mirror of the update repository (`metadata/` and `targets/` in `repo_dir`),
+    /// verified against the root of trust `root_json`. What images use.
+    Signed {
+        repo_dir: PathBuf,
+        root_json: PathBuf,
+    },
+    /// A plain directory of programs, run without any verification. Development only.
+    UnsignedDir(PathBuf),
+}
+
 /// What to migrate and where to.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The directory holding `current` and the `v<version>` directories.
+    /// The directory holding `current` and the `v<version>` directories (or its `current`
+    /// link).
     pub datastore_path: PathBuf,
-    pub migrations_dir: PathBuf,
+    pub source: MigrationSource,
     pub target_version: Version,
 }
 
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// There is no datastore yet (first boot); storewolf creates it at the right version.
+    NoDatastore { link: PathBuf },
     /// The store was already at the target version.
     AlreadyCurrent { version: Version },
     Migrated {
@@ -320,14 +402,41 @@ pub enum Outcome {
     },
 }
 
-/// The store directory `current` points at under `base`, and its version.
-pub fn current_store(base: &Path) -> Result<(PathBuf, Version)> {
+/// A migration ready to run.
+#[derive(Debug)]
+struct Step {
+    name: String,
+    program: Program,
+}
+
+#[derive(Debug)]
+enum Program {
+    /// Verified and sealed in memory.
+    Sealed(SealedProgram),
+    /// A file of an unverified directory (development only).
+    File(PathBuf),
+}
+
+impl Step {
+    fn command(&self) -> Command {
+        match &self.program {
+            Program::Sealed(program) => program.command(),
+            Program::File(path) => {
+                let mut command = Command::new(path);
+                command.arg0(&self.name);
+                command
+            }
+        }
+    }
+}
+
+/// The store directory `current` points at under `base`, and its version; `None` when there
+/// is no `current` link.
+pub fn current_store(base: &Path) -> Result<Option<(PathBuf, Version)>> {
     let link = base.join(CURRENT);
     match fs::symlink_metadata(&link) {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return NoDatastoreSnafu { link }.fail()
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).context(IoSnafu { path: link }),
     }
     let dir = fs::canonicalize(&link).context(IoSnafu { path: &link })?;
@@ -337,7 +446,7 @@ pub fn current_store(base: &Path) -> Result<(PathBuf, Version)> {
         .and_then(|n| n.strip_prefix('v'))
         .and_then(|v| Version::parse(v).ok());
     match version {
-        Some(version) => Ok((dir, version)),
+        Some(version) => Ok(Some((dir, version))),
         None => UnversionedStoreSnafu { path: dir }.fail(),
     }
 }
@@ -352,26 +461,100 @@ fn base_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Migrates the store under `options.datastore_path` to `options.target_version`.
+/// Migrates the store under `options.datastore_path` to `options.target_version`. On error
+/// the datastore is as it was.
 pub fn run(options: &Options) -> Result<Outcome> {
     let base = base_dir(&options.datastore_path);
     // Without a store there is nothing to lock (and no place for the lock file).
-    current_store(&base)?;
+    if current_store(&base)?.is_none() {
+        let link = base.join(CURRENT);
+        info!(link = %link.display(), "no datastore yet (first boot); nothing to migrate");
+        return Ok(Outcome::NoDatastore { link });
+    }
     let _lock = lock_base(&base)?;
     remove_leftovers(&base)?;
-    let (from_dir, from) = current_store(&base)?;
+    let Some((from_dir, from)) = current_store(&base)? else {
+        // Removed while we took the lock: whoever did that owns the store now.
+        let link = base.join(CURRENT);
+        return Ok(Outcome::NoDatastore { link });
+    };
     let to = options.target_version.clone();
     if from == to {
         info!(version = %from, "datastore already at the target version");
         return Ok(Outcome::AlreadyCurrent { version: from });
     }
-    let all = find_migrations(&options.migrations_dir, &from, &to)?;
-    let (direction, steps) = plan(&from, &to, &all);
-    for step in &steps {
-        let executable = fs::metadata(&step.path)
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-        ensure!(executable, NotExecutableSnafu { path: &step.path });
+    migrate(&base, &from_dir, &from, &options.source, &to).context(MoveSnafu {
+        from: from.clone(),
+        to: to.clone(),
+    })
+}
+
+/// The migrations between `from` and `to`, verified where they come from the signed mirror.
+fn load_steps(
+    base: &Path,
+    source: &MigrationSource,
+    from: &Version,
+    to: &Version,
+) -> Result<(Direction, Vec<Step>)> {
+    let direction = if from <= to {
+        Direction::Forward
+    } else {
+        Direction::Backward
+    };
+    match source {
+        MigrationSource::Signed {
+            repo_dir,
+            root_json,
+        } => {
+            if fs::symlink_metadata(repo_dir).is_err() {
+                warn!(
+                    dir = %repo_dir.display(),
+                    "no signed migration metadata: no update saved any, so there is no \
+                     migration to run; moving the datastore without migrations"
+                );
+                return Ok((direction, Vec::new()));
+            }
+            let verified = signed::load_migrations(repo_dir, root_json, base, from, to)?;
+            let steps = verified
+                .into_iter()
+                .map(|m| Step {
+                    name: m.program.name().to_string(),
+                    program: Program::Sealed(m.program),
+                })
+                .collect();
+            Ok((direction, steps))
+        }
+        MigrationSource::UnsignedDir(dir) => {
+            warn!(
+                dir = %dir.display(),
+                "running migrations from an unverified directory (development only)"
+            );
+            let all = find_migrations(dir)?;
+            let (direction, files) = plan(from, to, &all);
+            let mut steps = Vec::with_capacity(files.len());
+            for file in files {
+                let executable = fs::metadata(&file.path)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+                ensure!(executable, NotExecutableSnafu { path: &file.path });
+                steps.push(Step {
+                    name: file.name,
+                    program: Program::File(file.path),
+                });
+            }
+            Ok((direction, steps))
+        }
     }
+}
+
+/// Everything after the store's version is known: load the migrations, migrate a copy, switch.
+fn migrate(
+    base: &Path,
+    from_dir: &Path,
+    from: &Version,
+    source: &MigrationSource,
+    to: &Version,
+) -> Result<Outcome> {
+    let (direction, steps) = load_steps(base, source, from, to)?;
     info!(
         %from, %to, %direction,
         migrations = ?steps.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
@@ -379,24 +562,35 @@ pub fn run(options: &Options) -> Result<Outcome> {
     );
 
     // Finishes an interrupted commit and keeps every other writer out until the switch.
-    let source =
-        FilesystemDataStore::open(&from_dir).context(OpenSourceSnafu { path: &from_dir })?;
+    let source = FilesystemDataStore::open(from_dir).context(OpenSourceSnafu { path: from_dir })?;
 
-    let staged = stage(&base, &from_dir, &to, direction, &steps)?;
+    let staged = stage(base, from_dir, to, direction, &steps)?;
     let target_dir = base.join(to.dir_name());
-    if let Err(e) = install(&base, &staged, &target_dir, &to) {
-        let _ = remove_dir(&base, &staged);
+    if let Err(e) = install(base, &staged, &target_dir, to) {
+        let _ = remove_dir(base, &staged);
         return Err(e);
     }
     drop(source);
     info!(%from, %to, "datastore switched to the new version");
-    prune(&base, &[to.dir_name().as_str(), dir_file_name(&from_dir)]);
+    prune(base, &[to.dir_name().as_str(), dir_file_name(from_dir)]);
     Ok(Outcome::Migrated {
-        from,
-        to,
+        from: from.clone(),
+        to: to.clone(),
         direction,
         migrations: steps.into_iter().map(|m| m.name).collect(),
     })
+}
+
+/// The one line the binary prints when a run fails: what failed and what happens next.
+pub fn console_line(error: &Error) -> String {
+    let text = error.to_string();
+    let one_line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("migrator: {one_line}; {AFTER_FAILURE}")
 }
 
 fn dir_file_name(dir: &Path) -> &str {
@@ -435,7 +629,7 @@ fn stage(
     from_dir: &Path,
     to: &Version,
     direction: Direction,
-    steps: &[MigrationFile],
+    steps: &[Step],
 ) -> Result<PathBuf> {
     let new_staging = || {
         base.join(format!(
@@ -509,14 +703,9 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Runs one migration program on `target`, a fresh copy of `source`.
-fn run_migration(
-    step: &MigrationFile,
-    direction: Direction,
-    source: &Path,
-    target: &Path,
-) -> Result<()> {
+fn run_migration(step: &Step, direction: Direction, source: &Path, target: &Path) -> Result<()> {
     info!(migration = %step.name, %direction, "running migration");
-    let mut command = Command::new(&step.path);
+    let mut command = step.command();
     command
         .arg("--source-datastore")
         .arg(source)
@@ -533,37 +722,46 @@ fn run_migration(
                 .map_err(std::io::Error::from)
         });
     }
-    let output = command.output().context(SpawnSnafu {
-        name: &step.name,
-        path: &step.path,
-    })?;
+    let output = command.output().context(SpawnSnafu { name: &step.name })?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        debug!(migration = %step.name, "{line}");
-    }
-    ensure!(
-        output.status.success(),
-        MigrationFailedSnafu {
-            name: &step.name,
-            direction: direction.to_string(),
-            status: output.status,
-            stderr: tail(&stderr, 8192),
+    let lines = stderr.lines().filter(|l| !l.trim().is_empty());
+    if output.status.success() {
+        for line in lines {
+            debug!(migration = %step.name, "{line}");
         }
-    );
-    Ok(())
+        return Ok(());
+    }
+    for line in lines {
+        warn!(migration = %step.name, "{line}");
+    }
+    MigrationFailedSnafu {
+        name: &step.name,
+        direction: direction.to_string(),
+        status: output.status,
+        message: last_words(&step.name, &stderr),
+    }
+    .fail()
 }
 
-/// The last `max` bytes of `text` (at a character boundary).
-fn tail(text: &str, max: usize) -> String {
-    let text = text.trim_end();
-    if text.len() <= max {
-        return text.to_string();
+/// The last line a failed migration wrote (its error message, without the `<name>: ` prefix
+/// migration-helpers puts in front), cut to a length that fits a console line.
+fn last_words(name: &str, stderr: &str) -> String {
+    const MAX: usize = 300;
+    let Some(line) = stderr.lines().map(str::trim).rfind(|l| !l.is_empty()) else {
+        return "it wrote no error message".to_string();
+    };
+    let line = line
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(line);
+    if line.len() <= MAX {
+        return line.to_string();
     }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
+    let mut end = MAX;
+    while !line.is_char_boundary(end) {
+        end -= 1;
     }
-    format!("...{}", &text[start..])
+    format!("{}...", &line[..end])
 }
 
 /// Gives the staged store everything a store has (opening it creates pending/, history/ and
@@ -615,7 +813,12 @@ fn install(base: &Path, staged: &Path, target_dir: &Path, to: &Version) -> Resul
             path: base.join(CURRENT),
         });
     }
-    fsync_dir(base)
+    // The switch has happened. Should flushing it fail, a crash may bring back the old link,
+    // which still names the complete old store: consistent either way, so not an error.
+    if let Err(e) = fsync_dir(base) {
+        warn!("cannot flush the switch to {}: {e}", to.dir_name());
+    }
+    Ok(())
 }
 
 /// Removes a directory so that it never appears half deleted: renamed to a trash name (and
@@ -627,14 +830,18 @@ fn remove_dir(base: &Path, dir: &Path) -> Result<()> {
     fs::remove_dir_all(&trash).context(IoSnafu { path: &trash })
 }
 
-/// Deletes what an interrupted run left in `base`: staging copies, trash, temporary links.
+/// Deletes what an interrupted run left in `base`: staging copies, trash, temporary links,
+/// tough's scratch directories.
 fn remove_leftovers(base: &Path) -> Result<()> {
     for entry in fs::read_dir(base).context(IoSnafu { path: base })? {
         let entry = entry.context(IoSnafu { path: base })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && (name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX)) {
+        let leftover_dir = [STAGING_PREFIX, TRASH_PREFIX, signed::TUF_SCRATCH_PREFIX]
+            .iter()
+            .any(|prefix| name.starts_with(prefix));
+        if is_dir && leftover_dir {
             info!(path = %path.display(), "removing a copy left by an interrupted migration");
             fs::remove_dir_all(&path).context(IoSnafu { path: &path })?;
         } else if !is_dir && name.starts_with(TMP_LINK_PREFIX) {
@@ -730,6 +937,52 @@ mod test {
         assert_eq!(names(steps), ["1.3.0_d", "1.2.0_c"]);
         let (_, steps) = plan(&v("1.3.0"), &v("2.0"), &all);
         assert!(steps.is_empty());
+    }
+
+    #[test]
+    fn semantic_versions() {
+        assert_eq!(
+            v("1.2").to_semver(),
+            Some(update_metadata::Version::new(1, 2, 0))
+        );
+        assert_eq!(
+            v("1.2.3.0").to_semver(),
+            Some(update_metadata::Version::new(1, 2, 3))
+        );
+        assert_eq!(v("1.2.3.4").to_semver(), None);
+    }
+
+    #[test]
+    fn last_words_of_a_failed_migration() {
+        let stderr = "INFO migrating\n\nmigrate_v1.2.0_x: Cannot rename a to b\n\n";
+        assert_eq!(
+            last_words("migrate_v1.2.0_x", stderr),
+            "Cannot rename a to b"
+        );
+        assert_eq!(
+            last_words("migrate_v1.2.0_x", ""),
+            "it wrote no error message"
+        );
+        let long = "é".repeat(400);
+        let words = last_words("m", &long);
+        assert!(words.ends_with("...") && words.len() <= 303, "{words}");
+    }
+
+    #[test]
+    fn console_line_is_one_line_and_says_what_happens_next() {
+        let error = Error::Move {
+            from: v("1.0.0"),
+            to: v("1.1.0"),
+            source: Box::new(Error::InvalidVersion {
+                version: "x".into(),
+                reason: "first\nsecond".into(),
+            }),
+        };
+        let line = console_line(&error);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.starts_with("migrator: Cannot move the datastore from version 1.0.0 to 1.1.0"));
+        assert!(line.contains("first second"), "{line}");
+        assert!(line.ends_with(AFTER_FAILURE), "{line}");
     }
 
     #[test]

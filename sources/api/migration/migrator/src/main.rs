@@ -2,11 +2,12 @@
 //! documentation.
 
 use clap::Parser;
-use migrator::{Options, Outcome, Version};
+use migrator::{MigrationSource, Options, Outcome, Version};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Migrates the Ballast settings datastore forward or back to another OS version.
+/// Migrates the Ballast settings datastore forward or back to another OS version, running only
+/// migrations verified against the signed update metadata.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 #[command(group(clap::ArgGroup::new("target").required(true)
@@ -15,9 +16,17 @@ struct Args {
     /// Directory holding `current` and the `v<version>` stores (its `current` link works too).
     #[arg(long, default_value = "/var/lib/ballast/datastore")]
     datastore_path: PathBuf,
-    /// Directory holding the `migrate_v<version>_<name>` programs.
-    #[arg(long, visible_alias = "migration-directory")]
-    migrations_dir: PathBuf,
+    /// The signed mirror of the update repository saved by the updater (metadata/ and
+    /// targets/).
+    #[arg(long, default_value = migrator::DEFAULT_REPO_DIR)]
+    repo_dir: PathBuf,
+    /// The root of trust the mirror is verified against.
+    #[arg(long, visible_alias = "root-path", default_value = migrator::DEFAULT_ROOT_JSON)]
+    root_json: PathBuf,
+    /// DEVELOPMENT ONLY: run the `migrate_v<version>_<name>` programs of this plain directory
+    /// without verifying anything. Images never pass it.
+    #[arg(long, conflicts_with_all = ["repo_dir", "root_json"])]
+    unsigned_migrations_dir: Option<PathBuf>,
     /// Version to migrate the store to.
     #[arg(long)]
     target_version: Option<String>,
@@ -40,18 +49,22 @@ fn main() -> ExitCode {
         Some(text) => Version::parse(text),
         None => migrator::version_from_os_release(&args.os_release),
     };
+    let source = match args.unsigned_migrations_dir {
+        Some(dir) => MigrationSource::UnsignedDir(dir),
+        None => MigrationSource::Signed {
+            repo_dir: args.repo_dir,
+            root_json: args.root_json,
+        },
+    };
     let result = target.and_then(|target_version| {
         migrator::run(&Options {
             datastore_path: args.datastore_path,
-            migrations_dir: args.migrations_dir,
+            source,
             target_version,
         })
     });
     match result {
-        Ok(Outcome::AlreadyCurrent { version }) => {
-            tracing::info!("datastore already at version {version}; nothing to do");
-            ExitCode::SUCCESS
-        }
+        Ok(Outcome::NoDatastore { .. }) | Ok(Outcome::AlreadyCurrent { .. }) => ExitCode::SUCCESS,
         Ok(Outcome::Migrated {
             from,
             to,
@@ -65,7 +78,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("migrator: {e}");
+            eprintln!("{}", migrator::console_line(&e));
             ExitCode::FAILURE
         }
     }
