@@ -18,6 +18,18 @@ pub const LOADER_ESP_PATH: &str = "/EFI/BOOT/BOOTX64.EFI";
 /// Where the per-image configuration lives on each BOOT partition.
 pub const BOOT_CFG_PATH: &str = "/grub/grub.cfg";
 
+/// Kernel parameters this builder writes into each BOOT partition's `grub.cfg` (which
+/// partitions, the root hash); the image's own command line must not set them. Other
+/// `ballast.*` parameters (`ballast.boot-deadline`, `ballast.debug`, ...) pass through.
+pub const BUILDER_PARAMETERS: &[&str] = &[
+    "ballast.root",
+    "ballast.hash",
+    "ballast.roothash",
+    "ballast.salt",
+    "ballast.datablocks",
+    "ballast.data",
+];
+
 /// GRUB variable that holds the chosen set (`A` or `B`) when the BOOT partition's `grub.cfg`
 /// runs; the kernel command line names ROOT and HASH through it.
 pub const SET_VAR: &str = "ballast_set";

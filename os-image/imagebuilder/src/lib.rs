@@ -164,9 +164,8 @@ pub struct ImageInput {
     pub initramfs_modules: Vec<String>,
     /// The static early-init binary (`/init` of the initramfs).
     pub init_binary: PathBuf,
-    /// The variant's kernel parameters, placed before the early init's. Of the `ballast.*`
-    /// parameters only `ballast.init`, `ballast.onfailure` and `ballast.debug` may be given;
-    /// the others are the builder's.
+    /// The variant's kernel parameters, placed before the early init's. The `ballast.*`
+    /// parameters of [`grub::BUILDER_PARAMETERS`] are the builder's and refused here.
     pub cmdline: Vec<String>,
     /// Partition sizes.
     pub layout: Layout,
@@ -238,11 +237,8 @@ impl ImageInput {
         }
         for param in &self.cmdline {
             grub::check_kernel_param(param)?;
-            if param.starts_with("ballast.")
-                && !param.starts_with("ballast.init=")
-                && !param.starts_with("ballast.onfailure=")
-                && !param.starts_with("ballast.debug")
-            {
+            let key = param.split('=').next().unwrap_or_default();
+            if grub::BUILDER_PARAMETERS.contains(&key) {
                 return invalid(format!(
                     "the kernel parameter {param:?} is set by the image builder itself"
                 ));

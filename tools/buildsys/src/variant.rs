@@ -41,6 +41,10 @@ pub struct Variant {
     pub layout: Layout,
 }
 
+/// Kernel parameters the disk builder writes per partition set (which partitions, the root
+/// hash); a variant may set other `ballast.*` parameters, such as `ballast.boot-deadline`.
+pub use imagebuilder::grub::BUILDER_PARAMETERS as DISK_BUILDER_PARAMETERS;
+
 /// Disk image formats: the disk builder's own type, so a variant names exactly what it writes.
 pub use imagebuilder::Format as ImageFormat;
 
@@ -153,10 +157,12 @@ pub fn load_variant(root: &Path, name: &str) -> Result<Variant> {
                 "kernel parameter '{parameter}' must be one word without spaces"
             ))
         );
+        let key = parameter.split('=').next().unwrap_or_default();
         ensure!(
-            !parameter.starts_with("ballast."),
+            !DISK_BUILDER_PARAMETERS.contains(&key),
             invalid(format!(
-                "kernel parameter '{parameter}': ballast.* parameters are set by the disk builder"
+                "kernel parameter '{parameter}': {} are set by the disk builder",
+                DISK_BUILDER_PARAMETERS.join(", ")
             ))
         );
     }

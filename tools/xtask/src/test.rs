@@ -39,6 +39,9 @@ pub fn run(args: &TestArgs) -> Result<()> {
         for variant in ["dev", "node"] {
             image::build(&BuildOptions::variant(variant))?;
         }
+        for opts in image::update_test_builds() {
+            image::build(&opts)?;
+        }
         host::run(
             "cargo",
             &[
@@ -49,6 +52,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
                 "vm",
                 "--test",
                 "vm_settings",
+                "--test",
+                "vm_update",
                 "--",
                 "--ignored",
                 "--test-threads=1",

@@ -267,10 +267,18 @@ pub async fn cancel(socket_path: &Path) -> Result<Value> {
         .0)
 }
 
-/// `reboot`: asks the server to reboot the node.
+/// `reboot`: asks the server to reboot the node. The server may be stopped by the reboot
+/// before its answer is written; a connection closed without an answer (not a refused one)
+/// therefore means the reboot is under way.
 pub async fn reboot(socket_path: &Path) -> Result<()> {
-    request(socket_path, "/actions/reboot", "POST", None).await?;
-    Ok(())
+    match request(socket_path, "/actions/reboot", "POST", None).await {
+        Ok(_) => Ok(()),
+        Err(crate::Error::SendRequest { source, .. }) if source.is_incomplete_message() => {
+            tracing::info!("the API server went down before answering: the node is rebooting");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// One progress line: "Preparing update 1.2.0: root 32.0 of 64.0 MiB (target 2 of 3)".

@@ -1,0 +1,538 @@
+//! VM end-to-end tests of signed A/B updates on the dev image: a real TUF repository made with
+//! the `repo` crate from real builds, signed with the development keys the images trust, served
+//! over HTTP on the host's loopback and reached by the guest only through QEMU's user
+//! networking (10.0.2.100:80 forwarded to 127.0.0.1). The node updates through its API
+//! (`apiclient update ...`), reboots into the other set, rolls back by itself from an image that
+//! never finishes booting, refuses tampered repositories, and survives a power cut in the middle
+//! of writing an update. The A/B state is read on the host with `sgdisk -A` after each run.
+//!
+//! Needs the builds of `cargo xtask test`: dev at the default version, the next version, and the
+//! one after it with the test-broken-boot package (see `xtask::image::update_test_builds`).
+
+use disk_layout::{read_flags, BootFlags, BootSet, PartitionFlags, PartitionRole};
+use rand::Rng;
+use repo::serve::ServedDir;
+use repo::{add_images, AddOptions, Expirations, ImageSet, KeyDir, KeyOptions, RepoDir};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+use xtask::image::{self, Built};
+use xtask::vm::{BootOptions, Node};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+const SHELL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where the guest finds the repository server.
+const REPO_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+
+fn built(version: &str) -> Built {
+    image::existing("dev", version).unwrap_or_else(|| {
+        panic!("no dev {version} image; run `cargo xtask test` (it builds the update test images)")
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The development keys the images trust.
+fn image_keys() -> KeyDir {
+    KeyDir::new(xtask::host::root().join(image::REPO_KEYS_DIR))
+}
+
+/// A repository in `dir` holding the update images of `builds`, signed with `keys`.
+fn make_repo(dir: &Path, keys: &KeyDir, builds: &[&Built], options: AddOptions) -> RepoDir {
+    let repo = RepoDir::new(dir);
+    let rt = runtime();
+    for b in builds {
+        let images = ImageSet::from_build_dir(&b.out_dir).unwrap();
+        rt.block_on(add_images(&repo, keys, &images, &options))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot add {} to {}: {e}",
+                    b.out_dir.display(),
+                    dir.display()
+                )
+            });
+    }
+    repo
+}
+
+/// Guest networking in which 10.0.2.100:80 leads to `served`, and nothing else is reachable.
+fn network(served: &ServedDir) -> vmtest::UserNet {
+    vmtest::UserNet {
+        guest_forwards: vec![vmtest::GuestForward::to_host_tcp(
+            REPO_ADDR,
+            80,
+            served.port(),
+        )],
+        restrict: true,
+        ..Default::default()
+    }
+}
+
+fn apiclient_output(node: &Node, args: &[&str]) -> Output {
+    let bin = xtask::host::root().join("target/release/apiclient");
+    Command::new(&bin)
+        .arg("--socket-path")
+        .arg(&node.api_socket)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+}
+
+fn apiclient(node: &Node, args: &[&str]) -> String {
+    let out = apiclient_output(node, args);
+    assert!(
+        out.status.success(),
+        "apiclient {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Points the node's updater at the repository under `/<sub>/` of the server.
+fn use_repo(node: &Node, sub: &str) {
+    apiclient(
+        node,
+        &[
+            "set",
+            &format!("updates.metadata-base-url=http://{REPO_ADDR}/{sub}/metadata/"),
+            &format!("updates.targets-base-url=http://{REPO_ADDR}/{sub}/targets/"),
+        ],
+    );
+}
+
+/// `apiclient update check`: the update status document.
+fn update_check(node: &Node) -> Value {
+    let text = apiclient(node, &["update", "check"]);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn update_status(node: &Node) -> Value {
+    let (code, body) = node.api("GET", "/updates/status", None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn os_version(node: &Node) -> String {
+    let (code, body) = node.api("GET", "/os", None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let os: Value = serde_json::from_str(&body).unwrap();
+    os["version_id"].as_str().unwrap_or_default().to_string()
+}
+
+fn sh(node: &mut Node, command: &str) -> String {
+    let (out, status) = node.vm.run_shell(command, SHELL_TIMEOUT).unwrap();
+    assert_eq!(status, 0, "`{command}` failed in the guest: {out}");
+    out.trim().to_string()
+}
+
+/// Polls a guest command until its output satisfies `ok`.
+fn wait_for(node: &mut Node, command: &str, timeout: Duration, ok: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = node.vm.run_shell(command, SHELL_TIMEOUT).unwrap().0;
+        if ok(out.trim()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{command}` still printed {out:?} after {} s",
+            timeout.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Waits until the boot is marked successful (configured, API up).
+fn wait_until_successful(node: &mut Node) {
+    wait_for(
+        node,
+        "systemctl is-active mark-successful-boot",
+        Duration::from_secs(120),
+        |s| s.ends_with("active") && !s.ends_with("inactive"),
+    );
+}
+
+fn boot(built: &Built, name: &str, served: &ServedDir, keep_disk: bool) -> Node {
+    let mut opts = BootOptions::new(name);
+    opts.network = Some(network(served));
+    opts.keep_disk = keep_disk;
+    let mut node = Node::boot(built, &opts).unwrap();
+    node.wait_for_api(BOOT_TIMEOUT).unwrap();
+    node
+}
+
+/// Stops the guest cleanly and waits for QEMU to exit.
+fn power_off(mut node: Node) {
+    node.vm.type_on_console("systemctl poweroff\n").unwrap();
+    node.vm.wait_for_exit(Duration::from_secs(120)).unwrap();
+}
+
+/// The A/B bits of the node's disk (its qcow2 overlay, converted to raw), read by our GPT
+/// reader and checked against `sgdisk -A`.
+fn disk_flags(run_dir: &Path) -> BootFlags {
+    let raw = run_dir.join("disk-check.raw");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(run_dir.join("disk.qcow2"))
+        .arg(&raw)
+        .status()
+        .unwrap();
+    assert!(status.success(), "qemu-img convert failed");
+    let flags = read_flags(&raw).unwrap();
+    for (set, f) in [(BootSet::A, flags.boot_a), (BootSet::B, flags.boot_b)] {
+        let number = PartitionRole::Boot(set).number();
+        let mut expected = BTreeSet::new();
+        for bit in 0..4 {
+            if f.priority & (1 << bit) != 0 {
+                expected.insert(48 + bit);
+            }
+            if f.tries_left & (1 << bit) != 0 {
+                expected.insert(52 + bit);
+            }
+        }
+        if f.successful {
+            expected.insert(56);
+        }
+        assert_eq!(
+            sgdisk_bits(&raw, number),
+            expected,
+            "sgdisk -A {number}:show disagrees with our reader for BOOT-{set:?}"
+        );
+    }
+    let _ = std::fs::remove_file(&raw);
+    flags
+}
+
+fn sgdisk_bits(disk: &Path, number: u32) -> BTreeSet<u32> {
+    let output = Command::new("sgdisk")
+        .args(["-A", &format!("{number}:show")])
+        .arg(disk)
+        .output()
+        .expect("sgdisk is installed (apt-get install gdisk)");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let n: u32 = fields.next()?.trim().parse().ok()?;
+            let bit: u32 = fields.next()?.parse().ok()?;
+            (n == number && fields.next()?.starts_with('1')).then_some(bit)
+        })
+        .collect()
+}
+
+fn flags(priority: u8, tries_left: u8, successful: bool) -> PartitionFlags {
+    PartitionFlags {
+        priority,
+        tries_left,
+        successful,
+    }
+}
+
+fn run_dir(name: &str) -> PathBuf {
+    xtask::host::root().join("build/run").join(name)
+}
+
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn update_through_the_api_boots_the_new_version_from_b_with_settings_kept() {
+    let current = built(&image::default_version());
+    let next = built(&image::later_version(1));
+    let dir = tempfile::tempdir().unwrap();
+    make_repo(
+        &dir.path().join("good"),
+        &image_keys(),
+        &[&next],
+        AddOptions::default(),
+    );
+    let served = ServedDir::start(dir.path()).unwrap();
+
+    let name = "test-update";
+    let mut node = boot(&current, name, &served, false);
+    wait_until_successful(&mut node);
+    assert_eq!(os_version(&node), current.manifest.version);
+    apiclient(&node, &["set", "motd=kept across the update"]);
+    use_repo(&node, "good");
+
+    let status = update_check(&node);
+    assert_eq!(status["update_state"], "Available", "{status:#}");
+    assert_eq!(
+        status["chosen_update"]["version"], next.manifest.version,
+        "{status:#}"
+    );
+    // Prepare, activate and reboot; the API answers 204 to the reboot and the guest goes down
+    // (QEMU runs with -no-reboot, so a reboot ends the process).
+    let out = apiclient_output(&node, &["update", "apply", "--reboot"]);
+    assert!(
+        out.status.success(),
+        "update apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    node.vm.wait_for_exit(Duration::from_secs(180)).unwrap();
+    drop(node);
+    // Before the next boot: B has its one try and the highest priority.
+    let state = disk_flags(&run_dir(name));
+    assert_eq!(state.boot_a, flags(1, 0, true), "{state:?}");
+    assert_eq!(state.boot_b, flags(2, 1, false), "{state:?}");
+
+    let mut node = boot(&current, name, &served, true);
+    assert_eq!(os_version(&node), next.manifest.version);
+    wait_until_successful(&mut node);
+    let (code, settings) = node.api("GET", "/settings", None).unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        settings.contains("kept across the update"),
+        "settings lost: {settings}"
+    );
+    assert_eq!(sh(&mut node, "cat /etc/motd"), "kept across the update");
+    let signpost: Value =
+        serde_json::from_str(&sh(&mut node, "signpost status --json 2>/dev/null")).unwrap();
+    assert_eq!(signpost["active"], "B", "{signpost:#}");
+    let status = update_status(&node);
+    assert_eq!(status["update_state"], "Idle", "{status:#}");
+    assert!(status["failed_update"].is_null(), "{status:#}");
+    power_off(node);
+    // B booted, spent its try and is now the successful set with the higher priority.
+    let state = disk_flags(&run_dir(name));
+    assert_eq!(state.boot_a, flags(1, 0, true), "{state:?}");
+    assert_eq!(state.boot_b, flags(2, 0, true), "{state:?}");
+}
+
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn an_update_that_never_finishes_booting_is_rolled_back_by_itself() {
+    let current = built(&image::default_version());
+    let broken = built(&image::later_version(2));
+    let dir = tempfile::tempdir().unwrap();
+    make_repo(
+        &dir.path().join("broken"),
+        &image_keys(),
+        &[&broken],
+        AddOptions::default(),
+    );
+    let served = ServedDir::start(dir.path()).unwrap();
+
+    let name = "test-rollback";
+    let mut node = boot(&current, name, &served, false);
+    wait_until_successful(&mut node);
+    use_repo(&node, "broken");
+    let status = update_check(&node);
+    assert_eq!(
+        status["chosen_update"]["version"], broken.manifest.version,
+        "{status:#}"
+    );
+    let out = apiclient_output(&node, &["update", "apply", "--reboot"]);
+    assert!(
+        out.status.success(),
+        "update apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    node.vm.wait_for_exit(Duration::from_secs(180)).unwrap();
+    drop(node);
+
+    // The broken image boots from B (its API answers), never marks success, and its boot
+    // deadline resets the node: no human involved.
+    let mut node = boot(&current, name, &served, true);
+    assert_eq!(os_version(&node), broken.manifest.version);
+    node.vm
+        .wait_for_exit(Duration::from_secs(300))
+        .expect("the broken image should reset itself at its boot deadline");
+    let log = node.vm.console_log();
+    assert!(
+        log.contains("was not marked successful within"),
+        "no deadline message on the console"
+    );
+    drop(node);
+    let state = disk_flags(&run_dir(name));
+    assert!(!state.boot_b.successful, "{state:?}");
+    assert_eq!(
+        state.boot_b.tries_left, 0,
+        "B's one try is spent: {state:?}"
+    );
+
+    // The next boot is the old version from A, and the node reports the failed update.
+    let mut node = boot(&current, name, &served, true);
+    assert_eq!(os_version(&node), current.manifest.version);
+    wait_until_successful(&mut node);
+    let status = update_status(&node);
+    assert_eq!(
+        status["failed_update"]["version"], broken.manifest.version,
+        "{status:#}"
+    );
+    power_off(node);
+}
+
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn tampered_repositories_are_refused_and_the_node_keeps_booting() {
+    let current = built(&image::default_version());
+    let next = built(&image::later_version(1));
+    let dir = tempfile::tempdir().unwrap();
+    let keys = image_keys();
+
+    // A target changed after signing: one byte of the root image target.
+    let tampered = make_repo(
+        &dir.path().join("tampered"),
+        &keys,
+        &[&next],
+        AddOptions::default(),
+    );
+    let root_target = std::fs::read_dir(tampered.targets_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("root.erofs.zst"))
+        .expect("a root target");
+    let mut bytes = std::fs::read(&root_target).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&root_target, bytes).unwrap();
+
+    // Signed by keys the image does not trust.
+    let rt = runtime();
+    let other_keys = rt
+        .block_on(KeyDir::generate(
+            dir.path().join("other-keys"),
+            &KeyOptions::default(),
+        ))
+        .unwrap();
+    make_repo(
+        &dir.path().join("other-keys-repo"),
+        &other_keys,
+        &[&next],
+        AddOptions::default(),
+    );
+
+    // Expired: signed three weeks ago with the default expiries (two weeks at most).
+    let three_weeks_ago = repo::Timestamp::now()
+        .checked_sub(repo::Span::new().hours(24 * 21))
+        .unwrap();
+    make_repo(
+        &dir.path().join("expired"),
+        &keys,
+        &[&next],
+        AddOptions {
+            now: three_weeks_ago,
+            expirations: Expirations::default(),
+            ..AddOptions::default()
+        },
+    );
+    let served = ServedDir::start(dir.path()).unwrap();
+
+    let name = "test-tamper";
+    let mut node = boot(&current, name, &served, false);
+    wait_until_successful(&mut node);
+
+    for (sub, expect) in [("other-keys-repo", "sign"), ("expired", "expire")] {
+        use_repo(&node, sub);
+        let out = apiclient_output(&node, &["update", "check"]);
+        let status = update_status(&node);
+        let stderr = status["most_recent_command"]["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase();
+        assert_eq!(
+            status["most_recent_command"]["cmd_status"], "Failed",
+            "{sub}: the check should fail: {status:#}\napiclient: {out:?}"
+        );
+        assert!(
+            stderr.contains(expect),
+            "{sub}: the error should mention '{expect}': {stderr}"
+        );
+        assert!(status["chosen_update"].is_null(), "{sub}: {status:#}");
+    }
+
+    use_repo(&node, "tampered");
+    let status = update_check(&node);
+    assert_eq!(status["update_state"], "Available", "{status:#}");
+    let out = apiclient_output(&node, &["update", "apply"]);
+    assert!(
+        !out.status.success(),
+        "a tampered target must not be applied"
+    );
+    let status = update_status(&node);
+    let stderr = status["most_recent_command"]["stderr"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        stderr.contains("root.erofs"),
+        "the error should name the target: {stderr}"
+    );
+    assert_ne!(status["update_state"], "Staged", "{status:#}");
+    assert_ne!(status["update_state"], "Ready", "{status:#}");
+    let signpost: Value =
+        serde_json::from_str(&sh(&mut node, "signpost status --json 2>/dev/null")).unwrap();
+    assert_eq!(signpost["next"], "A", "{signpost:#}");
+    assert_eq!(signpost["inactive_bootable"], false, "{signpost:#}");
+    node.vm.type_on_console("systemctl reboot\n").unwrap();
+    node.vm.wait_for_exit(Duration::from_secs(120)).unwrap();
+    drop(node);
+
+    let state = disk_flags(&run_dir(name));
+    assert_eq!(state.boot_b, flags(0, 0, false), "{state:?}");
+    let node = boot(&current, name, &served, true);
+    assert_eq!(os_version(&node), current.manifest.version);
+}
+
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn a_power_cut_while_writing_an_update_leaves_the_old_version_booting() {
+    let current = built(&image::default_version());
+    let next = built(&image::later_version(1));
+    let dir = tempfile::tempdir().unwrap();
+    make_repo(
+        &dir.path().join("good"),
+        &image_keys(),
+        &[&next],
+        AddOptions::default(),
+    );
+    let served = ServedDir::start(dir.path()).unwrap();
+
+    let name = "test-power-cut";
+    let mut node = boot(&current, name, &served, false);
+    wait_until_successful(&mut node);
+    use_repo(&node, "good");
+    let status = update_check(&node);
+    assert_eq!(status["update_state"], "Available", "{status:#}");
+    let (code, body) = node.api("POST", "/actions/prepare-update", None).unwrap();
+    assert!(code < 300, "prepare-update: {code} {body}");
+
+    // Wait until bytes are being written, then cut the power a random moment later.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let status = update_status(&node);
+        let written = status["progress"]["bytes_written"].as_u64().unwrap_or(0);
+        if written > 0 {
+            break;
+        }
+        assert_eq!(
+            status["update_state"], "Available",
+            "the write finished before any progress was seen: {status:#}"
+        );
+        assert!(Instant::now() < deadline, "no write progress: {status:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let delay = Duration::from_millis(rand::rng().random_range(0..3000));
+    eprintln!("cutting the power {} ms into the write", delay.as_millis());
+    std::thread::sleep(delay);
+    node.vm.kill().unwrap();
+    drop(node);
+
+    let state = disk_flags(&run_dir(name));
+    assert_eq!(
+        state.boot_b.priority, 0,
+        "a half-written set must not be chosen: {state:?}"
+    );
+    let mut node = boot(&current, name, &served, true);
+    assert_eq!(os_version(&node), current.manifest.version);
+    wait_until_successful(&mut node);
+    power_off(node);
+}
