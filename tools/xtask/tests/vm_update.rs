@@ -247,10 +247,11 @@ fn update_through_the_api_boots_the_new_version_from_b_with_settings_kept() {
     let current = built(&image::default_version());
     let next = built(&image::later_version(1));
     let dir = tempfile::tempdir().unwrap();
+    // The running version is published too: once on the next one, it is a downgrade.
     make_repo(
         &dir.path().join("good"),
         &image_keys(),
-        &[&next],
+        &[&current, &next],
         AddOptions::default(),
     );
     let served = ServedDir::start(dir.path()).unwrap();
@@ -299,6 +300,22 @@ fn update_through_the_api_boots_the_new_version_from_b_with_settings_kept() {
     let status = update_status(&node);
     assert_eq!(status["update_state"], "Idle", "{status:#}");
     assert!(status["failed_update"].is_null(), "{status:#}");
+    // Nothing newer; the older version is refused unless a downgrade is asked for, and the
+    // refusal leaves the other set (the previous version, a rollback target) as it was.
+    let status = update_check(&node);
+    assert!(status["chosen_update"].is_null(), "{status:#}");
+    let (out, code) = node
+        .vm
+        .run_shell(
+            &format!("updog update-image --image {}", current.manifest.version),
+            SHELL_TIMEOUT,
+        )
+        .unwrap();
+    assert_ne!(code, 0, "a downgrade without --allow-downgrade: {out}");
+    assert!(out.contains("downgrade"), "{out}");
+    let signpost: Value =
+        serde_json::from_str(&sh(&mut node, "signpost status --json 2>/dev/null")).unwrap();
+    assert_eq!(signpost["inactive_bootable"], true, "{signpost:#}");
     power_off(node);
     // B booted, spent its try and is now the successful set with the higher priority.
     let state = disk_flags(&run_dir(name));
