@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
-use tough::editor::signed::{PathExists, SignedRole};
+use tough::editor::signed::{PathExists, SignedRepository, SignedRole};
 use tough::editor::RepositoryEditor;
 use tough::key_source::KeySource;
 use tough::schema::{KeyHolder, RoleType};
@@ -432,6 +432,36 @@ fn publish_metadata(staged: &Path, metadata: &Path) -> Result<()> {
 }
 
 /// A temporary directory inside the repository directory, on the same file system.
+/// Publishes a signed edit: copies the `targets` files staged for it into the repository's
+/// `targets/` (under their consistent-snapshot names), then writes the signed metadata into
+/// `staging` and moves it into place ([`publish_metadata`]: `timestamp.json` last).
+async fn publish(
+    signed: &SignedRepository,
+    repo: &RepoDir,
+    staging: &Path,
+    targets: &[PathBuf],
+) -> Result<()> {
+    let targets_dir = repo.targets_dir();
+    std::fs::create_dir_all(&targets_dir).context(IoSnafu {
+        action: "create",
+        path: &targets_dir,
+    })?;
+    for path in targets {
+        signed
+            .copy_target(path, &targets_dir, PathExists::Skip, None)
+            .await
+            .context(error::WriteRepoSnafu { path: &targets_dir })?;
+    }
+    let metadata_stage = staging.join("metadata");
+    signed
+        .write(&metadata_stage)
+        .await
+        .context(error::WriteRepoSnafu {
+            path: &metadata_stage,
+        })?;
+    publish_metadata(&metadata_stage, &repo.metadata_dir())
+}
+
 fn staging_dir(repo: &RepoDir) -> Result<tempfile::TempDir> {
     std::fs::create_dir_all(repo.dir()).context(IoSnafu {
         action: "create",
@@ -539,25 +569,7 @@ pub async fn add_images(
         .await
         .context(error::SignSnafu { keys: keys.dir() })?;
 
-    let targets_dir = repo.targets_dir();
-    std::fs::create_dir_all(&targets_dir).context(IoSnafu {
-        action: "create",
-        path: &targets_dir,
-    })?;
-    for path in &staged {
-        signed
-            .copy_target(path, &targets_dir, PathExists::Skip, None)
-            .await
-            .context(error::WriteRepoSnafu { path: &targets_dir })?;
-    }
-    let metadata_stage = staging.path().join("metadata");
-    signed
-        .write(&metadata_stage)
-        .await
-        .context(error::WriteRepoSnafu {
-            path: &metadata_stage,
-        })?;
-    publish_metadata(&metadata_stage, &repo.metadata_dir())?;
+    publish(&signed, repo, staging.path(), &staged).await?;
     tracing::info!(
         repo = %repo.dir().display(),
         variant = %images.variant,
@@ -805,21 +817,7 @@ pub async fn add_migrations_with(
         .sign(&signing)
         .await
         .context(error::SignSnafu { keys: keys.dir() })?;
-    let targets_dir = repo.targets_dir();
-    for path in &staged {
-        signed
-            .copy_target(path, &targets_dir, PathExists::Skip, None)
-            .await
-            .context(error::WriteRepoSnafu { path: &targets_dir })?;
-    }
-    let metadata_stage = staging.path().join("metadata");
-    signed
-        .write(&metadata_stage)
-        .await
-        .context(error::WriteRepoSnafu {
-            path: &metadata_stage,
-        })?;
-    publish_metadata(&metadata_stage, &repo.metadata_dir())?;
+    publish(&signed, repo, staging.path(), &staged).await?;
     tracing::info!(
         repo = %repo.dir().display(),
         %from,
@@ -856,14 +854,7 @@ pub async fn refresh(
         .await
         .context(error::SignSnafu { keys: keys.dir() })?;
     let staging = staging_dir(repo)?;
-    let metadata_stage = staging.path().join("metadata");
-    signed
-        .write(&metadata_stage)
-        .await
-        .context(error::WriteRepoSnafu {
-            path: &metadata_stage,
-        })?;
-    publish_metadata(&metadata_stage, &repo.metadata_dir())?;
+    publish(&signed, repo, staging.path(), &[]).await?;
     Ok(versions)
 }
 
