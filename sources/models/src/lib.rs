@@ -39,6 +39,15 @@
 //! Dotted keys follow one rule everywhere (errors, metadata keys, [`affected_services`]): plain
 //! segments as is, other segments in double quotes; see [`key`].
 //!
+//! # Cargo feature `next-dns-names` (test only)
+//!
+//! Off by default and in every real image. It stands for "the model of the next OS version" in
+//! the demo of a setting renamed between two versions: with it, `settings.dns.search-list` is
+//! called `settings.dns.search-domains` ([`settings::DNS_SEARCH_FIELD`] names the one in use),
+//! with no alias, so a datastore that was not migrated is refused rather than read. The VM update
+//! test builds one image with it and carries a node's value across the update and back with the
+//! `rename-dns-search-list` migration.
+//!
 //! # Current limitations
 //!
 //! * One settings model for every variant. Bottlerocket builds the model per variant as a plugin

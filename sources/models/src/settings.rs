@@ -90,9 +90,25 @@ pub struct DnsSettings {
     #[schema(value_type = Option<Vec<String>>)]
     pub name_servers: Option<Vec<IpAddr>>,
     /// Domains appended to short names.
+    ///
+    /// Named `search-list` in JSON; `search-domains` with the `next-dns-names` feature (the demo
+    /// of a setting renamed between two OS versions). Deliberately no serde alias: a datastore
+    /// that still holds the old name after the update must fail loudly, not be read quietly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "next-dns-names", serde(rename = "search-domains"))]
     pub search_list: Option<Vec<DnsDomain>>,
 }
+
+/// The JSON name of [`DnsSettings::search_list`] in this build of the model (`search-list`, or
+/// `search-domains` with the `next-dns-names` feature), for code and tests that must hold in
+/// both.
+#[cfg(not(feature = "next-dns-names"))]
+pub const DNS_SEARCH_FIELD: &str = "search-list";
+/// The JSON name of [`DnsSettings::search_list`] in this build of the model (`search-list`, or
+/// `search-domains` with the `next-dns-names` feature), for code and tests that must hold in
+/// both.
+#[cfg(feature = "next-dns-names")]
+pub const DNS_SEARCH_FIELD: &str = "search-domains";
 
 /// Reads a list of IP addresses, naming the bad entry in the error (serde's own message for a bad
 /// address does not show it).

@@ -126,6 +126,7 @@ impl<'de> IntoDeserializer<'de, serde_json::Error> for Strict<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::DNS_SEARCH_FIELD;
     use serde_json::json;
 
     fn refusal(value: serde_json::Value) -> ValidationError {
@@ -149,7 +150,7 @@ mod tests {
             },
             "dns": {
                 "name-servers": ["10.0.0.2", "fd00::53"],
-                "search-list": ["corp.example.com", "example.com"]
+                (DNS_SEARCH_FIELD): ["corp.example.com", "example.com"]
             },
             "ntp": { "time-servers": ["pool.ntp.org", "10.0.0.1:123"] },
             "kernel": {
@@ -255,6 +256,43 @@ mod tests {
         let err = refusal(json!({"nope": 1}));
         assert_eq!(err.key, "settings.nope");
         assert!(err.reason.contains("`motd`"), "{}", err.reason);
+    }
+
+    /// The `next-dns-names` feature renames the field without an alias: each model accepts its
+    /// own name only, so a store holding the other one is refused instead of read quietly.
+    #[test]
+    fn the_dns_search_setting_has_exactly_one_name_per_model() {
+        let other = if DNS_SEARCH_FIELD == "search-list" {
+            "search-domains"
+        } else {
+            "search-list"
+        };
+        assert_eq!(
+            DNS_SEARCH_FIELD,
+            if cfg!(feature = "next-dns-names") {
+                "search-domains"
+            } else {
+                "search-list"
+            }
+        );
+        let settings =
+            parse_settings(&json!({"dns": {(DNS_SEARCH_FIELD): ["example.test"]}})).unwrap();
+        assert_eq!(
+            settings.dns.as_ref().unwrap().search_list.as_ref().unwrap()[0],
+            "example.test"
+        );
+        let round_trip = serde_json::to_value(&settings).unwrap();
+        assert_eq!(
+            round_trip,
+            json!({"dns": {(DNS_SEARCH_FIELD): ["example.test"]}})
+        );
+        let err = refusal(json!({"dns": {(other): ["example.test"]}}));
+        assert_eq!(err.key, format!("settings.dns.{other}"));
+        assert!(
+            err.reason.contains(&format!("`{DNS_SEARCH_FIELD}`")),
+            "{}",
+            err.reason
+        );
     }
 
     #[test]
@@ -384,8 +422,8 @@ mod tests {
                 "settings.network.no-proxy[1]",
             ),
             (
-                json!({"dns": {"search-list": ["a..b"]}}),
-                "settings.dns.search-list[0]",
+                json!({"dns": {(DNS_SEARCH_FIELD): ["a..b"]}}),
+                &format!("settings.dns.{DNS_SEARCH_FIELD}[0]"),
             ),
             (
                 json!({"kernel": {"modules": {"sctp": {"allowed": "no"}}}}),

@@ -87,6 +87,24 @@ fn schema_refuses_unknown_fields_and_bad_seed() {
     assert!(validator.is_valid(&json!({"kernel": {"sysctl": {"net.ipv4.ip_forward": "1"}}})));
 }
 
+/// The schema follows the model's name of the DNS search setting, also when the
+/// `next-dns-names` feature renames it.
+#[test]
+fn schema_names_the_dns_search_setting_as_the_model_does() {
+    let field = models::settings::DNS_SEARCH_FIELD;
+    let other = if field == "search-list" {
+        "search-domains"
+    } else {
+        "search-list"
+    };
+    let properties = &components()["DnsSettings"]["properties"];
+    assert!(properties.get(field).is_some(), "{properties:#}");
+    assert!(properties.get(other).is_none(), "{properties:#}");
+    let validator = validator_for("Settings");
+    assert!(validator.is_valid(&json!({"dns": {(field): ["example.test"]}})));
+    assert!(!validator.is_valid(&json!({"dns": {(other): ["example.test"]}})));
+}
+
 /// Values the Rust validators accept must match the schema; for each type, the listed values
 /// that the schema's pattern alone can tell apart must be refused by it too.
 fn agree<T>(good: &[&str], bad_by_pattern: &[&str])

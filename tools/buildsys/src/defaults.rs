@@ -273,4 +273,32 @@ mod tests {
             .to_string();
         assert!(error.contains("bad.toml"), "{error}");
     }
+
+    /// The test package of the rename demo points resolv.conf at its own template, which must
+    /// win over the shared definition and exist in the package.
+    #[test]
+    fn a_package_replaces_a_shared_configuration_file() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let package = root.join(crate::PACKAGES_DIR).join("test-next-dns-names");
+        let mut files = shared_defaults_files(&root).unwrap();
+        files.extend(package_defaults_files(&[&package]));
+        let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        let table: Table = toml::from_str(&merge_defaults(&files, &shown).unwrap()).unwrap();
+        let file = &table["configuration-files"]["resolv-conf"];
+        let template = file["template-path"].as_str().unwrap();
+        assert_eq!(template, "/usr/share/templates/resolv-conf-next");
+        assert_eq!(file["path"].as_str(), Some("/etc/resolv.conf"));
+        assert!(
+            package
+                .join(crate::package::FILES_DIR)
+                .join(template.trim_start_matches('/'))
+                .is_file(),
+            "{template} is not in the package"
+        );
+        // The other shared entries stay.
+        assert_eq!(
+            table["configuration-files"]["motd"]["template-path"].as_str(),
+            Some("/usr/share/templates/motd")
+        );
+    }
 }

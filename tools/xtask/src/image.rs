@@ -3,6 +3,7 @@
 
 use crate::host;
 use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -47,6 +48,12 @@ pub struct BuildOptions {
     /// never finishes booting). May be given more than once.
     #[arg(long = "extra-package", value_name = "PACKAGE")]
     pub extra_packages: Vec<String>,
+    /// A cargo feature for the node binaries of this build only, as package/feature (test
+    /// images, e.g. models/next-dns-names for the next version's model). May be given more
+    /// than once. Such binaries are built in target/features-HASH/, so the default ones in
+    /// target/release are left alone.
+    #[arg(long = "cargo-feature", value_name = "FEATURE")]
+    pub cargo_features: Vec<String>,
 }
 
 impl BuildOptions {
@@ -56,6 +63,7 @@ impl BuildOptions {
             version: None,
             build_id: None,
             extra_packages: Vec::new(),
+            cargo_features: Vec::new(),
         }
     }
 }
@@ -96,15 +104,48 @@ pub fn later_version(n: u64) -> String {
 /// The test-only package that makes an image never finish booting (see packages/).
 pub const BROKEN_BOOT_PACKAGE: &str = "test-broken-boot";
 
+/// The test-only package with the resolv.conf template of the "next" model (see packages/).
+pub const NEXT_DNS_NAMES_PACKAGE: &str = "test-next-dns-names";
+
+/// The cargo feature that builds the "next" model, in which `settings.dns.search-list` is
+/// called `settings.dns.search-domains` (see the models crate).
+pub const NEXT_DNS_NAMES_FEATURE: &str = "models/next-dns-names";
+
+/// The migration that carries `settings.dns.search-list` to the next model's name and back
+/// (crate `rename-dns-search-list`).
+pub const RENAME_DNS_MIGRATION: &str = "rename-dns-search-list";
+
 /// The images the VM update tests need besides the default `dev` build: the next version of
-/// `dev`, and the one after it built with [`BROKEN_BOOT_PACKAGE`].
+/// `dev`, the one after it built with [`BROKEN_BOOT_PACKAGE`], and the one after that with the
+/// next model ([`NEXT_DNS_NAMES_FEATURE`] and [`NEXT_DNS_NAMES_PACKAGE`]).
 pub fn update_test_builds() -> Vec<BuildOptions> {
     let mut next = BuildOptions::variant(DEFAULT_VARIANT);
     next.version = Some(later_version(1));
     let mut broken = BuildOptions::variant(DEFAULT_VARIANT);
     broken.version = Some(later_version(2));
     broken.extra_packages = vec![BROKEN_BOOT_PACKAGE.to_string()];
-    vec![next, broken]
+    let mut renamed = BuildOptions::variant(DEFAULT_VARIANT);
+    renamed.version = Some(later_version(3));
+    renamed.extra_packages = vec![NEXT_DNS_NAMES_PACKAGE.to_string()];
+    renamed.cargo_features = vec![NEXT_DNS_NAMES_FEATURE.to_string()];
+    vec![next, broken, renamed]
+}
+
+/// Builds the `rename-dns-search-list` migration (release, default features: a migration does
+/// not use the model) and returns the program; the VM update test publishes it under its
+/// `migrate_v<version>_` name.
+pub fn build_rename_dns_migration() -> Result<PathBuf> {
+    let root = host::root();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", RENAME_DNS_MIGRATION])
+        .current_dir(&root)
+        .status()
+        .context("cannot run cargo to build the rename-dns-search-list migration")?;
+    anyhow::ensure!(
+        status.success(),
+        "building the {RENAME_DNS_MIGRATION} migration failed"
+    );
+    Ok(root.join("target/release").join(RENAME_DNS_MIGRATION))
 }
 
 fn default_build_id() -> String {
@@ -199,24 +240,77 @@ pub fn build_init() -> Result<PathBuf> {
     Ok(target_dir.join("x86_64-unknown-linux-gnu/release/init"))
 }
 
-/// Builds the node binaries in release mode.
-pub fn build_node_binaries(variant: &buildsys::Variant) -> Result<PathBuf> {
+/// The cargo target directory of node binaries built with `features`: `target/` itself when
+/// there are none, else `target/features-<first 12 hex digits of the sha256 of the sorted
+/// list>`, one directory per set of features. Keeping them apart means that building an image
+/// with a feature and then one without does not make cargo rebuild the default binaries each
+/// time (feature changes invalidate the whole dependency graph above the crate).
+pub fn feature_target_dir(features: &[String]) -> PathBuf {
+    let target = host::root().join("target");
+    let list = normalized_features(features);
+    if list.is_empty() {
+        return target;
+    }
+    let digest = Sha256::digest(list.join("\n").as_bytes());
+    target.join(format!("features-{}", &hex::encode(digest)[..12]))
+}
+
+/// `features` sorted, without duplicates or empty entries.
+fn normalized_features(features: &[String]) -> Vec<String> {
+    let mut list: Vec<String> = features
+        .iter()
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty())
+        .collect();
+    list.sort();
+    list.dedup();
+    list
+}
+
+/// Builds the node binaries in release mode, with the cargo `features` (`package/feature`)
+/// when there are any; returns the directory holding them.
+pub fn build_node_binaries(variant: &buildsys::Variant, features: &[String]) -> Result<PathBuf> {
+    let features = normalized_features(features);
+    let target_dir = feature_target_dir(&features);
     let mut args = vec!["build".to_string(), "--release".into(), "--quiet".into()];
+    let mut bins = Vec::new();
     for package in &variant.packages {
         for bin in &package.cargo.binaries {
-            args.push("--bin".into());
-            args.push(bin.clone());
+            bins.push("--bin".to_string());
+            bins.push(bin.clone());
         }
     }
-    if args.len() > 3 {
+    if !bins.is_empty() {
+        if !features.is_empty() {
+            args.push("--features".into());
+            args.push(features.join(","));
+            args.push("--target-dir".into());
+            args.push(target_dir.display().to_string());
+            eprintln!(
+                "xtask: node binaries with features {} go to {}",
+                features.join(", "),
+                target_dir.display()
+            );
+        }
+        args.extend(bins);
         let status = Command::new(env!("CARGO"))
             .args(&args)
             .current_dir(host::root())
             .status()
             .context("cannot run cargo to build the node binaries")?;
-        anyhow::ensure!(status.success(), "building the node binaries failed");
+        anyhow::ensure!(
+            status.success(),
+            "building the node binaries failed (cargo {})",
+            args.join(" ")
+        );
+        if !features.is_empty() {
+            // Says what the hashed name stands for.
+            let note = target_dir.join("FEATURES");
+            std::fs::write(&note, format!("{}\n", features.join("\n")))
+                .with_context(|| format!("cannot write {}", note.display()))?;
+        }
     }
-    Ok(host::root().join("target/release"))
+    Ok(target_dir.join("release"))
 }
 
 /// Runs the whole pipeline for one variant.
@@ -234,7 +328,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built> {
     let build_id = opts.build_id.clone().unwrap_or_else(default_build_id);
 
     eprintln!("xtask: [1/4] building node binaries (release)");
-    let bin_dir = build_node_binaries(&variant)?;
+    let bin_dir = build_node_binaries(&variant, &opts.cargo_features)?;
     eprintln!("xtask: [2/4] building the static early init");
     let init = build_init()?;
     let built = assemble(&Assembly {
@@ -327,7 +421,8 @@ pub fn assemble(a: &Assembly) -> Result<Built> {
 }
 
 /// Builds `built` again into `out_dir` from the same inputs (same binaries, version, build id
-/// and timestamp): the reproducibility check.
+/// and timestamp): the reproducibility check. Only for builds without `--cargo-feature`: the
+/// binaries are taken from target/release.
 pub fn rebuild_into(built: &Built, out_dir: &Path) -> Result<Built> {
     let root = host::root();
     let variant = buildsys::load_variant(&root, &built.manifest.variant)?;
@@ -366,4 +461,30 @@ pub fn copy_image(from: &Path, to: &Path) -> Result<()> {
         .context("cannot run cp")?;
     anyhow::ensure!(status.success(), "copying {} failed", from.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn each_set_of_features_has_its_own_target_dir() {
+        let target = host::root().join("target");
+        assert_eq!(feature_target_dir(&[]), target);
+        assert_eq!(feature_target_dir(&strings(&[" "])), target);
+        let one = feature_target_dir(&strings(&["models/next-dns-names"]));
+        assert_eq!(one.parent(), Some(target.as_path()));
+        let name = one.file_name().unwrap().to_string_lossy().to_string();
+        assert!(name.starts_with("features-"), "{name}");
+        assert_eq!(name.len(), "features-".len() + 12, "{name}");
+        // Order and repetition do not matter; the set does.
+        let two = strings(&["a/x", "models/next-dns-names"]);
+        let two_again = strings(&["models/next-dns-names", "a/x", "a/x"]);
+        assert_eq!(feature_target_dir(&two), feature_target_dir(&two_again));
+        assert_ne!(feature_target_dir(&two), one);
+    }
 }

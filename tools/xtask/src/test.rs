@@ -42,6 +42,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         for opts in image::update_test_builds() {
             image::build(&opts)?;
         }
+        image::build_rename_dns_migration()?;
         host::run(
             "cargo",
             &[

@@ -4,10 +4,13 @@
 //! networking (10.0.2.100:80 forwarded to 127.0.0.1). The node updates through its API
 //! (`apiclient update ...`), reboots into the other set, rolls back by itself from an image that
 //! never finishes booting, refuses tampered repositories, and survives a power cut in the middle
-//! of writing an update. The A/B state is read on the host with `sgdisk -A` after each run.
+//! of writing an update. A setting the user set moves to its new name with the update (a signed
+//! migration run forward) and back with a rollback by hand (the same migration run backward).
+//! The A/B state is read on the host with `sgdisk -A` after each run.
 //!
-//! Needs the builds of `cargo xtask test`: dev at the default version, the next version, and the
-//! one after it with the test-broken-boot package (see `xtask::image::update_test_builds`).
+//! Needs the builds of `cargo xtask test`: dev at the default version, the next version, the
+//! one after it with the test-broken-boot package, and the one after that with the next model
+//! (see `xtask::image::update_test_builds`).
 
 use disk_layout::{read_flags, BootFlags, BootSet, PartitionFlags, PartitionRole};
 use rand::Rng;
@@ -551,5 +554,215 @@ fn a_power_cut_while_writing_an_update_leaves_the_old_version_booting() {
     let mut node = boot(&current, name, &served, true);
     assert_eq!(os_version(&node), current.manifest.version);
     wait_until_successful(&mut node);
+    power_off(node);
+}
+
+/// `apiclient get settings.dns` on the node: the `settings.dns` object.
+fn dns_settings(node: &Node) -> Value {
+    let text = apiclient(node, &["get", "settings.dns"]);
+    let value: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    value["settings"]["dns"].clone()
+}
+
+/// The template the node renders /etc/resolv.conf from (the image's definition, in the API).
+fn resolv_conf_template(node: &Node) -> String {
+    let text = apiclient(node, &["get", "configuration-files.resolv-conf"]);
+    let value: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    value["configuration-files"]["resolv-conf"]["template-path"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no template-path: {value:#}"))
+        .to_string()
+}
+
+/// Waits until the `search` line of the node's /etc/resolv.conf is `expected`.
+fn wait_for_search_line(node: &mut Node, expected: &str) {
+    wait_for(
+        node,
+        "grep '^search' /etc/resolv.conf || true",
+        Duration::from_secs(30),
+        |out| out.lines().any(|l| l.trim() == expected),
+    );
+}
+
+/// The names of the node's live `settings.dns` keys, from the datastore's directory, and the
+/// version directory `current` names.
+fn stored_dns_keys(node: &mut Node) -> (Vec<String>, String) {
+    let base = "/var/lib/ballast/datastore";
+    let listing = sh(node, &format!("ls -1 {base}/current/live/settings/dns/"));
+    let mut keys: Vec<String> = listing
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    keys.sort();
+    let current = sh(node, &format!("readlink {base}/current"));
+    (keys, current)
+}
+
+/// The migrator's log of this boot, without terminal colour codes.
+fn migrator_journal(node: &mut Node) -> String {
+    let log = sh(node, "journalctl -b -u migrator.service -o cat --no-pager");
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI sequence: ESC [ parameters final-letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn a_renamed_setting_follows_the_update_and_the_rollback() {
+    let current = built(&image::default_version());
+    let renamed = built(&image::later_version(3));
+    let dir = tempfile::tempdir().unwrap();
+    let keys = image_keys();
+    let repo_dir = dir.path().join("rename");
+    let repo = make_repo(&repo_dir, &keys, &[&renamed], AddOptions::default());
+    // The migration, published under the name of the version it migrates to.
+    let program = image::build_rename_dns_migration().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    let migration_name = format!(
+        "migrate_v{}_{}",
+        renamed.manifest.version,
+        image::RENAME_DNS_MIGRATION
+    );
+    let migration = migrations.join(&migration_name);
+    std::fs::copy(&program, &migration).unwrap();
+    runtime()
+        .block_on(repo::add_migrations(
+            &repo,
+            &keys,
+            repo::Version::parse(&current.manifest.version).unwrap(),
+            repo::Version::parse(&renamed.manifest.version).unwrap(),
+            &[migration],
+        ))
+        .unwrap_or_else(|e| panic!("cannot add {migration_name}: {e}"));
+    let served = ServedDir::start(dir.path()).unwrap();
+
+    // N: the user sets the search list, and resolv.conf follows.
+    let name = "test-rename";
+    let mut node = boot(&current, name, &served, false);
+    wait_until_successful(&mut node);
+    assert_eq!(os_version(&node), current.manifest.version);
+    apiclient(&node, &["set", r#"dns.search-list=["example.test"]"#]);
+    wait_for_search_line(&mut node, "search example.test");
+    assert_eq!(
+        dns_settings(&node)["search-list"],
+        serde_json::json!(["example.test"])
+    );
+    assert_eq!(
+        resolv_conf_template(&node),
+        "/usr/share/templates/resolv-conf"
+    );
+
+    use_repo(&node, "rename");
+    let status = update_check(&node);
+    assert_eq!(status["update_state"], "Available", "{status:#}");
+    assert_eq!(
+        status["chosen_update"]["version"], renamed.manifest.version,
+        "{status:#}"
+    );
+    let out = apiclient_output(&node, &["update", "apply", "--reboot"]);
+    assert!(
+        out.status.success(),
+        "update apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    node.vm.wait_for_exit(Duration::from_secs(180)).unwrap();
+    drop(node);
+
+    // N+3: the migrator ran the signed migration forward; the value is under the new name
+    // only, in the API and on disk, and resolv.conf is rendered from it.
+    let mut node = boot(&current, name, &served, true);
+    assert_eq!(os_version(&node), renamed.manifest.version);
+    wait_until_successful(&mut node);
+    let journal = migrator_journal(&mut node);
+    assert!(
+        journal.contains("running migration")
+            && journal.contains(&migration_name)
+            && journal.contains("forward"),
+        "no forward run of {migration_name} in the migrator's journal:\n{journal}"
+    );
+    let dns = dns_settings(&node);
+    assert_eq!(
+        dns["search-domains"],
+        serde_json::json!(["example.test"]),
+        "{dns:#}"
+    );
+    assert!(dns.get("search-list").is_none(), "{dns:#}");
+    let (stored, version_dir) = stored_dns_keys(&mut node);
+    assert_eq!(stored, ["search-domains"]);
+    assert_eq!(version_dir, format!("v{}", renamed.manifest.version));
+    assert_eq!(
+        resolv_conf_template(&node),
+        "/usr/share/templates/resolv-conf-next"
+    );
+    wait_for_search_line(&mut node, "search example.test");
+    // The next model refuses the old name, and the new name drives the resolver's file.
+    let out = apiclient_output(&node, &["set", r#"dns.search-list=["old.test"]"#]);
+    assert!(!out.status.success(), "the old name was accepted on N+3");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("search-list"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    apiclient(
+        &node,
+        &[
+            "set",
+            r#"dns.search-domains=["example.test","changed.test"]"#,
+        ],
+    );
+    wait_for_search_line(&mut node, "search example.test changed.test");
+
+    // Roll back by hand, as on Bottlerocket: the other set (N) first, then reboot.
+    sh(&mut node, "signpost rollback-to-inactive");
+    node.vm.type_on_console("systemctl reboot\n").unwrap();
+    node.vm.wait_for_exit(Duration::from_secs(120)).unwrap();
+    drop(node);
+    let state = disk_flags(&run_dir(name));
+    assert_eq!(state.boot_a, flags(2, 0, true), "{state:?}");
+    assert_eq!(state.boot_b, flags(1, 0, true), "{state:?}");
+
+    // N again: the migrator ran the migration backward from the mirror updog saved, so the
+    // value set on N+3 is back under the old name (not N's old store reused).
+    let mut node = boot(&current, name, &served, true);
+    assert_eq!(os_version(&node), current.manifest.version);
+    wait_until_successful(&mut node);
+    let journal = migrator_journal(&mut node);
+    assert!(
+        journal.contains("running migration")
+            && journal.contains(&migration_name)
+            && journal.contains("backward"),
+        "no backward run of {migration_name} in the migrator's journal:\n{journal}"
+    );
+    let dns = dns_settings(&node);
+    assert_eq!(
+        dns["search-list"],
+        serde_json::json!(["example.test", "changed.test"]),
+        "{dns:#}"
+    );
+    assert!(dns.get("search-domains").is_none(), "{dns:#}");
+    let (stored, version_dir) = stored_dns_keys(&mut node);
+    assert_eq!(stored, ["search-list"]);
+    assert_eq!(version_dir, format!("v{}", current.manifest.version));
+    assert_eq!(
+        resolv_conf_template(&node),
+        "/usr/share/templates/resolv-conf"
+    );
+    wait_for_search_line(&mut node, "search example.test changed.test");
     power_off(node);
 }

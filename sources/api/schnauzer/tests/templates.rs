@@ -269,3 +269,38 @@ fn every_default_template_exists_and_renders() {
         render(name, &example());
     }
 }
+
+/// The template of the test package `test-next-dns-names` reads the renamed setting of the
+/// "next" model (`settings.dns.search-domains`) and writes the same resolv.conf as the shipped
+/// template does from `search-list`. Rendered without the model check: the default model does
+/// not know the new name.
+#[test]
+fn next_model_resolv_conf_reads_the_new_name() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    let path = root.join("packages/test-next-dns-names/files/usr/share/templates/resolv-conf-next");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let render_next = |dns: Value| {
+        schnauzer::render_template(
+            &path.display().to_string(),
+            &text,
+            &json!({"settings": {"dns": dns}, "os": os()}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let new = render_next(
+        json!({"name-servers": ["10.0.0.2"], "search-domains": ["a.example", "b.example"]}),
+    );
+    let old = render("resolv-conf", &example());
+    let search = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("search "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(search(&new), ["search a.example b.example"], "{new}");
+    assert_eq!(search(&new), search(&old));
+    // The old name means nothing to the next template.
+    let stale = render_next(json!({"search-list": ["a.example"]}));
+    assert!(search(&stale).is_empty(), "{stale}");
+}

@@ -2,6 +2,7 @@
 //! runs the command from the library. See the library documentation for the commands.
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use updog::{Args, Config, EXIT_ERROR};
 
@@ -13,6 +14,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only help on a terminal: the update API keeps this stderr in its status.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // The HTTP client reads the proxy from the environment; set it while this is the only
     // thread. A configuration that does not load is reported by the command that needs it.

@@ -67,7 +67,7 @@ use snafu::ResultExt;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -197,6 +197,8 @@ pub fn migrate(migration: impl Migration) -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO)
+        // The migrator relays these lines to the journal, where colour codes are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     let name = std::env::args()
         .next()

@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use migrator::{MigrationSource, Options, Outcome, Version};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_max_level(args.log_level)
         .with_writer(std::io::stderr)
+        // Colour codes only help on a terminal; in the journal and on the console they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let target = match &args.target_version {
         Some(text) => Version::parse(text),
