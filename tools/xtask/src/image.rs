@@ -3,7 +3,6 @@
 
 use crate::host;
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -50,8 +49,8 @@ pub struct BuildOptions {
     pub extra_packages: Vec<String>,
     /// A cargo feature for the node binaries of this build only, as package/feature (test
     /// images, e.g. models/next-dns-names for the next version's model). May be given more
-    /// than once. Such binaries are built in target/features-HASH/, so the default ones in
-    /// target/release are left alone.
+    /// than once. cargo keeps such builds beside the default ones in target/release (features
+    /// are part of each artifact's hash), so switching back and forth rebuilds nothing.
     #[arg(long = "cargo-feature", value_name = "FEATURE")]
     pub cargo_features: Vec<String>,
 }
@@ -240,21 +239,6 @@ pub fn build_init() -> Result<PathBuf> {
     Ok(target_dir.join("x86_64-unknown-linux-gnu/release/init"))
 }
 
-/// The cargo target directory of node binaries built with `features`: `target/` itself when
-/// there are none, else `target/features-<first 12 hex digits of the sha256 of the sorted
-/// list>`, one directory per set of features. Keeping them apart means that building an image
-/// with a feature and then one without does not make cargo rebuild the default binaries each
-/// time (feature changes invalidate the whole dependency graph above the crate).
-pub fn feature_target_dir(features: &[String]) -> PathBuf {
-    let target = host::root().join("target");
-    let list = normalized_features(features);
-    if list.is_empty() {
-        return target;
-    }
-    let digest = Sha256::digest(list.join("\n").as_bytes());
-    target.join(format!("features-{}", &hex::encode(digest)[..12]))
-}
-
 /// `features` sorted, without duplicates or empty entries.
 fn normalized_features(features: &[String]) -> Vec<String> {
     let mut list: Vec<String> = features
@@ -271,7 +255,7 @@ fn normalized_features(features: &[String]) -> Vec<String> {
 /// when there are any; returns the directory holding them.
 pub fn build_node_binaries(variant: &buildsys::Variant, features: &[String]) -> Result<PathBuf> {
     let features = normalized_features(features);
-    let target_dir = feature_target_dir(&features);
+    let target_dir = host::root().join("target");
     let mut args = vec!["build".to_string(), "--release".into(), "--quiet".into()];
     let mut bins = Vec::new();
     for package in &variant.packages {
@@ -284,13 +268,7 @@ pub fn build_node_binaries(variant: &buildsys::Variant, features: &[String]) -> 
         if !features.is_empty() {
             args.push("--features".into());
             args.push(features.join(","));
-            args.push("--target-dir".into());
-            args.push(target_dir.display().to_string());
-            eprintln!(
-                "xtask: node binaries with features {} go to {}",
-                features.join(", "),
-                target_dir.display()
-            );
+            eprintln!("xtask: node binaries with features {}", features.join(", "));
         }
         args.extend(bins);
         let status = Command::new(env!("CARGO"))
@@ -303,12 +281,6 @@ pub fn build_node_binaries(variant: &buildsys::Variant, features: &[String]) -> 
             "building the node binaries failed (cargo {})",
             args.join(" ")
         );
-        if !features.is_empty() {
-            // Says what the hashed name stands for.
-            let note = target_dir.join("FEATURES");
-            std::fs::write(&note, format!("{}\n", features.join("\n")))
-                .with_context(|| format!("cannot write {}", note.display()))?;
-        }
     }
     Ok(target_dir.join("release"))
 }
@@ -472,19 +444,11 @@ mod tests {
     }
 
     #[test]
-    fn each_set_of_features_has_its_own_target_dir() {
-        let target = host::root().join("target");
-        assert_eq!(feature_target_dir(&[]), target);
-        assert_eq!(feature_target_dir(&strings(&[" "])), target);
-        let one = feature_target_dir(&strings(&["models/next-dns-names"]));
-        assert_eq!(one.parent(), Some(target.as_path()));
-        let name = one.file_name().unwrap().to_string_lossy().to_string();
-        assert!(name.starts_with("features-"), "{name}");
-        assert_eq!(name.len(), "features-".len() + 12, "{name}");
-        // Order and repetition do not matter; the set does.
-        let two = strings(&["a/x", "models/next-dns-names"]);
-        let two_again = strings(&["models/next-dns-names", "a/x", "a/x"]);
-        assert_eq!(feature_target_dir(&two), feature_target_dir(&two_again));
-        assert_ne!(feature_target_dir(&two), one);
+    fn features_are_sorted_and_deduplicated() {
+        assert!(normalized_features(&strings(&[" ", ""])).is_empty());
+        assert_eq!(
+            normalized_features(&strings(&["models/next-dns-names", " a/x", "a/x"])),
+            strings(&["a/x", "models/next-dns-names"])
+        );
     }
 }
