@@ -50,7 +50,8 @@ pub struct BuildOptions {
     /// A cargo feature for the node binaries of this build only, as package/feature (test
     /// images, e.g. models/next-dns-names for the next version's model). May be given more
     /// than once. cargo keeps such builds beside the default ones in target/release (features
-    /// are part of each artifact's hash), so switching back and forth rebuilds nothing.
+    /// are part of each artifact's hash), so switching back and forth rebuilds nothing; the
+    /// default binaries are linked back into target/release when the build ends.
     #[arg(long = "cargo-feature", value_name = "FEATURE")]
     pub cargo_features: Vec<String>,
 }
@@ -312,6 +313,12 @@ pub fn build(opts: &BuildOptions) -> Result<Built> {
         init: &init,
         out_dir: &variant_dir(&variant.name, &version),
     })?;
+    if !opts.cargo_features.is_empty() {
+        // target/release now holds this build's binaries; put the default ones back (cargo
+        // only links them again), so that every other user of target/release (host tools,
+        // rebuild_into) keeps getting what a plain build makes.
+        build_node_binaries(&variant, &[])?;
+    }
     eprintln!(
         "xtask: built {} {} (build {}) in {:.0} s: {}",
         variant.name,
@@ -393,11 +400,13 @@ pub fn assemble(a: &Assembly) -> Result<Built> {
 }
 
 /// Builds `built` again into `out_dir` from the same inputs (same binaries, version, build id
-/// and timestamp): the reproducibility check. Only for builds without `--cargo-feature`: the
-/// binaries are taken from target/release.
+/// and timestamp): the reproducibility check. Only for builds without `--cargo-feature`. cargo
+/// is asked for the default binaries first; it compiles nothing when they are up to date, but
+/// it links them into target/release again if a feature build left its own there.
 pub fn rebuild_into(built: &Built, out_dir: &Path) -> Result<Built> {
     let root = host::root();
     let variant = buildsys::load_variant(&root, &built.manifest.variant)?;
+    build_node_binaries(&variant, &[])?;
     assemble(&Assembly {
         variant: &variant,
         version: &built.manifest.version,
