@@ -199,6 +199,15 @@ fn user_data_generators_rendering_and_restarts_in_a_booted_dev_node() {
     assert_eq!(sh(&mut node, "cat /proc/sys/kernel/hostname"), "imds-node");
     let ntp = sh(&mut node, "grep ^NTP= /etc/systemd/timesyncd.conf");
     assert!(ntp.contains("pool.ntp.org"), "{ntp}");
+    // The journal holds plain text: no daemon wrote terminal colour codes into it.
+    let coloured = sh(
+        &mut node,
+        "journalctl -b --all -o short --no-pager | grep \"$(printf '\\033')\" | head -n 5",
+    );
+    assert!(
+        coloured.is_empty(),
+        "colour codes in the journal:\n{coloured}"
+    );
 
     // A dry run shows the diff and changes nothing.
     let preview = apiclient(&node, &["set", "--dry-run", "motd=only a preview"]);

@@ -1,6 +1,7 @@
 //! `apibridge`: parses flags, sets up logging and runs the guest or host end.
 
 use clap::{CommandFactory, Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,6 +51,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_max_level(args.log_level)
         .with_writer(std::io::stderr)
+        // Colour codes only help on a terminal; in the journal they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match args.command {
         None => {

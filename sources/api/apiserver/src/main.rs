@@ -3,6 +3,7 @@
 use apiserver::updates::updater::CommandLine;
 use apiserver::updates::UpdatesConfig;
 use clap::Parser;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,6 +52,8 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_max_level(args.log_level)
         .with_writer(std::io::stderr)
+        // Colour codes only help on a terminal; in the journal they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = apiserver::ServerConfig {
         datastore_path: args.datastore_path,

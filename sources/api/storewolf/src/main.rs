@@ -1,6 +1,7 @@
 //! `storewolf`: seeds the datastore with defaults; see the library documentation.
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_max_level(args.log_level)
         .with_writer(std::io::stderr)
+        // Colour codes only help on a terminal; in the journal they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = storewolf::load_defaults(&args.defaults).and_then(|defaults| {
         storewolf::run(&args.datastore_path, &args.version, &defaults, args.commit)
