@@ -319,6 +319,30 @@ fn update_through_the_api_boots_the_new_version_from_b_with_settings_kept() {
     let signpost: Value =
         serde_json::from_str(&sh(&mut node, "signpost status --json 2>/dev/null")).unwrap();
     assert_eq!(signpost["inactive_bootable"], true, "{signpost:#}");
+    // A proxy set for the node reaches the updater's configuration.
+    apiclient(
+        &node,
+        &[
+            "set",
+            "network.https-proxy=proxy.ballast.invalid:3128",
+            "network.no-proxy=[\"10.0.2.100\"]",
+        ],
+    );
+    wait_for(
+        &mut node,
+        "grep -e ^https_proxy -e ^no_proxy /etc/updog.toml",
+        Duration::from_secs(60),
+        |out| {
+            out.lines().map(str::trim).collect::<Vec<_>>()
+                == [
+                    "https_proxy = \"proxy.ballast.invalid:3128\"",
+                    "no_proxy = [\"10.0.2.100\"]",
+                ]
+        },
+    );
+    // The repository is outside the proxy: checking still works.
+    let status = update_check(&node);
+    assert!(status["chosen_update"].is_null(), "{status:#}");
     power_off(node);
     // B booted, spent its try and is now the successful set with the higher priority.
     let state = disk_flags(&run_dir(name));

@@ -101,7 +101,11 @@ impl Config {
             seed: raw.seed,
             version_lock,
             ignore_waves: raw.ignore_waves,
-            https_proxy: raw.https_proxy.filter(|p| !p.trim().is_empty()),
+            https_proxy: raw
+                .https_proxy
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .map(with_scheme),
             no_proxy,
         })
     }
@@ -118,6 +122,17 @@ impl Config {
             }
         }
         env
+    }
+}
+
+/// A proxy given as `host:port` (which settings.network accepts) with `http://` in front. The
+/// HTTP client reads `host:port` as a URL whose scheme is the host name and then ignores the
+/// proxy without a word.
+fn with_scheme(proxy: String) -> String {
+    if proxy.contains("://") {
+        proxy
+    } else {
+        format!("http://{proxy}")
     }
 }
 
@@ -285,6 +300,11 @@ mod tests {
         assert!(config.proxy_env().is_empty());
         let list = format!("{minimal}https_proxy = \"http://p\"\nno_proxy = [\"a\", \"b\"]\n");
         assert_eq!(Config::parse(&list, path).unwrap().no_proxy, ["a", "b"]);
+        let bare = format!("{minimal}https_proxy = \"proxy.internal:3128\"\n");
+        assert_eq!(
+            Config::parse(&bare, path).unwrap().https_proxy.as_deref(),
+            Some("http://proxy.internal:3128")
+        );
 
         for (bad, why) in [
             (minimal.replace("seed = 0", "seed = 2048"), "seed 2048"),
