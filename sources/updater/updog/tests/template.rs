@@ -44,7 +44,14 @@ fn update_settings_reach_the_file() {
         "https://updates.example.com/dev/x86_64/"
     );
     assert_eq!(config.seed, 0, "a seed of 0 is a seed, not a missing one");
-    assert_eq!(config.version_lock.unwrap().to_string(), "0.2.0");
+    assert_eq!(
+        config
+            .version_lock
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("0.2.0")
+    );
     assert!(config.ignore_waves);
     assert!(config.proxy_env().is_empty(), "no proxy was set");
 }
