@@ -153,6 +153,18 @@ fn wait_for(node: &mut Node, command: &str, timeout: Duration, ok: impl Fn(&str)
     }
 }
 
+/// `apiclient update apply --reboot`, then waits until the guest goes down (QEMU runs with
+/// -no-reboot, so a reboot ends the process).
+fn apply_and_reboot(mut node: Node) {
+    let out = apiclient_output(&node, &["update", "apply", "--reboot"]);
+    assert!(
+        out.status.success(),
+        "update apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    node.vm.wait_for_exit(Duration::from_secs(180)).unwrap();
+}
+
 /// Waits until the boot is marked successful (configured, API up).
 fn wait_until_successful(node: &mut Node) {
     wait_for(
@@ -272,16 +284,8 @@ fn update_through_the_api_boots_the_new_version_from_b_with_settings_kept() {
         status["chosen_update"]["version"], next.manifest.version,
         "{status:#}"
     );
-    // Prepare, activate and reboot; the API answers 204 to the reboot and the guest goes down
-    // (QEMU runs with -no-reboot, so a reboot ends the process).
-    let out = apiclient_output(&node, &["update", "apply", "--reboot"]);
-    assert!(
-        out.status.success(),
-        "update apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    node.vm.wait_for_exit(Duration::from_secs(180)).unwrap();
-    drop(node);
+    // Prepare, activate and reboot; the API answers 204 to the reboot.
+    apply_and_reboot(node);
     // Before the next boot: B has its one try and the highest priority.
     let state = disk_flags(&run_dir(name));
     assert_eq!(state.boot_a, flags(1, 0, true), "{state:?}");
@@ -373,14 +377,7 @@ fn an_update_that_never_finishes_booting_is_rolled_back_by_itself() {
         status["chosen_update"]["version"], broken.manifest.version,
         "{status:#}"
     );
-    let out = apiclient_output(&node, &["update", "apply", "--reboot"]);
-    assert!(
-        out.status.success(),
-        "update apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    node.vm.wait_for_exit(Duration::from_secs(180)).unwrap();
-    drop(node);
+    apply_and_reboot(node);
 
     // The broken image boots from B (its API answers), never marks success, and its boot
     // deadline resets the node: no human involved.
@@ -699,14 +696,7 @@ fn a_renamed_setting_follows_the_update_and_the_rollback() {
         status["chosen_update"]["version"], renamed.manifest.version,
         "{status:#}"
     );
-    let out = apiclient_output(&node, &["update", "apply", "--reboot"]);
-    assert!(
-        out.status.success(),
-        "update apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    node.vm.wait_for_exit(Duration::from_secs(180)).unwrap();
-    drop(node);
+    apply_and_reboot(node);
 
     // N+3: the migrator ran the signed migration forward; the value is under the new name
     // only, in the API and on disk, and resolv.conf is rendered from it.
