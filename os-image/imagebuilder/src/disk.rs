@@ -25,6 +25,13 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> error
     }
 }
 
+/// `lseek` with unsigned offsets (EOVERFLOW when an offset does not fit).
+fn seek(fd: std::os::fd::RawFd, offset: u64, whence: Whence) -> Result<u64, Errno> {
+    let offset = i64::try_from(offset).map_err(|_| Errno::EOVERFLOW)?;
+    let at = lseek(fd, offset, whence)?;
+    u64::try_from(at).map_err(|_| Errno::EOVERFLOW)
+}
+
 /// The byte ranges of `file` that may hold data (`SEEK_DATA`/`SEEK_HOLE`); the whole file
 /// when the file system cannot tell.
 fn data_ranges(file: &File, len: u64) -> Vec<(u64, u64)> {
@@ -32,13 +39,15 @@ fn data_ranges(file: &File, len: u64) -> Vec<(u64, u64)> {
     let mut ranges = Vec::new();
     let mut pos: u64 = 0;
     while pos < len {
-        let start = match lseek(fd, pos as i64, Whence::SeekData) {
-            Ok(start) => start as u64,
+        // Offsets of a file we wrote fit both i64 and u64; a failed conversion is treated like
+        // a file system that cannot tell.
+        let start = match seek(fd, pos, Whence::SeekData) {
+            Ok(start) => start,
             Err(Errno::ENXIO) => break, // only a hole remains
             Err(_) => return vec![(0, len)],
         };
-        let end = match lseek(fd, start as i64, Whence::SeekHole) {
-            Ok(end) => (end as u64).min(len),
+        let end = match seek(fd, start, Whence::SeekHole) {
+            Ok(end) => end.min(len),
             Err(_) => return vec![(0, len)],
         };
         if end <= start {

@@ -3,6 +3,7 @@
 
 use crate::error::{self, Result};
 use crate::tools::{self, GRUB_MKIMAGE};
+use boot_params::{DeviceSpec, VerityRoot};
 use disk_layout::{BootSet, PartitionRole};
 use grubenv::{BOOT_SET_KEY, ESP_PATH, TRY_SET_KEY};
 use snafu::ensure;
@@ -19,16 +20,10 @@ pub const LOADER_ESP_PATH: &str = "/EFI/BOOT/BOOTX64.EFI";
 pub const BOOT_CFG_PATH: &str = "/grub/grub.cfg";
 
 /// Kernel parameters this builder writes into each BOOT partition's `grub.cfg` (which
-/// partitions, the root hash); the image's own command line must not set them. Other
-/// `ballast.*` parameters (`ballast.boot-deadline`, `ballast.debug`, ...) pass through.
-pub const BUILDER_PARAMETERS: &[&str] = &[
-    "ballast.root",
-    "ballast.hash",
-    "ballast.roothash",
-    "ballast.salt",
-    "ballast.datablocks",
-    "ballast.data",
-];
+/// partitions, the root hash: a [`VerityRoot`]); the image's own command line must not set
+/// them. Other `ballast.*` parameters (`ballast.boot-deadline`, `ballast.debug`, ...) pass
+/// through.
+pub const BUILDER_PARAMETERS: &[&str] = VerityRoot::PARAMS;
 
 /// GRUB variable that holds the chosen set (`A` or `B`) when the BOOT partition's `grub.cfg`
 /// runs; the kernel command line names ROOT and HASH through it.
@@ -196,34 +191,39 @@ pub fn check_kernel_param(param: &str) -> Result<()> {
     Ok(())
 }
 
-/// The verity parameters of one root image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RootParams {
-    pub root_hash: String,
-    pub salt: String,
-    pub data_blocks: u64,
+/// The GRUB variable reference that names the partition set in a BOOT partition's `grub.cfg`.
+pub fn set_reference() -> String {
+    format!("${{{SET_VAR}}}")
 }
 
-/// The kernel command line: the variant's parameters, then the early init's. `set` names the
-/// partition set, either a letter or the GRUB variable reference `${ballast_set}`.
-pub fn kernel_cmdline(variant_params: &[String], root: &RootParams, set: &str) -> String {
+/// The verity root of partition set `set` (a letter, or [`set_reference`] for a `grub.cfg`
+/// that serves either set) for a hash tree with `root_hash`, `salt` (hex) and `data_blocks`:
+/// ROOT-`set` and HASH-`set` by partition name, no verity superblock, and DATA.
+pub fn verity_root(set: &str, root_hash: String, salt: String, data_blocks: u64) -> VerityRoot {
+    VerityRoot {
+        root: DeviceSpec::PartLabel(format!("ROOT-{set}")),
+        hash: DeviceSpec::PartLabel(format!("HASH-{set}")),
+        root_hash,
+        salt,
+        data_blocks,
+        hash_start_block: 0,
+        data: Some(DeviceSpec::PartLabel("DATA".to_string())),
+    }
+}
+
+/// The kernel command line: the variant's parameters, then the early init's.
+pub fn kernel_cmdline(variant_params: &[String], root: &VerityRoot) -> String {
     let mut params: Vec<String> = variant_params.to_vec();
-    params.extend([
-        format!("ballast.root=PARTLABEL=ROOT-{set}"),
-        format!("ballast.hash=PARTLABEL=HASH-{set}"),
-        format!("ballast.roothash={}", root.root_hash),
-        format!("ballast.salt={}", root.salt),
-        format!("ballast.datablocks={}", root.data_blocks),
-        "ballast.data=PARTLABEL=DATA".to_string(),
-    ]);
+    params.push(root.to_cmdline_args());
     params.join(" ")
 }
 
-/// The `grub.cfg` of a BOOT partition. It names no partition set itself: the loader sets
-/// `ballast_set` and `ballast_boot`, so the same BOOT image works in either set (an update
-/// writes it to whichever set is inactive).
-pub fn boot_config(variant_params: &[String], root: &RootParams, version: &str) -> String {
-    let cmdline = kernel_cmdline(variant_params, root, &format!("${{{SET_VAR}}}"));
+/// The `grub.cfg` of a BOOT partition. It names no partition set itself: `root` names the
+/// partitions through [`set_reference`], and the loader sets `ballast_set` and
+/// `ballast_boot`, so the same BOOT image works in either set (an update writes it to whichever
+/// set is inactive).
+pub fn boot_config(variant_params: &[String], root: &VerityRoot, version: &str) -> String {
+    let cmdline = kernel_cmdline(variant_params, root);
     format!(
         "# Ballast {version} boot configuration, written by imagebuilder.\n\
          # {SET_VAR} (A or B) and {BOOT_VAR} (this partition) are set by the loader.\n\
@@ -290,11 +290,7 @@ mod tests {
 
     #[test]
     fn boot_config_names_the_set_through_the_loader() {
-        let root = RootParams {
-            root_hash: "ab".repeat(32),
-            salt: "cd".repeat(32),
-            data_blocks: 42,
-        };
+        let root = verity_root(&set_reference(), "ab".repeat(32), "cd".repeat(32), 42);
         let cfg = boot_config(&["console=ttyS0".to_string()], &root, "1.2.3");
         assert!(cfg.contains(
             "linux \"${ballast_boot}/vmlinuz\" console=ttyS0 \
@@ -303,13 +299,47 @@ mod tests {
         assert!(cfg.contains("ballast.datablocks=42 ballast.data=PARTLABEL=DATA\n"));
         assert!(cfg.contains("initrd \"${ballast_boot}/initrd\"\nboot\n"));
         assert_eq!(
-            kernel_cmdline(&[], &root, "B"),
+            kernel_cmdline(&[], &verity_root("B", "ab".repeat(32), "cd".repeat(32), 42)),
             format!(
                 "ballast.root=PARTLABEL=ROOT-B ballast.hash=PARTLABEL=HASH-B \
                  ballast.roothash={} ballast.salt={} ballast.datablocks=42 \
                  ballast.data=PARTLABEL=DATA",
                 root.root_hash, root.salt
             )
+        );
+    }
+
+    /// The whole `grub.cfg`, byte for byte: a change here changes every BOOT image.
+    #[test]
+    fn boot_config_bytes() {
+        let root = verity_root(&set_reference(), "ab".repeat(32), "cd".repeat(32), 42);
+        let params = ["console=ttyS0".to_string(), "quiet".to_string()];
+        let expected = format!(
+            "# Ballast 1.2.3 boot configuration, written by imagebuilder.\n\
+             # ballast_set (A or B) and ballast_boot (this partition) are set by the loader.\n\
+             echo \"ballast: loading Ballast 1.2.3 from ${{ballast_boot}}\"\n\
+             linux \"${{ballast_boot}}/vmlinuz\" console=ttyS0 quiet \
+             ballast.root=PARTLABEL=ROOT-${{ballast_set}} \
+             ballast.hash=PARTLABEL=HASH-${{ballast_set}} ballast.roothash={} ballast.salt={} \
+             ballast.datablocks=42 ballast.data=PARTLABEL=DATA\n\
+             initrd \"${{ballast_boot}}/initrd\"\n\
+             boot\n",
+            "ab".repeat(32),
+            "cd".repeat(32)
+        );
+        assert_eq!(boot_config(&params, &root, "1.2.3"), expected);
+    }
+
+    /// What GRUB passes to the kernel, once it has filled in the set, is what the early init
+    /// and signpost parse.
+    #[test]
+    fn the_node_reads_what_grub_passes() {
+        let root = verity_root(&set_reference(), "ab".repeat(32), "cd".repeat(32), 42);
+        let passed =
+            kernel_cmdline(&["console=ttyS0".to_string()], &root).replace(&set_reference(), "B");
+        assert_eq!(
+            VerityRoot::parse(&passed),
+            Ok(verity_root("B", "ab".repeat(32), "cd".repeat(32), 42))
         );
     }
 

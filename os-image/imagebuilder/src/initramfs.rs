@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// The list of modules the early init loads, inside the initramfs.
-pub const MODULES_ORDER: &str = "etc/modules.order";
+pub const MODULES_ORDER: &str = constants::MODULES_ORDER_IN_INITRAMFS;
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> error::Error {
     let path = path.to_path_buf();

@@ -115,6 +115,7 @@
 //!   erofs-utils, e2fsprogs, dosfstools, mtools, GRUB or QEMU may lay out bytes differently.
 //! * The raw image is always written (the other formats are converted from it), and the whole
 //!   build is staged in a temporary directory inside `out_dir` before the outputs are moved in.
+#![forbid(unsafe_code)]
 
 pub mod disk;
 pub mod error;
@@ -340,12 +341,14 @@ pub fn build_image(input: &ImageInput) -> Result<BuildManifest> {
         part(PartitionRole::Hash(BootSet::A)).size,
         "raise hash_mib in the variant's image layout",
     )?;
-    let root_params = grub::RootParams {
-        root_hash: tree.root_hash_hex(),
-        salt: params.salt_hex(),
-        data_blocks: tree.data_blocks,
-    };
-    tracing::info!(root_hash = %root_params.root_hash, ms = ms(started), "hash tree built");
+    // The BOOT image serves either set: GRUB fills in the set letter.
+    let verity_root = grub::verity_root(
+        &grub::set_reference(),
+        tree.root_hash_hex(),
+        params.salt_hex(),
+        tree.data_blocks,
+    );
+    tracing::info!(root_hash = %verity_root.root_hash, ms = ms(started), "hash tree built");
 
     // 3. initramfs, 4. BOOT.
     let initrd = initramfs::build(
@@ -362,7 +365,7 @@ pub fn build_image(input: &ImageInput) -> Result<BuildManifest> {
         (boot_stage.join("initrd"), Some(initrd)),
         (
             boot_stage.join("grub/grub.cfg"),
-            Some(grub::boot_config(&input.cmdline, &root_params, &input.version).into_bytes()),
+            Some(grub::boot_config(&input.cmdline, &verity_root, &input.version).into_bytes()),
         ),
     ];
     let mut staged_bytes = 0;
@@ -540,12 +543,12 @@ pub fn build_image(input: &ImageInput) -> Result<BuildManifest> {
         arch: ARCH.to_string(),
         kernel_version: input.kernel_version.clone(),
         source_date_epoch: epoch,
-        root_hash: root_params.root_hash.clone(),
-        salt: root_params.salt.clone(),
+        root_hash: verity_root.root_hash.clone(),
+        salt: verity_root.salt.clone(),
         data_blocks: tree.data_blocks,
         hash_size: tree.hash_size,
         root_compression: fs::EROFS_COMPRESSION.to_string(),
-        kernel_cmdline: grub::kernel_cmdline(&input.cmdline, &root_params, "${ballast_set}"),
+        kernel_cmdline: grub::kernel_cmdline(&input.cmdline, &verity_root),
         formats,
         images: UpdateImages {
             boot: update_image(PartitionRole::Boot(BootSet::A), BOOT_IMAGE),

@@ -129,8 +129,9 @@ fn outputs(dir: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Whether the reference `program` is there to check with (under CI it must be).
 fn have(program: &str) -> bool {
-    imagebuilder::tools::find_program(program).is_some()
+    hosttools::require_tool(program)
 }
 
 fn run(cmd: &mut Command) -> String {

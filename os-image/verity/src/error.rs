@@ -98,18 +98,6 @@ pub enum Error {
          rebuild it with `verity format`"
     ))]
     HashTreeMismatch { offset: u64 },
-
-    #[snafu(display(
-        "the device name '{device}' cannot go into a dm table: it must be non-empty and contain \
-         no spaces or commas"
-    ))]
-    InvalidDevice { device: String },
-
-    #[snafu(display(
-        "the dm device name '{name}' is not usable: it must be non-empty and contain no spaces, \
-         commas, semicolons or slashes"
-    ))]
-    InvalidDmName { name: String },
 }
 
 /// Result type of this crate.

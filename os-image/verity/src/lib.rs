@@ -33,7 +33,7 @@
 //! # Usage
 //!
 //! ```
-//! use verity::{build_hash_tree, VerityParams, VerityTable};
+//! use verity::{build_hash_tree, to_hex, VerityParams};
 //!
 //! let data = vec![7u8; 4096 * 300];
 //! let params = VerityParams::new(vec![0x42; 32]);
@@ -42,10 +42,11 @@
 //! assert_eq!(output.data_blocks, 300);
 //! assert_eq!(output.hash_size, tree.len() as u64);
 //!
-//! // The kernel parameter that opens ROOT-A (partition 3) with HASH-A (partition 4).
-//! let table = VerityTable::new(&output, &params, "/dev/vda3", "/dev/vda4");
-//! let arg = table.kernel_arg("root")?;
-//! assert!(arg.starts_with("dm-mod.create=\"root,,,ro,0 2400 verity 1 /dev/vda3 /dev/vda4 "));
+//! // What the image builder puts on the kernel command line (`ballast.roothash=`,
+//! // `ballast.salt=`, `ballast.datablocks=`, see the `boot-params` crate); the early init
+//! // builds the device-mapper table from them.
+//! let (root_hash, salt) = (to_hex(&output.root_hash), params.salt_hex());
+//! assert_eq!((root_hash.len(), salt.as_str()), (64, "42".repeat(32).as_str()));
 //! # Ok::<(), verity::Error>(())
 //! ```
 //!
@@ -61,15 +62,14 @@
 //!   trailing partial block, leaving it unprotected; this crate refuses such input instead.
 //! * The whole tree is kept in memory while it is built: about 1/127 of the data size (8 MiB
 //!   for a 1 GiB root image).
+#![forbid(unsafe_code)]
 
 mod error;
 mod params;
-mod table;
 mod tree;
 
 pub use error::{Error, Result};
 pub use params::{VerityParams, DEFAULT_BLOCK_SIZE, DEFAULT_SALT_SIZE, DIGEST_SIZE, MAX_SALT_SIZE};
-pub use table::{dm_verity_table, CorruptionAction, VerityTable};
 pub use tree::{build_hash_tree, hash_tree_size, level_sizes, verify_hash_tree, VerityOutput};
 
 use snafu::ResultExt;

@@ -4,6 +4,7 @@
 //! verity format DATA HASH [--salt HEX]          # prints {"root_hash": ..., "salt": ..., ...}
 //! verity verify DATA HASH --root-hash HEX --salt HEX
 //! ```
+#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;

@@ -9,6 +9,7 @@
 //! a static PID 1.
 
 use crate::error::{DmControlSnafu, DmIoctlSnafu, DmRequestSnafu, Result};
+use boot_params::VerityRoot;
 use nix::errno::Errno;
 use snafu::ResultExt;
 use std::fs::OpenOptions;
@@ -73,6 +74,19 @@ pub struct VerityTarget {
 }
 
 impl VerityTarget {
+    /// The mapping of `verity` (from the kernel command line) once its partitions have been
+    /// found as `data_device` and `hash_device`.
+    pub fn new(verity: &VerityRoot, data_device: PathBuf, hash_device: PathBuf) -> Self {
+        VerityTarget {
+            data_device,
+            hash_device,
+            data_blocks: verity.data_blocks,
+            hash_start_block: verity.hash_start_block,
+            root_hash: verity.root_hash.clone(),
+            salt: verity.salt.clone(),
+        }
+    }
+
     /// The mapping as a device-mapper target covering the whole verified data area.
     pub fn target(&self) -> Target {
         Target {
@@ -247,15 +261,15 @@ impl Control {
 mod tests {
     use super::*;
 
+    /// The target for a command line as the image builder writes it.
     fn verity() -> VerityTarget {
-        VerityTarget {
-            data_device: "/dev/vda1".into(),
-            hash_device: "/dev/vda2".into(),
-            data_blocks: 2560,
-            hash_start_block: 0,
-            root_hash: "ab".repeat(32),
-            salt: "00ff".into(),
-        }
+        let root = VerityRoot::parse(&format!(
+            "ballast.root=PARTLABEL=ROOT-A ballast.hash=PARTLABEL=HASH-A ballast.roothash={} \
+             ballast.salt=00ff ballast.datablocks=2560 ballast.data=PARTLABEL=DATA",
+            "ab".repeat(32)
+        ))
+        .unwrap();
+        VerityTarget::new(&root, "/dev/vda1".into(), "/dev/vda2".into())
     }
 
     #[test]

@@ -23,17 +23,9 @@ pub enum Error {
     #[snafu(display("cannot read {}: {source}", path.display()))]
     ReadFile { path: PathBuf, source: io::Error },
 
-    #[snafu(display(
-        "the kernel command line has no {key}=...; the boot loader configuration must set it"
-    ))]
-    MissingParam { key: &'static str },
-
-    #[snafu(display("{key}={value} is invalid: {reason}"))]
-    InvalidParam {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    /// A `ballast.*` parameter is missing or malformed; the message names it.
+    #[snafu(context(false), display("{source}"))]
+    Cmdline { source: boot_params::Error },
 
     #[snafu(display("/etc/modules.order line {line}: {reason}"))]
     ModulesOrder { line: usize, reason: String },

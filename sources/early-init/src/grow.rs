@@ -167,7 +167,8 @@ fn resize_kernel_partition(place: &PartitionPlace, length: u64) -> Result<()> {
     let arg = BlkpgIoctlArg {
         op: BLKPG_RESIZE_PARTITION,
         flags: 0,
-        datalen: std::mem::size_of::<BlkpgPartition>() as c_int,
+        // The struct is a few hundred bytes: the constant conversion cannot fail.
+        datalen: c_int::try_from(std::mem::size_of::<BlkpgPartition>()).unwrap_or(c_int::MAX),
         data: (&mut part as *mut BlkpgPartition).cast(),
     };
     // SAFETY: `disk` is an open block device for the duration of the call; `arg` and the

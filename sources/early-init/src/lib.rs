@@ -9,7 +9,7 @@
 //! no other tools, and it does these steps, printing a `ballast-init: ...` line for each:
 //!
 //! 1. mount `/proc`, `/sys`, `/dev` (devtmpfs) and `/run` (tmpfs);
-//! 2. read the `ballast.*` kernel parameters ([`cmdline`]);
+//! 2. read the `ballast.*` kernel parameters (`boot_params::BootParams`);
 //! 3. load the modules listed in `/etc/modules.order` ([`modules`]);
 //! 4. find the ROOT, HASH and DATA partitions by GPT name in `/sys/class/block/*/uevent`
 //!    ([`uevent`]), waiting up to 10 s for them;
@@ -27,20 +27,11 @@
 //! (`ballast.onfailure=poweroff`). It never exits, which would make the kernel panic without
 //! explanation.
 //!
-//! Kernel parameters:
-//!
-//! | parameter | meaning |
-//! |---|---|
-//! | `ballast.root=PARTLABEL=ROOT-A` or `/dev/...` | verity data device (the erofs image) |
-//! | `ballast.hash=PARTLABEL=HASH-A` or `/dev/...` | verity hash device |
-//! | `ballast.roothash=<64 hex>` | sha256 root hash |
-//! | `ballast.salt=<hex>` or `-` | verity salt |
-//! | `ballast.datablocks=<n>` | number of 4096-byte data blocks |
-//! | `ballast.hashstart=<n>` | first hash block, default 0 (`veritysetup format --no-superblock`) |
-//! | `ballast.data=PARTLABEL=DATA` | optional writable partition (ext4) |
-//! | `ballast.init=/usr/lib/systemd/systemd` | program to execute in the new root |
-//! | `ballast.onfailure=reboot\|poweroff` | what to do after a fatal error |
-//! | `ballast.debug` | print more detail |
+//! Kernel parameters: `ballast.root`, `ballast.hash`, `ballast.roothash`, `ballast.salt`,
+//! `ballast.datablocks` and optionally `ballast.hashstart` and `ballast.data` (the verity root
+//! the image builder writes), `ballast.init`, `ballast.onfailure` and `ballast.debug`. Their
+//! grammar and meaning live in the `boot-params` crate, which the image builder writes them
+//! with.
 //!
 //! # Usage
 //!
@@ -79,7 +70,6 @@
 //! - The device-mapper device is created without udev cookies, so udev in the real root sees it
 //!   only through its coldplug pass.
 
-pub mod cmdline;
 pub mod dm;
 pub mod error;
 pub mod fsops;
@@ -91,7 +81,7 @@ pub mod uevent;
 
 pub use error::{Error, Result};
 
-use cmdline::{BootParams, FailureAction};
+use boot_params::{BootParams, FailureAction, VerityRoot};
 use log::Log;
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::mount::MsFlags;
@@ -196,7 +186,7 @@ impl Init {
         let cmdline_path = Path::new("/proc/cmdline");
         let cmdline = std::fs::read_to_string(cmdline_path)
             .context(error::ReadFileSnafu { path: cmdline_path })?;
-        self.on_failure = cmdline::failure_action(&cmdline);
+        self.on_failure = boot_params::failure_action(&cmdline);
         let params = BootParams::parse(&cmdline)?;
         self.log.set_debug(params.debug);
         self.log.debug(format!("parameters: {params:?}"));
@@ -206,9 +196,9 @@ impl Init {
 
         self.step = Step::FindDevices;
         let dirs = uevent::DeviceDirs::default();
-        let root_dev = uevent::wait_for_device(&params.root, &dirs, DEVICE_TIMEOUT)?;
-        let hash_dev = uevent::wait_for_device(&params.hash, &dirs, DEVICE_TIMEOUT)?;
-        let data_dev = match &params.data {
+        let root_dev = uevent::wait_for_device(&params.verity.root, &dirs, DEVICE_TIMEOUT)?;
+        let hash_dev = uevent::wait_for_device(&params.verity.hash, &dirs, DEVICE_TIMEOUT)?;
+        let data_dev = match &params.verity.data {
             Some(spec) => Some(uevent::wait_for_device(spec, &dirs, DEVICE_TIMEOUT)?),
             None => None,
         };
@@ -222,7 +212,7 @@ impl Init {
         ));
 
         self.step = Step::Verity;
-        let root_node = self.setup_verity(&params, root_dev, hash_dev)?;
+        let root_node = self.setup_verity(&params.verity, root_dev, hash_dev)?;
 
         self.step = Step::MountRoot;
         let sysroot = Path::new(SYSROOT);
@@ -298,19 +288,11 @@ impl Init {
 
     fn setup_verity(
         &mut self,
-        params: &BootParams,
+        verity: &VerityRoot,
         root_dev: PathBuf,
         hash_dev: PathBuf,
     ) -> Result<PathBuf> {
-        let target = dm::VerityTarget {
-            data_device: root_dev,
-            hash_device: hash_dev,
-            data_blocks: params.data_blocks,
-            hash_start_block: params.hash_start_block,
-            root_hash: params.root_hash.clone(),
-            salt: params.salt.clone(),
-        }
-        .target();
+        let target = dm::VerityTarget::new(verity, root_dev, hash_dev).target();
         self.log.debug(format!("verity table: {}", target.line()));
         let control_path = Path::new(dm::CONTROL);
         // devtmpfs creates the control node when dm-mod registers it; give it a moment.
@@ -335,7 +317,7 @@ impl Init {
         }
         self.log.info(format!(
             "dm-verity device {DM_NAME} ({dev}) active, {} data blocks",
-            params.data_blocks
+            verity.data_blocks
         ));
         Ok(node)
     }
@@ -404,7 +386,7 @@ impl Init {
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some("mode=0755"),
         )?;
-        let factory = sysroot.join("usr/share/factory/etc");
+        let factory = sysroot.join(constants::FACTORY_ETC_IN_IMAGE);
         if factory.is_dir() {
             let copied = fsops::copy_tree(&factory, &etc)?;
             self.log.info(format!(

@@ -21,7 +21,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Where the module list lives inside the initramfs.
-pub const MODULES_ORDER: &str = "/etc/modules.order";
+pub const MODULES_ORDER: &str = constants::MODULES_ORDER;
 
 /// `MODULE_INIT_COMPRESSED_FILE` from linux/module.h (not exported by nix 0.29).
 const MODULE_INIT_COMPRESSED_FILE: u32 = 4;

@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 /// Where the build puts the list, relative to the root.
-pub const LIST_PATH: &str = "usr/share/ballast/boot-readahead";
+pub const LIST_PATH: &str = constants::READAHEAD_LIST_IN_IMAGE;
 
 /// The relative paths in a read-ahead list: one per line, blank lines and `#` comments
 /// skipped, absolute paths and `..` refused (the list must stay inside the root).

@@ -5,8 +5,8 @@
 //! partition name is resolved by scanning those files, retrying until the disk driver has
 //! announced the partition or a timeout passes.
 
-use crate::cmdline::DeviceSpec;
 use crate::error::{AmbiguousLabelSnafu, DeviceTimeoutSnafu, Result, ScanBlockSnafu};
+use boot_params::DeviceSpec;
 use snafu::ResultExt;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,130 +1,56 @@
 //! Dotted keys such as `settings.network.hostname`.
 //!
-//! A segment made only of ASCII letters, digits, `-` and `_` is written as is. Any other segment
-//! (one holding a dot, a slash, a space, or an empty one) is written in double quotes, with `"` and
-//! `\` escaped by a backslash: `settings.kernel.sysctl."net.ipv4.ip_forward"`. The same rule is used
-//! for the keys in [`crate::ValidationError`], for metadata keys in [`crate::Defaults`], and by
-//! [`crate::affected_services`].
+//! The grammar is the `settings-key` crate's, the same the datastore parses and stores: a
+//! segment made only of ASCII letters, digits, `-` and `_` is written as is; any other segment is
+//! written in double quotes (`settings.kernel.sysctl."net.ipv4.ip_forward"`). A segment may not
+//! hold `"`, `\` or control characters, and its datastore file name is limited, so the model
+//! refuses such keys itself (see [`check_document_keys`]) instead of leaving them to fail when
+//! stored. The same rule names the keys in [`crate::ValidationError`], the metadata keys in
+//! [`crate::Defaults`], and the keys [`crate::affected_services`] looks up.
 
-use std::fmt;
+pub use settings_key::{
+    check_len, check_segment, join, join_checked, push_segment, split, KeyError as MalformedKey,
+    MAX_KEY_LEN, MAX_SEGMENT_FILE_NAME_LEN,
+};
 
-/// True when a segment can be written without quotes.
-fn is_plain(segment: &str) -> bool {
-    !segment.is_empty()
-        && segment
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
+use crate::error::ValidationError;
+use serde_json::Value;
 
-/// Appends one segment to a dotted key, quoting it when needed. An empty `key` gets no leading dot.
-pub fn push_segment(key: &mut String, segment: &str) {
-    if !key.is_empty() {
-        key.push('.');
-    }
-    if is_plain(segment) {
-        key.push_str(segment);
-    } else {
-        key.push('"');
-        for c in segment.chars() {
-            if c == '"' || c == '\\' {
-                key.push('\\');
-            }
-            key.push(c);
-        }
-        key.push('"');
-    }
-}
-
-/// Joins segments into a dotted key.
-pub fn join<I, S>(segments: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    let mut key = String::new();
-    for segment in segments {
-        push_segment(&mut key, segment.as_ref());
-    }
-    key
-}
-
-/// A dotted key that [`split`] could not read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MalformedKey {
-    /// The key as given.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: &'static str,
-}
-
-impl fmt::Display for MalformedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed key '{}': {}", self.key, self.reason)
-    }
-}
-
-impl std::error::Error for MalformedKey {}
-
-/// Splits a dotted key into its segments, undoing the quoting of [`join`]. Unquoted segments may
-/// hold any character but `.` and `"`; they must not be empty.
-pub fn split(key: &str) -> Result<Vec<String>, MalformedKey> {
-    let fail = |reason| MalformedKey {
-        key: key.to_string(),
-        reason,
+/// Checks that every key a settings document would be stored under is a valid key: each object
+/// member name is a valid segment and each value's full key (from `prefix`, e.g. `settings`) fits
+/// the datastore's length limit. Objects are walked; anything else (scalars, lists) is a value.
+/// `null` members are skipped, as the model reads them as absent. The error names the key.
+pub fn check_document_keys(value: &Value, prefix: &str) -> Result<(), ValidationError> {
+    let Value::Object(map) = value else {
+        return check_len(prefix).map_err(|e| ValidationError {
+            key: e.key,
+            reason: format!(
+                "the key is too long to be stored: {} (shorten the names in it)",
+                e.reason
+            ),
+        });
     };
-    let mut segments = Vec::new();
-    let mut chars = key.chars().peekable();
-    loop {
-        let mut segment = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    None => return Err(fail("unterminated quoted segment")),
-                    Some('"') => break,
-                    Some('\\') => match chars.next() {
-                        Some(c) => segment.push(c),
-                        None => return Err(fail("ends in the middle of an escape")),
-                    },
-                    Some(c) => segment.push(c),
-                }
-            }
-            match chars.next() {
-                None => {
-                    segments.push(segment);
-                    return Ok(segments);
-                }
-                Some('.') => segments.push(segment),
-                Some(_) => return Err(fail("a quoted segment must be followed by '.'")),
-            }
-        } else {
-            loop {
-                match chars.next() {
-                    None => {
-                        if segment.is_empty() {
-                            return Err(fail("empty segment"));
-                        }
-                        segments.push(segment);
-                        return Ok(segments);
-                    }
-                    Some('.') => {
-                        if segment.is_empty() {
-                            return Err(fail("empty segment"));
-                        }
-                        segments.push(segment);
-                        break;
-                    }
-                    Some('"') => return Err(fail("a quote may only open a segment")),
-                    Some(c) => segment.push(c),
-                }
-            }
+    for (name, member) in map {
+        if member.is_null() {
+            continue;
         }
+        let mut key = prefix.to_string();
+        push_segment(&mut key, name);
+        if let Err(e) = check_segment(name) {
+            return Err(ValidationError {
+                key,
+                reason: format!("'{name}' cannot be a key segment: {}", e.reason),
+            });
+        }
+        check_document_keys(member, &key)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn join_quotes_only_when_needed() {
@@ -136,7 +62,6 @@ mod tests {
             join(["settings", "kernel", "sysctl", "net.ipv4.ip_forward"]),
             r#"settings.kernel.sysctl."net.ipv4.ip_forward""#
         );
-        assert_eq!(join(["a", "", "b\"c\\"]), "a.\"\".\"b\\\"c\\\\\"");
     }
 
     #[test]
@@ -145,7 +70,7 @@ mod tests {
             vec!["settings"],
             vec!["settings", "ntp", "time-servers"],
             vec!["settings", "kernel", "sysctl", "net/ipv4/ip_forward"],
-            vec!["a", "", "with \"quote\" and \\ slash", "x.y"],
+            vec!["a", "with spaces and é", "x.y"],
         ] {
             let key = join(&segments);
             assert_eq!(split(&key).unwrap(), segments, "key {key}");
@@ -154,8 +79,30 @@ mod tests {
 
     #[test]
     fn split_refuses_malformed_keys() {
-        for key in ["", "a..b", "a.", ".a", "\"open", "\"a\"b", "a\"b", "\"a\\"] {
+        for key in [
+            "", "a..b", "a.", ".a", "\"open", "\"a\"b", "a\"b", "\"a\\\"", "a b",
+        ] {
             assert!(split(key).is_err(), "{key:?} should be refused");
         }
+    }
+
+    #[test]
+    fn document_keys_are_checked_before_storing() {
+        let good = json!({"kernel": {"sysctl": {"net.ipv4.ip_forward": "1"}}, "motd": null});
+        check_document_keys(&good, "settings").unwrap();
+
+        let quote = json!({"kernel": {"sysctl": {"a\"b": "1"}}});
+        let err = check_document_keys(&quote, "settings").unwrap_err();
+        assert_eq!(err.key, "settings.kernel.sysctl.\"a\"b\"");
+        assert!(err.reason.contains("cannot be a key segment"), "{err}");
+
+        let long_name = "x".repeat(240);
+        let long = json!({"kernel": {"sysctl": {long_name.clone(): "1"}}});
+        let err = check_document_keys(&long, "settings").unwrap_err();
+        assert_eq!(err.key, format!("settings.kernel.sysctl.{long_name}"));
+        assert!(err.reason.contains("at most 255"), "{err}");
+
+        // A null member is absent: its name is never stored.
+        check_document_keys(&json!({"a\\b": null}), "settings").unwrap();
     }
 }

@@ -61,6 +61,7 @@
 //!   not a key the datastore knows; strip from `[` to get the setting.
 //! * Bottlerocket's `bootstrap-commands`, `oci-defaults`, `container-runtime` and the
 //!   orchestrator groups are not modeled yet.
+#![forbid(unsafe_code)]
 
 pub mod defaults;
 pub mod error;
@@ -76,8 +77,8 @@ pub use error::{DefaultsError, OsReleaseError, ValidationError};
 pub use model::{ConfigurationFile, Model, Service};
 pub use os::OsInfo;
 pub use settings::{
-    BootSettings, BootstrapContainer, ContainerRegistrySettings, DnsSettings, HostContainer,
-    KernelSettings, KmodSetting, NetworkSettings, NtpSettings, PkiBundle, RegistryCredential,
-    RegistryMirror, Settings, UpdatesSettings, MAX_UPDATE_SEED,
+    BootSettings, BootstrapContainer, ContainerRegistrySettings, DnsSettings, FleetLockSettings,
+    HostContainer, KernelSettings, KmodSetting, MaintenanceWindow, NetworkSettings, NtpSettings,
+    PkiBundle, RegistryCredential, RegistryMirror, Settings, UpdatesSettings, MAX_UPDATE_SEED,
 };
 pub use validate::parse_settings;

@@ -425,6 +425,17 @@ string_type! {
 // ---------------------------------------------------------------------------------------------
 // ValidBase64
 
+/// Canonical standard base64: whole groups of four, the last one padded, and no stray bits in
+/// the character before the padding (the decoder refuses those).
+const BASE64_PATTERN: &str =
+    "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$";
+
+/// One lowercase DNS label: 1 to 63 characters, not starting or ending with '-'.
+const LOWER_LABEL: &str = "[0-9a-z](?:[0-9a-z-]{0,61}[0-9a-z])?";
+
+/// One DNS label of either case.
+const LABEL: &str = "[0-9A-Za-z](?:[0-9A-Za-z-]{0,61}[0-9A-Za-z])?";
+
 fn check_base64(input: &str) -> Result<(), String> {
     no_control(input)?;
     decode_base64(input).map(|_| ())
@@ -437,7 +448,7 @@ string_type! {
     check: check_base64,
     schema: string_schema(
         "Standard base64 (RFC 4648 alphabet with padding, no line breaks).",
-        Some("^[A-Za-z0-9+/]*={0,2}$"),
+        Some(BASE64_PATTERN),
         None,
         None,
         "aGVsbG8K",
@@ -477,7 +488,7 @@ string_type! {
     schema: string_schema(
         "Linux hostname: lowercase letters, digits, '.' and '-'; labels of 1 to 63 characters \
          that do not start or end with '-'.",
-        Some("^[0-9a-z.-]{1,253}$"),
+        Some(&*format!("^{LOWER_LABEL}(?:\\.{LOWER_LABEL})*$")),
         Some(1),
         Some(253),
         "node-1.example.internal",
@@ -488,6 +499,66 @@ string_type! {
 // Url
 
 const URL_MAX_CHARS: usize = 2048;
+
+/// IPv4 addresses in dotted decimal without leading zeros, as Rust reads them (unanchored).
+fn ipv4_pattern() -> String {
+    let octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    format!(r"(?:{octet}\.){{3}}{octet}")
+}
+
+/// IPv6 addresses written in full or with one `::` before the last group (unanchored): a
+/// subset of the forms Rust reads.
+fn ipv6_pattern() -> String {
+    let group = "[0-9A-Fa-f]{1,4}";
+    format!("(?:(?:{group}:){{7}}{group}|(?:{group}:){{1,6}}:{group})")
+}
+
+/// The schema of a list of IP addresses, such as `settings.dns.name-servers`.
+pub fn ip_address_list_schema() -> utoipa::openapi::schema::Array {
+    let address = string_schema(
+        "IPv4 or IPv6 address.",
+        Some(&*format!("^(?:{}|{})$", ipv4_pattern(), ipv6_pattern())),
+        Some(1),
+        None,
+        "10.0.0.2",
+    );
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(address)
+        .build()
+}
+
+/// The forms of [`Url`] as a pattern: `http(s)://host[:port][/path]` or a bare `host[:port]`,
+/// where host is a name whose last label starts with a letter, an IPv4 address or an IPv6
+/// address in brackets. It leaves out rarer forms the check accepts (query strings, user
+/// information, unbracketed IPv6), so that what it allows is accepted.
+fn url_pattern() -> String {
+    let host = url_host_pattern();
+    format!(r"^(?:https?://{host}(?:/[A-Za-z0-9._~/-]*)?|{host})$")
+}
+
+/// `host[:port]` of [`url_pattern`], unanchored.
+fn url_host_pattern() -> String {
+    let ipv4 = ipv4_pattern();
+    let ipv6 = format!(r"\[{}\]", ipv6_pattern());
+    let name = format!(r"(?:{LABEL}\.){{0,3}}[A-Za-z](?:[0-9A-Za-z-]{{0,61}}[0-9A-Za-z])?");
+    let port =
+        "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+    format!("(?:{name}|{ipv4}|{ipv6})(?::{port})?")
+}
+
+/// The absolute `http(s)://host[:port][/path]` form of [`url_pattern`]: what [`HttpUrl`] takes.
+fn http_url_pattern() -> String {
+    format!(r"^https?://{}(?:/[A-Za-z0-9._~/-]*)?$", url_host_pattern())
+}
+
+/// [`PauseUntil`]'s words, or an RFC 3339 time with plausible fields (a day past the end of its
+/// month still matches, and is refused by the check).
+fn pause_until_pattern() -> String {
+    let date = "[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])";
+    let time = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?";
+    let offset = "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
+    format!("^(?:{PAUSE_NONE}|{PAUSE_INDEFINITE}|{date}T{time}{offset})$")
+}
 
 fn check_url(input: &str) -> Result<(), String> {
     no_control(input)?;
@@ -609,7 +680,7 @@ string_type! {
     schema: string_schema(
         "An absolute http or https URL, or a bare host[:port] (host name, IPv4 address, or IPv6 \
          address in brackets when a port follows).",
-        Some(r"^\S+$"),
+        Some(&url_pattern()),
         Some(1),
         Some(URL_MAX_CHARS),
         "https://updates.example.com/metadata",
@@ -651,7 +722,7 @@ string_type! {
     check: check_dns_domain,
     schema: string_schema(
         "DNS domain name: dot-separated labels of letters, digits and '-', optional trailing '.'.",
-        Some("^[A-Za-z0-9.-]{1,254}$"),
+        Some(&*format!("^{LABEL}(?:\\.{LABEL})*\\.?$")),
         Some(1),
         Some(254),
         "corp.example.com",
@@ -665,6 +736,13 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
+/// Where the model stores sysctl values: `settings.kernel.sysctl.<key>`.
+pub const SYSCTL_PARENT: &str = "settings.kernel.sysctl";
+
+/// Longest sysctl key: the longest whose every form (up to a separator at every other
+/// character) is storable below [`SYSCTL_PARENT`], derived from the key grammar's limits.
+pub const MAX_SYSCTL_KEY_LEN: usize = settings_key::max_separated_segment_len(SYSCTL_PARENT);
+
 fn check_sysctl_key(input: &str) -> Result<(), String> {
     no_control(input)?;
     not_empty(input)?;
@@ -673,7 +751,7 @@ fn check_sysctl_key(input: &str) -> Result<(), String> {
         |c| is_name_char(c) || c == '.' || c == '/',
         "letters, digits, '_', '-' and the separators '.' and '/'",
     )?;
-    max_chars(input, 255)?;
+    max_chars(input, MAX_SYSCTL_KEY_LEN)?;
     if input.starts_with('-') {
         // systemd-sysctl reads a leading '-' as "ignore errors", not as part of the name.
         return Err("must not start with '-'".to_string());
@@ -686,8 +764,9 @@ fn check_sysctl_key(input: &str) -> Result<(), String> {
 
 string_type! {
     /// A sysctl name such as `net.ipv4.ip_forward` or `net/ipv4/conf/eth0.100/rp_filter`:
-    /// non-empty segments of `[A-Za-z0-9_-]` separated by `.` or `/`, at most 255 characters, not
-    /// starting with `-` (systemd-sysctl would read that as a flag). Globs are not supported.
+    /// non-empty segments of `[A-Za-z0-9_-]` separated by `.` or `/`, at most
+    /// [`MAX_SYSCTL_KEY_LEN`] characters, not starting with `-` (systemd-sysctl would read that
+    /// as a flag). Globs are not supported.
     SysctlKey,
     kind: "sysctl key",
     check: check_sysctl_key,
@@ -695,7 +774,7 @@ string_type! {
         "Sysctl name: segments of letters, digits, '_' and '-' separated by '.' or '/'.",
         Some(r"^[A-Za-z0-9_][A-Za-z0-9_-]*([./][A-Za-z0-9_-]+)*$"),
         Some(1),
-        Some(255),
+        Some(MAX_SYSCTL_KEY_LEN),
         "net.ipv4.ip_forward",
     ),
 }
@@ -884,6 +963,15 @@ string_type! {
 // ---------------------------------------------------------------------------------------------
 // BootConfigKey / BootConfigValue
 
+/// The longer of the two places boot parameter names are stored under
+/// (`settings.boot.kernel-parameters` and `settings.boot.init-parameters`).
+pub const BOOT_PARAMETERS_PARENT: &str = "settings.boot.kernel-parameters";
+
+/// Longest boot parameter name: the longest whose every form is storable below
+/// [`BOOT_PARAMETERS_PARENT`], derived from the key grammar's limits.
+pub const MAX_BOOT_CONFIG_KEY_LEN: usize =
+    settings_key::max_separated_segment_len(BOOT_PARAMETERS_PARENT);
+
 fn check_boot_config_key(input: &str) -> Result<(), String> {
     no_control(input)?;
     not_empty(input)?;
@@ -892,7 +980,7 @@ fn check_boot_config_key(input: &str) -> Result<(), String> {
         |c| is_name_char(c) || c == '.',
         "letters, digits, '_', '-' and '.'",
     )?;
-    max_chars(input, 256)?;
+    max_chars(input, MAX_BOOT_CONFIG_KEY_LEN)?;
     if input.split('.').any(str::is_empty) {
         return Err("has an empty segment (a leading, trailing or doubled '.')".to_string());
     }
@@ -901,7 +989,7 @@ fn check_boot_config_key(input: &str) -> Result<(), String> {
 
 string_type! {
     /// The name of a kernel or init parameter, e.g. `console` or `systemd.log_level`: segments of
-    /// `[A-Za-z0-9_-]` separated by `.`, 1 to 256 characters.
+    /// `[A-Za-z0-9_-]` separated by `.`, 1 to [`MAX_BOOT_CONFIG_KEY_LEN`] characters.
     BootConfigKey,
     kind: "boot parameter name",
     check: check_boot_config_key,
@@ -909,7 +997,7 @@ string_type! {
         "Kernel or init parameter name: segments of letters, digits, '_' and '-' separated by '.'.",
         Some(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"),
         Some(1),
-        Some(256),
+        Some(MAX_BOOT_CONFIG_KEY_LEN),
         "console",
     ),
 }
@@ -962,6 +1050,25 @@ fn decode_pem(input: &str) -> Result<String, String> {
     Ok(text)
 }
 
+/// The base64 of PEM text that starts with [`PEM_BEGIN`], goes on with ASCII text and ends
+/// with a line break, [`PEM_END`] and a line break. Base64 encodes three bytes as four
+/// characters, so the pattern spells the encoded begin line (27 bytes, a whole number of
+/// groups), groups of four that decode to three ASCII bytes, and the encoded end in each of the
+/// three alignments it can have (0 to 2 ASCII bytes before it). A bundle the check accepts may
+/// look otherwise (text before the first block, no final line break).
+fn pem_pattern() -> String {
+    // Each group decodes to three bytes below 0x80: the first character is one of the first 32
+    // of the alphabet, the second has bit 3 of its index clear, the third bit 1.
+    let ascii_group = "[A-Za-f][A-HQ-Xg-nw-z0-3][ABEFIJMNQRUVYZcdghklopstwx014589][A-Za-z0-9+/]";
+    let begin = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t";
+    let end = [
+        "Ci0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K",
+        "[A-Za-f][AQgw]otLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0tCg==",
+        "[A-Za-f][A-HQ-Xg-nw-z0-3][048AEIMQUYcgkosw]KLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=",
+    ];
+    format!("^{begin}(?:{ascii_group})*(?:{})$", end.join("|"))
+}
+
 fn check_pem(input: &str) -> Result<(), String> {
     no_control(input)?;
     not_empty(input)?;
@@ -975,8 +1082,9 @@ string_type! {
     kind: "PEM certificate bundle",
     check: check_pem,
     schema: string_schema(
-        "Base64 of a PEM bundle containing at least one CERTIFICATE block.",
-        Some("^[A-Za-z0-9+/]+={0,2}$"),
+        "Base64 of a PEM bundle: text that starts with a CERTIFICATE block's first line and \
+         ends with a block's last line and a newline.",
+        Some(&pem_pattern()),
         Some(1),
         None,
         "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCi4uLgotLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0tCg==",
@@ -1015,7 +1123,7 @@ string_type! {
     check: check_image_reference,
     schema: string_schema(
         "Container image reference, e.g. registry.example.com/admin:v1.0.0.",
-        Some(r"^[^\s-]\S*$"),
+        Some(r"^[^\s\x00-\x1F\x7F-\x9F\-][^\s\x00-\x1F\x7F-\x9F]*$"),
         Some(1),
         Some(255),
         "registry.example.com/ballast-admin:v0.1.0",
@@ -1052,6 +1160,277 @@ enum_type! {
         Once => "once",
         /// On every boot.
         Always => "always",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Update policy types (`settings.updates`)
+
+enum_type! {
+    /// What the node's update daemon does by itself (`settings.updates.policy`).
+    UpdatePolicy,
+    kind: "update policy",
+    description: "What the update daemon does by itself: manual (nothing), check (look for updates), stage (also download and write them), auto (also reboot into them inside a maintenance window).",
+    {
+        /// Nothing: updates happen only when someone calls the update API.
+        Manual => "manual",
+        /// Look for updates on a schedule and report what is available.
+        Check => "check",
+        /// Also download and write the chosen update to the inactive partitions.
+        Stage => "stage",
+        /// Also reboot into it, inside a maintenance window and holding the fleet lock.
+        Auto => "auto",
+    }
+}
+
+enum_type! {
+    /// A day of the week, as its three-letter English abbreviation in lowercase.
+    Weekday,
+    kind: "day of the week",
+    description: "Day of the week: mon, tue, wed, thu, fri, sat or sun.",
+    {
+        /// Monday.
+        Mon => "mon",
+        /// Tuesday.
+        Tue => "tue",
+        /// Wednesday.
+        Wed => "wed",
+        /// Thursday.
+        Thu => "thu",
+        /// Friday.
+        Fri => "fri",
+        /// Saturday.
+        Sat => "sat",
+        /// Sunday.
+        Sun => "sun",
+    }
+}
+
+impl Weekday {
+    /// Days since Monday (Monday is 0, Sunday 6).
+    pub fn days_from_monday(self) -> u8 {
+        match self {
+            Weekday::Mon => 0,
+            Weekday::Tue => 1,
+            Weekday::Wed => 2,
+            Weekday::Thu => 3,
+            Weekday::Fri => 4,
+            Weekday::Sat => 5,
+            Weekday::Sun => 6,
+        }
+    }
+}
+
+/// Splits `HH:MM` into hour and minute, or says why it cannot.
+fn parse_time_of_day(input: &str) -> Result<(u8, u8), String> {
+    let expected = "expected HH:MM on a 24-hour clock, from 00:00 to 23:59";
+    let (hour, minute) = input.split_once(':').ok_or_else(|| expected.to_string())?;
+    if hour.len() != 2 || minute.len() != 2 {
+        return Err(expected.to_string());
+    }
+    let hour: u8 = hour.parse().map_err(|_| expected.to_string())?;
+    let minute: u8 = minute.parse().map_err(|_| expected.to_string())?;
+    if hour > 23 {
+        return Err(format!("hour {hour} is past 23; {expected}"));
+    }
+    if minute > 59 {
+        return Err(format!("minute {minute} is past 59; {expected}"));
+    }
+    Ok((hour, minute))
+}
+
+fn check_time_of_day(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    parse_time_of_day(input).map(|_| ())
+}
+
+string_type! {
+    /// A wall-clock time of day, `HH:MM` on a 24-hour clock (`00:00` to `23:59`), such as the
+    /// start of a maintenance window.
+    TimeOfDay,
+    kind: "time of day",
+    check: check_time_of_day,
+    schema: string_schema(
+        "Time of day HH:MM, 24-hour clock.",
+        Some("^([01][0-9]|2[0-3]):[0-5][0-9]$"),
+        Some(5),
+        Some(5),
+        "02:30",
+    ),
+}
+
+impl TimeOfDay {
+    /// Hour (0 to 23) and minute (0 to 59).
+    pub fn hour_minute(&self) -> (u8, u8) {
+        // Checked when the value was made.
+        parse_time_of_day(&self.inner).unwrap_or((0, 0))
+    }
+}
+
+/// Longest duration a setting may hold: 366 days.
+const MAX_SETTING_SECONDS: u64 = 366 * 24 * 3600;
+
+/// Reads `1h30m`, `90s`, `2d`: one or more numbers, each followed by `d`, `h`, `m` or `s`.
+fn parse_setting_duration(input: &str) -> Result<u64, String> {
+    let expected = "expected numbers with units d, h, m or s, such as 90s, 10m, 1h30m or 2d";
+    if input.is_empty() {
+        return Err(format!("is empty; {expected}"));
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in input.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(format!("contains {}; {expected}", show_char(c))),
+        };
+        let value: u64 = number
+            .parse()
+            .map_err(|_| format!("has a unit without a number; {expected}"))?;
+        number.clear();
+        total = value
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| "is too long".to_string())?;
+    }
+    if !number.is_empty() {
+        return Err(format!("ends in a number without a unit; {expected}"));
+    }
+    if total == 0 {
+        return Err("must be at least one second".to_string());
+    }
+    if total > MAX_SETTING_SECONDS {
+        return Err("is longer than 366 days".to_string());
+    }
+    Ok(total)
+}
+
+fn check_setting_duration(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    parse_setting_duration(input).map(|_| ())
+}
+
+string_type! {
+    /// A length of time such as `90s`, `10m`, `1h30m` or `2d`: numbers each followed by a unit
+    /// (`d`, `h`, `m`, `s`), at least one second and at most 366 days.
+    SettingDuration,
+    kind: "duration",
+    check: check_setting_duration,
+    schema: string_schema(
+        "Duration: numbers with units d, h, m or s, e.g. 1h30m.",
+        Some("^([0-9]+[dhms])+$"),
+        Some(2),
+        Some(32),
+        "1h",
+    ),
+}
+
+impl SettingDuration {
+    /// The length in whole seconds.
+    pub fn seconds(&self) -> u64 {
+        parse_setting_duration(&self.inner).unwrap_or(1)
+    }
+
+    /// The length as a [`std::time::Duration`].
+    pub fn as_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.seconds())
+    }
+}
+
+fn check_http_url(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    max_chars(input, URL_MAX_CHARS)?;
+    let parsed = url::Url::parse(input)
+        .map_err(|e| format!("{e}; give an absolute URL such as https://fleetlock.example.com"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "has scheme '{}'; only http and https are allowed",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("names no host".to_string());
+    }
+    Ok(())
+}
+
+string_type! {
+    /// An absolute `http` or `https` URL with a host, such as a FleetLock server's base URL
+    /// (`https://fleetlock.example.com`). Unlike [`Url`], a bare host is refused.
+    HttpUrl,
+    kind: "http(s) URL",
+    check: check_http_url,
+    shown: hide_userinfo,
+    schema: string_schema(
+        "Absolute http or https URL.",
+        Some(&http_url_pattern()),
+        Some(8),
+        Some(URL_MAX_CHARS),
+        "https://fleetlock.example.com",
+    ),
+}
+
+/// The two words [`PauseUntil`] takes besides a time.
+const PAUSE_NONE: &str = "none";
+const PAUSE_INDEFINITE: &str = "indefinite";
+
+fn check_pause_until(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    if input == PAUSE_NONE || input == PAUSE_INDEFINITE {
+        return Ok(());
+    }
+    jiff::Timestamp::from_str(input).map(|_| ()).map_err(|e| {
+        format!(
+            "expected '{PAUSE_NONE}', '{PAUSE_INDEFINITE}' or an RFC 3339 time such as \
+             2025-03-01T10:00:00Z ({e})"
+        )
+    })
+}
+
+string_type! {
+    /// How long the update daemon is paused (`settings.updates.pause-until`): `none` (not
+    /// paused), `indefinite` (until resumed), or an RFC 3339 time after which it carries on.
+    /// `apiclient update pause [--for D]` and `apiclient update resume` set it.
+    PauseUntil,
+    kind: "pause",
+    check: check_pause_until,
+    schema: string_schema(
+        "'none', 'indefinite', or an RFC 3339 time such as 2025-03-01T10:00:00Z.",
+        Some(&pause_until_pattern()),
+        Some(4),
+        Some(64),
+        "none",
+    ),
+}
+
+impl PauseUntil {
+    /// Not paused.
+    pub const NONE: &'static str = PAUSE_NONE;
+    /// Paused until resumed.
+    pub const INDEFINITE: &'static str = PAUSE_INDEFINITE;
+
+    /// Paused until this time (`Some(Some(t))`), until resumed (`Some(None)`), or not at all
+    /// (`None`).
+    pub fn paused(&self) -> Option<Option<jiff::Timestamp>> {
+        match self.inner.as_str() {
+            PAUSE_NONE => None,
+            PAUSE_INDEFINITE => Some(None),
+            text => Some(jiff::Timestamp::from_str(text).ok()),
+        }
+    }
+
+    /// The value for a pause ending at `until`.
+    pub fn until(until: jiff::Timestamp) -> PauseUntil {
+        PauseUntil {
+            inner: until.to_string(),
+        }
     }
 }
 
@@ -1465,12 +1844,39 @@ mod tests {
         use utoipa::PartialSchema;
         let schema = serde_json::to_value(ValidLinuxHostname::schema()).unwrap();
         assert_eq!(schema["type"], "string");
-        assert_eq!(schema["pattern"], "^[0-9a-z.-]{1,253}$");
+        assert_eq!(
+            schema["pattern"],
+            "^[0-9a-z](?:[0-9a-z-]{0,61}[0-9a-z])?(?:\\.[0-9a-z](?:[0-9a-z-]{0,61}[0-9a-z])?)*$"
+        );
         assert_eq!(schema["maxLength"], 253);
         let schema = serde_json::to_value(Lockdown::schema()).unwrap();
         assert_eq!(
             schema["enum"],
             serde_json::json!(["none", "integrity", "confidentiality"])
         );
+    }
+
+    /// The longest map keys the types allow, in their worst form (a separator at every other
+    /// character), are stored by the model under every parent they are used in; one more
+    /// character is refused by the type itself, not later by the datastore.
+    #[test]
+    fn longest_map_keys_are_storable() {
+        // A separator at every other character, but never last.
+        let worst = |n: usize| -> String {
+            (0..n)
+                .map(|i| if i % 2 == 1 && i + 1 < n { '.' } else { 'a' })
+                .collect()
+        };
+        let fits = |doc: serde_json::Value| crate::parse_settings(&doc).map(|_| ());
+        let n = MAX_SYSCTL_KEY_LEN;
+        assert!(SYSCTL_PARENT.starts_with("settings."));
+        fits(serde_json::json!({"kernel": {"sysctl": {worst(n): "1"}}})).unwrap();
+        assert!(SysctlKey::try_from(worst(n + 1)).is_err());
+        let n = MAX_BOOT_CONFIG_KEY_LEN;
+        for group in ["kernel-parameters", "init-parameters"] {
+            assert!(format!("settings.boot.{group}").len() <= BOOT_PARAMETERS_PARENT.len());
+            fits(serde_json::json!({"boot": {group: {worst(n): ["x"]}}})).unwrap();
+        }
+        assert!(BootConfigKey::try_from(worst(n + 1)).is_err());
     }
 }

@@ -1,9 +1,9 @@
 //! What `GET /os` reports, read from the image's os-release file.
 
 use crate::error::{self, OsReleaseError};
+use os_release::OsRelease;
 use serde::{Deserialize, Serialize};
 use snafu::{OptionExt, ResultExt};
-use std::collections::HashMap;
 use std::path::Path;
 use utoipa::ToSchema;
 
@@ -30,49 +30,30 @@ impl OsInfo {
         Self::from_os_release(&text)
     }
 
-    /// Parses os-release text: `KEY=value` lines, `#` comments and blank lines ignored, values
-    /// bare, in double quotes (with `\"`, `\\`, `\$` and `` \` `` escapes) or in single quotes
-    /// (literal). A key given twice keeps its last value.
+    /// Parses os-release text with the one os-release reader ([`os_release::OsRelease`]).
     ///
     /// `PRETTY_NAME` falls back to `NAME`, then to "Linux", as os-release(5) says. `VARIANT_ID`,
     /// `VERSION_ID` and `BUILD_ID` are required: an image without them is a build mistake. `ARCH`
     /// (not a standard os-release key) is used when present, otherwise the architecture this
     /// program was built for.
     pub fn from_os_release(text: &str) -> Result<OsInfo, OsReleaseError> {
-        let mut values: HashMap<String, String> = HashMap::new();
-        for (index, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let syntax = |reason: &str| OsReleaseError::OsReleaseSyntax {
-                line: index + 1,
-                reason: reason.to_string(),
-            };
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| syntax("expected KEY=value"))?;
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(syntax(
-                    "the key must be letters, digits and '_' directly before '='",
-                ));
-            }
-            let value = unquote(value).map_err(syntax)?;
-            values.insert(key.to_string(), value);
-        }
-
-        let mut take = |name: &'static str| -> Result<String, OsReleaseError> {
-            values
-                .remove(name)
+        let fields = OsRelease::parse(text).map_err(|e| OsReleaseError::OsReleaseSyntax {
+            line: e.line,
+            reason: e.reason,
+        })?;
+        let take = |name: &'static str| -> Result<String, OsReleaseError> {
+            fields
+                .get(name)
+                .map(str::to_string)
                 .context(error::MissingOsReleaseFieldSnafu { name })
         };
-        let variant_id = take("VARIANT_ID")?;
-        let version_id = take("VERSION_ID")?;
-        let build_id = take("BUILD_ID")?;
-        let pretty_name = take("PRETTY_NAME")
-            .or_else(|_| take("NAME"))
+        let variant_id = take(os_release::VARIANT_ID)?;
+        let version_id = take(os_release::VERSION_ID)?;
+        let build_id = take(os_release::BUILD_ID)?;
+        let pretty_name = take(os_release::PRETTY_NAME)
+            .or_else(|_| take(os_release::NAME))
             .unwrap_or_else(|_| "Linux".to_string());
-        let arch = take("ARCH").unwrap_or_else(|_| std::env::consts::ARCH.to_string());
+        let arch = take(os_release::ARCH).unwrap_or_else(|_| std::env::consts::ARCH.to_string());
         Ok(OsInfo {
             pretty_name,
             variant_id,
@@ -81,59 +62,6 @@ impl OsInfo {
             arch,
         })
     }
-}
-
-/// Reads one os-release value in shell-like quoting.
-fn unquote(value: &str) -> Result<String, &'static str> {
-    let mut chars = value.chars();
-    let mut out = String::new();
-    match value.chars().next() {
-        Some('"') => {
-            chars.next();
-            loop {
-                match chars.next() {
-                    None => return Err("unterminated double quote"),
-                    Some('"') => break,
-                    Some('\\') => match chars.next() {
-                        Some(c @ ('"' | '\\' | '$' | '`')) => out.push(c),
-                        Some(c) => {
-                            out.push('\\');
-                            out.push(c);
-                        }
-                        None => return Err("unterminated double quote"),
-                    },
-                    Some(c) => out.push(c),
-                }
-            }
-        }
-        Some('\'') => {
-            chars.next();
-            loop {
-                match chars.next() {
-                    None => return Err("unterminated single quote"),
-                    Some('\'') => break,
-                    Some(c) => out.push(c),
-                }
-            }
-        }
-        _ => {
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => out.extend(chars.next()),
-                    '"' | '\'' => return Err("a quote may only open a value"),
-                    c if c.is_whitespace() => {
-                        return Err("unquoted value contains whitespace; put it in quotes")
-                    }
-                    c => out.push(c),
-                }
-            }
-            return Ok(out);
-        }
-    }
-    if !chars.as_str().trim().is_empty() {
-        return Err("unexpected text after the closing quote");
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 
 use crate::modeled_types::FriendlyVersion;
 use crate::modeled_types::{
-    BootConfigKey, BootConfigValue, BootstrapContainerMode, DnsDomain, Identifier, ImageReference,
-    KmodKey, Lockdown, PemCertificateString, SingleLineString, SysctlKey, Timezone, Url,
-    ValidBase64, ValidLinuxHostname,
+    BootConfigKey, BootConfigValue, BootstrapContainerMode, DnsDomain, HttpUrl, Identifier,
+    ImageReference, KmodKey, Lockdown, PauseUntil, PemCertificateString, SettingDuration,
+    SingleLineString, SysctlKey, TimeOfDay, Timezone, UpdatePolicy, Url, ValidBase64,
+    ValidLinuxHostname, Weekday,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -87,7 +88,7 @@ pub struct DnsSettings {
         deserialize_with = "deserialize_ip_list",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(schema_with = crate::modeled_types::ip_address_list_schema)]
     pub name_servers: Option<Vec<IpAddr>>,
     /// Domains appended to short names.
     ///
@@ -193,15 +194,75 @@ pub struct UpdatesSettings {
     /// Take updates at once instead of waiting for this node's wave.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_waves: Option<bool>,
+    /// What the update daemon does by itself: manual, check, stage or auto.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<UpdatePolicy>,
+    /// How often the update daemon looks for updates; each wait gets up to a tenth more, at
+    /// random, so a fleet does not ask the repository at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_interval: Option<SettingDuration>,
+    /// When policy `auto` may reboot, by window name. No window: at any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_windows: Option<BTreeMap<Identifier, MaintenanceWindow>>,
+    /// A FleetLock server to hold a reboot slot from before the reboot until the new boot is
+    /// marked successful.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_lock: Option<FleetLockSettings>,
+    /// `none`, `indefinite`, or the RFC 3339 time until which the update daemon does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<PauseUntil>,
 }
 
+/// `settings.updates.maintenance-windows.<name>`: a time span, repeated on the given days, in
+/// which policy `auto` may reboot the node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    /// Days on which the window opens (it may run on past midnight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<Vec<Weekday>>,
+    /// Local time the window opens, HH:MM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<TimeOfDay>,
+    /// How long it stays open, e.g. `2h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<SettingDuration>,
+    /// IANA time zone of `start` and `days`; UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<Timezone>,
+}
+
+/// `settings.updates.fleet-lock`: a FleetLock server (Zincati's HTTP protocol).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FleetLockSettings {
+    /// Base URL of the server; `/v1/pre-reboot` and `/v1/steady-state` are added to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<HttpUrl>,
+    /// The group whose slots this node shares (`default` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Identifier>,
+}
+
+/// Reads the seed: a whole number from 0 to [`MAX_UPDATE_SEED`]. A number written with a
+/// fraction of zero (`1455.0`) is the same number, as JSON Schema's `integer` says.
 fn deserialize_seed<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
-    let seed: Option<u32> = Option::deserialize(deserializer)?;
-    match seed {
-        Some(value) if value > MAX_UPDATE_SEED => Err(serde::de::Error::custom(format!(
-            "'{value}' is not a valid update seed: it must be between 0 and {MAX_UPDATE_SEED}"
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    // A whole float in range prints without a fraction, and that text is the integer.
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(MAX_UPDATE_SEED))
+            .and_then(|f| format!("{f:.0}").parse().ok())
+    });
+    match whole.and_then(|n| u32::try_from(n).ok()) {
+        Some(value) if value <= MAX_UPDATE_SEED => Ok(Some(value)),
+        _ => Err(serde::de::Error::custom(format!(
+            "'{number}' is not a valid update seed: it must be a whole number between 0 and \
+             {MAX_UPDATE_SEED}"
         ))),
-        _ => Ok(seed),
     }
 }
 

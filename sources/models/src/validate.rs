@@ -17,9 +17,15 @@ pub const SETTINGS_PREFIX: &str = "settings";
 /// accepted, including `{}`. `null` members are read as absent. On refusal the error names the
 /// full dotted key (starting with `settings`) and the reason, e.g. `settings.network.hostname:
 /// 'Bad_Host' is not a valid hostname: ...`. For an unknown field the key is the unknown field
-/// itself and the reason lists the fields allowed at that level.
+/// itself and the reason lists the fields allowed at that level. A document whose keys could not
+/// be stored is refused too, naming the key: a map key holding `"`, `\` or a control character,
+/// or a key longer than the datastore allows (see [`crate::key::check_document_keys`]).
 pub fn parse_settings(value: &serde_json::Value) -> Result<Settings, ValidationError> {
-    deserialize_at(value, SETTINGS_PREFIX)
+    let settings = deserialize_at(value, SETTINGS_PREFIX)?;
+    // The typed check passed; now make sure every key (map keys come from the user) can be
+    // stored: the datastore takes exactly the keys of `settings-key`'s grammar.
+    key::check_document_keys(value, SETTINGS_PREFIX)?;
+    Ok(settings)
 }
 
 /// Deserializes `value` strictly (see [`Strict`]), naming the failing key under `prefix`.
@@ -401,12 +407,137 @@ mod tests {
         assert_eq!(err.key, "settings.updates.seed");
         assert_eq!(
             err.reason,
-            "'2048' is not a valid update seed: it must be between 0 and 2047"
+            "'2048' is not a valid update seed: it must be a whole number between 0 and 2047"
         );
+        // A whole number written with a zero fraction is that number (JSON Schema's integer).
+        let settings = parse_settings(&json!({"updates": {"seed": 1455.0}})).unwrap();
+        assert_eq!(settings.updates.unwrap().seed, Some(1455));
+        refusal(json!({"updates": {"seed": 1455.5}}));
         let err = refusal(json!({"updates": {"seed": -1}}));
         assert_eq!(err.key, "settings.updates.seed");
         let err = refusal(json!({"updates": {"seed": "7"}}));
         assert_eq!(err.key, "settings.updates.seed");
+    }
+
+    #[test]
+    fn update_policy_settings_round_trip() {
+        let document = json!({"updates": {
+            "policy": "auto",
+            "check-interval": "1h30m",
+            "maintenance-windows": {"nightly": {
+                "days": ["mon", "sat"], "start": "23:30", "length": "2h",
+                "time-zone": "Europe/Paris"
+            }},
+            "fleet-lock": {"url": "https://fleetlock.example.com:8443/", "group": "workers"},
+            "pause-until": "2025-03-01T10:00:00Z"
+        }});
+        let settings = parse_settings(&document).unwrap();
+        let updates = settings.updates.as_ref().unwrap();
+        assert_eq!(updates.check_interval.as_ref().unwrap().seconds(), 5400);
+        let window = &updates.maintenance_windows.as_ref().unwrap()["nightly"];
+        assert_eq!(window.start.as_ref().unwrap().hour_minute(), (23, 30));
+        assert!(updates
+            .pause_until
+            .as_ref()
+            .unwrap()
+            .paused()
+            .unwrap()
+            .is_some());
+        assert_eq!(serde_json::to_value(&settings).unwrap(), document);
+        for pause in ["none", "indefinite"] {
+            parse_settings(&json!({"updates": {"pause-until": pause}})).unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_update_policy_settings_name_the_key() {
+        let cases = [
+            (
+                json!({"policy": "sometimes"}),
+                "settings.updates.policy",
+                "expected one of manual, check, stage, auto",
+            ),
+            (
+                json!({"check-interval": "1 hour"}),
+                "settings.updates.check-interval",
+                "units d, h, m or s",
+            ),
+            (
+                json!({"check-interval": "0s"}),
+                "settings.updates.check-interval",
+                "at least one second",
+            ),
+            (
+                json!({"check-interval": "30"}),
+                "settings.updates.check-interval",
+                "without a unit",
+            ),
+            (
+                json!({"maintenance-windows": {"w": {"start": "25:00"}}}),
+                "settings.updates.maintenance-windows.w.start",
+                "hour 25 is past 23",
+            ),
+            (
+                json!({"maintenance-windows": {"w": {"start": "2:00"}}}),
+                "settings.updates.maintenance-windows.w.start",
+                "HH:MM",
+            ),
+            (
+                json!({"maintenance-windows": {"w": {"start": "02:60"}}}),
+                "settings.updates.maintenance-windows.w.start",
+                "minute 60",
+            ),
+            (
+                json!({"maintenance-windows": {"w": {"days": ["monday"]}}}),
+                "settings.updates.maintenance-windows.w.days[0]",
+                "mon, tue",
+            ),
+            (
+                json!({"maintenance-windows": {"w": {"length": "400d"}}}),
+                "settings.updates.maintenance-windows.w.length",
+                "366 days",
+            ),
+            (
+                json!({"maintenance-windows": {"w": {"time-zone": "../x"}}}),
+                "settings.updates.maintenance-windows.w.time-zone",
+                "..",
+            ),
+            (
+                json!({"maintenance-windows": {"-w": {}}}),
+                "settings.updates.maintenance-windows.-w",
+                "identifier",
+            ),
+            (
+                json!({"fleet-lock": {"url": "not a url"}}),
+                "settings.updates.fleet-lock.url",
+                "absolute URL",
+            ),
+            (
+                json!({"fleet-lock": {"url": "fleetlock.example.com"}}),
+                "settings.updates.fleet-lock.url",
+                "absolute URL",
+            ),
+            (
+                json!({"fleet-lock": {"url": "ftp://x.example.com/"}}),
+                "settings.updates.fleet-lock.url",
+                "scheme 'ftp'",
+            ),
+            (
+                json!({"fleet-lock": {"group": "a b"}}),
+                "settings.updates.fleet-lock.group",
+                "identifier",
+            ),
+            (
+                json!({"pause-until": "tomorrow"}),
+                "settings.updates.pause-until",
+                "RFC 3339",
+            ),
+        ];
+        for (updates, key, reason) in cases {
+            let err = refusal(json!({ "updates": updates }));
+            assert_eq!(err.key, key, "for {updates}: {err}");
+            assert!(err.reason.contains(reason), "for {updates}: {err}");
+        }
     }
 
     #[test]

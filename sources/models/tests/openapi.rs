@@ -171,6 +171,30 @@ fn patterns_agree_with_validators() {
         &["LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="],
         &["", "not base64!"],
     );
+    // Blocks whose end falls at each of the three places in a base64 group.
+    use base64::Engine as _;
+    let pems: Vec<String> = ["", "M", "MI", "MII", "MIIB\nAQ=="]
+        .iter()
+        .map(|body| {
+            let text = format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n");
+            base64::engine::general_purpose::STANDARD.encode(text)
+        })
+        .collect();
+    let pems: Vec<&str> = pems.iter().map(String::as_str).collect();
+    agree::<PemCertificateString>(&pems, &["aGVsbG8K"]);
+    agree::<ValidBase64>(
+        &["", "aGk=", "aGVsbG8K", "YQ=="],
+        &["aGk", "YR==", "a===", "aGV$"],
+    );
+    agree::<Url>(
+        &[
+            "http://10.0.0.1:8080/v2/",
+            "[fd00::53]",
+            "http://[fd00::1]/x",
+            "ntp-1.example.com:123",
+        ],
+        &["pool.ntp.org:0", "1.2.3", "ftp://x"],
+    );
     agree::<ImageReference>(
         &["busybox", "registry.example.com/a:v1"],
         &["-rm", "a b", ""],

@@ -11,7 +11,7 @@ use toml::{Table, Value};
 /// The shared defaults directory, relative to the repository root.
 pub const SHARED_DEFAULTS_DIR: &str = "sources/models/defaults.d";
 /// Where the merged file goes inside the image.
-pub const DEFAULTS_IMAGE_PATH: &str = "usr/share/ballast/defaults.toml";
+pub const DEFAULTS_IMAGE_PATH: &str = constants::DEFAULTS_IN_IMAGE;
 
 /// The shared defaults files in merge order (file name order).
 pub fn shared_defaults_files(root: &Path) -> Result<Vec<PathBuf>> {

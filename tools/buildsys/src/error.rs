@@ -58,6 +58,16 @@ pub enum Error {
         required: String,
     },
 
+    #[snafu(display(
+        "Unknown container image '{name}'. Images found under {}: {found}",
+        dir.display()
+    ))]
+    UnknownContainerImage {
+        name: String,
+        dir: PathBuf,
+        found: String,
+    },
+
     #[snafu(display("Invalid glob '{pattern}' in package '{package}': {source}"))]
     BadGlob {
         package: String,
@@ -149,6 +159,12 @@ pub enum Error {
         module: String,
         kernel_version: String,
         hint: String,
+    },
+
+    #[snafu(display("Kernel modules of {kernel_version}: {source}"))]
+    Modules {
+        kernel_version: String,
+        source: kmod_index::Error,
     },
 
     #[snafu(display("systemd unit problem in package '{package}': {message}"))]

@@ -136,7 +136,9 @@
 //! - Unit enablement understands `WantedBy=`, `RequiredBy=`, `Also=` and `DefaultInstance=`;
 //!   no `Alias=`, no specifiers in `[Install]`.
 //! - x86_64 only.
+#![forbid(unsafe_code)]
 
+pub mod container;
 pub mod defaults;
 pub mod elf;
 pub mod error;
@@ -148,6 +150,10 @@ pub mod systemd;
 pub mod tree;
 pub mod variant;
 
+pub use container::{
+    list_container_images, load_container_image, stage_container_root, ContainerImage,
+    StagedContainer, CONTAINER_IMAGES_DIR, IMAGE_PATH_ENV,
+};
 pub use error::{Error, Result};
 pub use lock::{
     load_excludes, load_lock, lock_requests, lock_subset, update_lock, update_lock_from, LockDiff,

@@ -83,12 +83,21 @@ pub fn load_excludes(root: &Path) -> Result<Vec<String>> {
     Ok(file.exclude.into_keys().collect())
 }
 
-/// The Debian packages that all package definitions ask for (every package, not only those of
-/// one variant: there is one lock for all variants), sorted and without duplicates.
+/// The Debian packages that all package and container image definitions ask for (every
+/// package, not only those of one variant: there is one lock for all variants and images),
+/// sorted and without duplicates. A variant takes only its own part of the lock, so what an
+/// image asks for never reaches an OS image.
 pub fn lock_requests(root: &Path) -> Result<Vec<String>> {
     let mut requests = BTreeSet::new();
     for name in list_packages(root)? {
         requests.extend(load_package(root, &name)?.debian.packages);
+    }
+    for name in crate::container::list_container_images(root)? {
+        requests.extend(
+            crate::container::load_container_image(root, &name)?
+                .debian
+                .packages,
+        );
     }
     Ok(requests.into_iter().collect())
 }

@@ -9,9 +9,8 @@ use crate::error::{
     BadGlobSnafu, BadVersionSnafu, FileConflictSnafu, ForbiddenPathSnafu, IoSnafu,
     KeepMatchedNothingSnafu, KernelSnafu, MissingBinarySnafu, Result,
 };
-use crate::kmod::{self, ModuleIndex};
+use crate::kmod;
 use crate::lock::{load_lock, lock_subset};
-use crate::package::Package;
 use crate::systemd;
 use crate::tree::{self, Kind};
 use crate::variant::Variant;
@@ -38,10 +37,10 @@ pub const MOUNT_POINTS: &[&str] = &[
 ];
 
 /// Where the initial contents of `/etc` live in the image.
-pub const FACTORY_ETC: &str = "usr/share/factory/etc";
+pub const FACTORY_ETC: &str = constants::FACTORY_ETC_IN_IMAGE;
 
 /// The list of files the initramfs reads ahead while systemd starts (see early-init).
-pub const READAHEAD_PATH: &str = "usr/share/ballast/boot-readahead";
+pub const READAHEAD_PATH: &str = constants::READAHEAD_LIST_IN_IMAGE;
 
 /// Programs on the way to a working API, in the order they start; the read-ahead list holds
 /// each with the libraries it loads.
@@ -54,7 +53,7 @@ pub const READAHEAD_PROGRAMS: &[&str] = &[
 ];
 
 /// Where os-release goes in the image (and `/etc/os-release` links to it).
-pub const OS_RELEASE_PATH: &str = "usr/lib/os-release";
+pub const OS_RELEASE_PATH: &str = constants::OS_RELEASE_IN_IMAGE;
 
 /// Paths that never belong in an image: documentation, translations, package manager state.
 pub const FORBIDDEN_PREFIXES: &[&str] = &[
@@ -113,16 +112,18 @@ fn check_id(value: &str, what: &str) -> Result<()> {
 
 /// The os-release text of an image.
 pub fn os_release(variant: &str, version: &str, build_id: &str) -> String {
-    format!(
-        "NAME=Ballast\n\
-         ID=ballast\n\
-         VERSION_ID={version}\n\
-         VERSION=\"{version} ({variant})\"\n\
-         PRETTY_NAME=\"Ballast {version} ({variant})\"\n\
-         VARIANT_ID={variant}\n\
-         BUILD_ID={build_id}\n\
-         ARCH=x86_64\n"
-    )
+    let version_with_variant = format!("{version} ({variant})");
+    let pretty_name = format!("Ballast {version_with_variant}");
+    os_release::render(&[
+        (os_release::NAME, "Ballast"),
+        (os_release::ID, "ballast"),
+        (os_release::VERSION_ID, version),
+        (os_release::VERSION, &version_with_variant),
+        (os_release::PRETTY_NAME, &pretty_name),
+        (os_release::VARIANT_ID, variant),
+        (os_release::BUILD_ID, build_id),
+        (os_release::ARCH, imagebuilder::ARCH),
+    ])
 }
 
 /// Stages the root tree of `variant` into `out/rootfs` (see the crate documentation for the
@@ -196,7 +197,7 @@ pub fn stage_root(
     );
     kmod::depmod(&scratch, &kernel_version)?;
     let modules_rel = Path::new("usr/lib/modules").join(&kernel_version);
-    let index = ModuleIndex::load(&scratch.join(&modules_rel))?;
+    let index = kmod::load_index(&scratch.join(&modules_rel), &kernel_version)?;
     let kernel_section = variant
         .kernel_package()
         .kernel
@@ -205,8 +206,9 @@ pub fn stage_root(
     let mut wanted_modules = kernel_section.initramfs_modules.clone();
     wanted_modules.extend(kernel_section.modules.iter().cloned());
     wanted_modules.extend(variant.kernel_modules.iter().cloned());
-    let modules = index.closure(&wanted_modules, &kernel_version)?;
-    let initramfs_modules = index.closure(&kernel_section.initramfs_modules, &kernel_version)?;
+    let modules = kmod::closure(&index, &wanted_modules, &kernel_version)?;
+    let initramfs_modules =
+        kmod::closure(&index, &kernel_section.initramfs_modules, &kernel_version)?;
     info!(
         "kernel {kernel_version}: {} modules kept, {} for the initramfs",
         modules.len(),
@@ -230,7 +232,7 @@ pub fn stage_root(
         .collect();
     for package in &variant.packages {
         for pattern in &package.debian.keep {
-            let matcher = glob(package, pattern)?;
+            let matcher = glob(&package.name, pattern)?;
             let mut matched = 0;
             for path in candidates.iter().filter(|p| matcher.is_match(p)) {
                 matched += 1;
@@ -356,7 +358,7 @@ pub fn stage_root(
         0o644,
     )?;
     tree::symlink(
-        Path::new("../usr/lib/os-release"),
+        &Path::new("..").join(OS_RELEASE_PATH),
         &rootfs.join(FACTORY_ETC).join("os-release"),
     )?;
     let mut defaults_files = shared_defaults_files(root)?;
@@ -450,20 +452,21 @@ fn claim(owners: &mut BTreeMap<PathBuf, String>, rel: &Path, package: &str) -> R
     Ok(())
 }
 
-fn glob(package: &Package, pattern: &str) -> Result<GlobMatcher> {
+/// A keep pattern of the package or container image `owner`, compiled.
+pub(crate) fn glob(owner: &str, pattern: &str) -> Result<GlobMatcher> {
     Ok(GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
         .context(BadGlobSnafu {
-            package: &package.name,
+            package: owner,
             pattern,
         })?
         .compile_matcher())
 }
 
 /// The `/usr` directories and the merged-/usr links at the top of a tree.
-fn make_skeleton(dir: &Path) -> Result<()> {
+pub(crate) fn make_skeleton(dir: &Path) -> Result<()> {
     for (link, target) in MERGED_USR_LINKS {
         tree::mkdir_p(&dir.join(target))?;
         tree::symlink(Path::new(target), &dir.join(link))?;
@@ -489,7 +492,7 @@ fn merged_path(rel: &Path) -> PathBuf {
 /// Moves the unpacked package tree `from` into the merged-/usr tree `to` (Debian 12 packages
 /// still ship files under /bin, /sbin and /lib; the image merges them into /usr like a
 /// Debian 12 installation does). A later package replaces an earlier package's file.
-fn merge_usr(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn merge_usr(from: &Path, to: &Path) -> Result<()> {
     for (rel, kind) in tree::walk(from)? {
         let dest = to.join(merged_path(&rel));
         match kind {
@@ -542,7 +545,7 @@ fn find_kernel_version(scratch: &Path) -> Result<String> {
     }
 }
 
-fn tree_size(dir: &Path) -> Result<(usize, u64)> {
+pub(crate) fn tree_size(dir: &Path) -> Result<(usize, u64)> {
     let mut files = 0;
     let mut bytes = 0;
     for (rel, kind) in tree::walk(dir)? {
@@ -571,6 +574,12 @@ mod tests {
             assert!(check_id(bad, "version").is_err(), "{bad}");
         }
         let text = os_release("dev", "0.1.0", "abc123");
+        // Byte for byte what earlier builds wrote, so rebuilds of old versions stay identical.
+        assert_eq!(
+            text,
+            "NAME=Ballast\nID=ballast\nVERSION_ID=0.1.0\nVERSION=\"0.1.0 (dev)\"\n\
+             PRETTY_NAME=\"Ballast 0.1.0 (dev)\"\nVARIANT_ID=dev\nBUILD_ID=abc123\nARCH=x86_64\n"
+        );
         let info = models::OsInfo::from_os_release(&text).unwrap();
         assert_eq!(info.variant_id, "dev");
         assert_eq!(info.version_id, "0.1.0");

@@ -14,6 +14,7 @@
 //! Needs qemu-system-x86, erofs-utils, cryptsetup-bin, gdisk, e2fsprogs and kmod on the host.
 //! Artifacts go to `<workspace>/build/buildsys-test/`, console logs to its `logs/`.
 
+use boot_params::{BootParams, FailureAction};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -131,7 +132,12 @@ fn initramfs(path: &Path, init: &Path, staged: &buildsys::StagedRoot) {
         list.push_str(module);
         list.push('\n');
     }
-    w.file("etc/modules.order", 0o644, list.as_bytes()).unwrap();
+    w.file(
+        constants::MODULES_ORDER_IN_INITRAMFS,
+        0o644,
+        list.as_bytes(),
+    )
+    .unwrap();
     fs::write(path, w.finish().unwrap()).unwrap();
 }
 
@@ -274,13 +280,16 @@ fn boot(name: &str) -> Booted {
     initramfs(&initrd, &init, &staged);
     let image_time = image_started.elapsed();
 
-    let mut append = staged.cmdline.join(" ");
-    append.push_str(&format!(
-        " panic=-1 ballast.root=PARTLABEL=ROOT-A ballast.hash=PARTLABEL=HASH-A \
-         ballast.roothash={root_hash} ballast.salt={SALT} ballast.datablocks={} \
-         ballast.data=PARTLABEL=DATA ballast.onfailure=poweroff",
-        root_image_bytes / 4096
+    // The verity root as the image builder writes it for set A, and power off on failure.
+    let mut params = BootParams::new(imagebuilder::grub::verity_root(
+        "A",
+        root_hash,
+        SALT.to_string(),
+        root_image_bytes / 4096,
     ));
+    params.on_failure = FailureAction::PowerOff;
+    let mut append = staged.cmdline.join(" ");
+    append.push_str(&format!(" panic=-1 {params}"));
     let api_socket = out.join("api.sock");
     let _ = fs::remove_file(&api_socket);
     let config = VmConfig::direct(&staged.kernel, Some(initrd.clone()), append)

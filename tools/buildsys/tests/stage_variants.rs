@@ -72,7 +72,7 @@ fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, String> {
 fn simple_hash(bytes: &[u8]) -> u64 {
     // FNV-1a: enough to tell trees apart in a test.
     bytes.iter().fold(0xcbf29ce484222325, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
     })
 }
 
@@ -97,10 +97,10 @@ fn variants_contain_what_they_should_and_are_reproducible() {
         "usr/lib/systemd/system/apiserver.service",
         "usr/lib/systemd/system/multi-user.target.wants/configured.target",
         "usr/lib/systemd/system/configured.target.wants/apiserver.service",
-        "usr/share/ballast/defaults.toml",
+        constants::DEFAULTS_IN_IMAGE,
         "usr/share/factory/etc/passwd",
         "usr/share/factory/etc/machine-id",
-        "usr/lib/os-release",
+        constants::OS_RELEASE_IN_IMAGE,
     ] {
         assert!(
             tree::kind(r, Path::new(present)).unwrap().is_some(),
@@ -146,7 +146,7 @@ fn variants_contain_what_they_should_and_are_reproducible() {
             .is_some()
     );
     // Identity, defaults, groups.
-    let os_release = fs::read_to_string(r.join("usr/lib/os-release")).unwrap();
+    let os_release = fs::read_to_string(r.join(constants::OS_RELEASE_IN_IMAGE)).unwrap();
     let info = models::OsInfo::from_os_release(&os_release).unwrap();
     assert_eq!(
         (
@@ -158,14 +158,15 @@ fn variants_contain_what_they_should_and_are_reproducible() {
     );
     assert_eq!(
         fs::read_link(r.join("usr/share/factory/etc/os-release")).unwrap(),
-        Path::new("../usr/lib/os-release")
+        Path::new("..").join(constants::OS_RELEASE_IN_IMAGE)
     );
-    let defaults = fs::read_to_string(r.join("usr/share/ballast/defaults.toml")).unwrap();
+    let defaults = fs::read_to_string(r.join(constants::DEFAULTS_IN_IMAGE)).unwrap();
     let defaults = models::Defaults::from_toml_str(&defaults).unwrap();
     assert_eq!(defaults.settings["kernel"]["lockdown"], "integrity");
     assert_eq!(defaults.settings["motd"], "Welcome to Ballast!");
     let group = fs::read_to_string(r.join("usr/share/factory/etc/group")).unwrap();
-    assert!(group.lines().any(|l| l == "api:x:274:"), "{group}");
+    let api_group = format!("{}:x:{}:", constants::API_GROUP, constants::API_GID);
+    assert!(group.lines().any(|l| l == api_group), "{group}");
     // Modules: regenerated index for the subset.
     let modules = r.join("usr/lib/modules").join(&node.kernel_version);
     let dep = fs::read_to_string(modules.join("modules.dep")).unwrap();

@@ -5,12 +5,18 @@ use crate::http::{sha256_file, Http};
 use crate::lock::{check_lock, Lock, LockedPackage};
 use snafu::ResultExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tracing::{debug, info, warn};
 
 /// How many downloads run at once.
 const PARALLEL_DOWNLOADS: usize = 4;
+
+/// The tracing target of [`fetch`]'s progress events: one per package ready (downloaded or
+/// found in the cache), at debug level, with the fields `packages_done`, `packages_total`,
+/// `bytes_done`, `bytes_total` and `downloaded` (false when it was cached). A front end (xtask)
+/// turns them into a progress bar.
+pub const PROGRESS_TARGET: &str = "debian::fetch::progress";
 
 /// Where [`fetch`] keeps `.deb` files below its cache directory.
 pub fn deb_cache_dir(cache_dir: &Path) -> PathBuf {
@@ -40,6 +46,10 @@ pub fn fetch(lock: &Lock, cache_dir: &Path) -> Result<Vec<PathBuf>> {
         Mutex::new((0..lock.packages.len()).map(|_| None).collect());
     let failed = std::sync::atomic::AtomicBool::new(false);
     let workers = PARALLEL_DOWNLOADS.min(lock.packages.len()).max(1);
+    let packages_total = lock.packages.len();
+    let bytes_total = lock.total_size();
+    let packages_done = AtomicUsize::new(0);
+    let bytes_done = AtomicU64::new(0);
 
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -52,9 +62,25 @@ pub fn fetch(lock: &Lock, cache_dir: &Path) -> Result<Vec<PathBuf>> {
                     break;
                 };
                 let result = fetch_one(package, &dir, &http);
-                if result.is_err() {
-                    failed.store(true, Ordering::Relaxed);
+                match &result {
+                    Ok((_, downloaded)) => {
+                        let packages_done = packages_done.fetch_add(1, Ordering::Relaxed) + 1;
+                        let bytes_done =
+                            bytes_done.fetch_add(package.size, Ordering::Relaxed) + package.size;
+                        debug!(
+                            target: PROGRESS_TARGET,
+                            packages_done,
+                            packages_total,
+                            bytes_done,
+                            bytes_total,
+                            downloaded,
+                            "{} ready",
+                            package.name
+                        );
+                    }
+                    Err(_) => failed.store(true, Ordering::Relaxed),
                 }
+                let result = result.map(|(path, _)| path);
                 results.lock().expect("a download thread panicked")[i] = Some(result);
             });
         }
@@ -75,13 +101,14 @@ pub fn fetch(lock: &Lock, cache_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-fn fetch_one(package: &LockedPackage, dir: &Path, http: &Http) -> Result<PathBuf> {
+/// The package's file, and whether it had to be downloaded (not cached).
+fn fetch_one(package: &LockedPackage, dir: &Path, http: &Http) -> Result<(PathBuf, bool)> {
     let path = dir.join(package.file_name());
     if path.exists() {
         let (sha256, size) = sha256_file(&path)?;
         if sha256 == package.sha256 && size == package.size {
             debug!("{} {} is cached", package.name, package.version);
-            return Ok(path);
+            return Ok((path, false));
         }
         warn!(
             "cached {} is damaged (sha256 {sha256}, {size} bytes; expected {} and {} bytes); downloading it again",
@@ -96,7 +123,8 @@ fn fetch_one(package: &LockedPackage, dir: &Path, http: &Http) -> Result<PathBuf
     }
 
     let url = package.url();
-    info!(
+    // One line per package would drown the progress events (PROGRESS_TARGET) that count them.
+    debug!(
         "downloading {} {} ({} bytes)",
         package.name, package.version, package.size
     );
@@ -132,7 +160,7 @@ fn fetch_one(package: &LockedPackage, dir: &Path, http: &Http) -> Result<PathBuf
         action: "rename a temporary file to",
         path: &path,
     })?;
-    Ok(path)
+    Ok((path, true))
 }
 
 /// One retry for transport failures (a dropped connection); answers such as 404 are final.

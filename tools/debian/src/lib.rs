@@ -79,6 +79,7 @@
 //! - Extraction handles `data.tar` compressed with xz, zstd, gzip or not at all (no bzip2/lzma,
 //!   which bookworm does not use), does not run maintainer scripts, does not create device nodes
 //!   (that needs root), and leaves owners to the caller.
+#![forbid(unsafe_code)]
 
 mod deb822;
 pub mod error;
@@ -94,7 +95,7 @@ pub mod version;
 
 pub use error::{Error, Result, REFRESH_COMMAND};
 pub use extract::{extract, extract_entries, EntryKind, ExtractedEntry};
-pub use fetch::{deb_cache_dir, fetch};
+pub use fetch::{deb_cache_dir, fetch, PROGRESS_TARGET};
 pub use index::{load_index, Indexes, PackageIndex};
 pub use lock::{check_lock, resolve, Lock, LockedPackage, LOCK_HEADER, LOCK_PATH};
 pub use packages::{parse_packages, parse_relations, BinaryPackage, Op, Relation};

@@ -360,9 +360,9 @@ SHA256:
     /// A real signature check needs a key and gpgv: a tampered `InRelease` must be refused.
     #[test]
     fn gpgv_refuses_an_unsigned_or_tampered_file() {
+        assert_eq!(crate::sources::DEBIAN_KEYRING, hosttools::DEBIAN_KEYRING);
         let keyring = PathBuf::from(crate::sources::DEBIAN_KEYRING);
-        if !keyring.exists() || Command::new("gpgv").arg("--version").output().is_err() {
-            eprintln!("gpgv or the Debian keyring is missing; skipping");
+        if !hosttools::require_tool("gpgv") || !hosttools::require_tool(hosttools::DEBIAN_KEYRING) {
             return;
         }
         let fake = format!(

@@ -156,8 +156,7 @@ fn refuses_non_debs() {
 /// The real tool's output format, when dpkg-deb is around.
 #[test]
 fn unpacks_a_package_built_by_dpkg_deb() {
-    if Command::new("dpkg-deb").arg("--version").output().is_err() {
-        eprintln!("dpkg-deb is missing; skipping");
+    if !hosttools::require_tool("dpkg-deb") {
         return;
     }
     let work = tempfile::tempdir().unwrap();

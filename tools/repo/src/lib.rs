@@ -68,6 +68,7 @@
 //! * Old targets are never deleted from `targets/`, only from the metadata when an update is
 //!   replaced.
 //! * No lock: two `add` runs on one repository at the same time can lose one of the additions.
+#![forbid(unsafe_code)]
 
 pub mod error;
 /// The manifest and wave types live in the `update-metadata` crate, shared with the updater.

@@ -24,9 +24,9 @@ use tough::{ExpirationEnforcement, Repository, RepositoryLoader, TargetName};
 use url::Url;
 
 /// Signed metadata, inside a repository directory.
-pub const METADATA_DIR: &str = "metadata";
+pub const METADATA_DIR: &str = constants::REPO_METADATA_DIR;
 /// Target files, inside a repository directory.
-pub const TARGETS_DIR: &str = "targets";
+pub const TARGETS_DIR: &str = constants::REPO_TARGETS_DIR;
 /// First word of every image target name.
 pub const TARGET_PREFIX: &str = "ballast";
 /// Extension of the compressed image targets.
@@ -586,7 +586,7 @@ pub async fn add_images(
 
 /// First part of every migration name; the full name is `migrate_v<version>_<name>`, where
 /// the version is the one the migration migrates to.
-pub const MIGRATION_PREFIX: &str = "migrate_v";
+pub const MIGRATION_PREFIX: &str = constants::MIGRATION_PREFIX;
 
 /// How to add migrations.
 #[derive(Debug, Clone)]

@@ -98,9 +98,6 @@ pub enum Error {
 
     #[snafu(display("unexpected output from {command}: {reason}"))]
     CommandOutput { command: String, reason: String },
-
-    #[snafu(display("module {module}: {reason}"))]
-    Module { module: String, reason: String },
 }
 
 /// Result alias of this crate.

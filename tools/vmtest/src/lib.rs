@@ -18,9 +18,9 @@
 //! QEMU runs in software emulation (TCG, `-cpu max`). KVM exists on Ballast's build hosts but
 //! guests hang under it, so it is used only when `BALLAST_KVM=1` is set.
 //!
-//! Helpers for building test guests live here too: [`cpio`] writes initramfs archives,
-//! [`kmod`] computes module load order from a kernel's module files, and [`debkernel`] fetches
-//! and unpacks Debian's cloud kernel with the host's apt.
+//! Helpers for building test guests live here too: [`cpio`] writes initramfs archives and
+//! [`debkernel`] fetches and unpacks Debian's cloud kernel with the host's apt (the
+//! `kmod-index` crate then gives the load order of the modules a guest needs).
 //!
 //! # Usage
 //!
@@ -58,11 +58,11 @@ pub mod config;
 pub mod cpio;
 pub mod debkernel;
 pub mod error;
-pub mod kmod;
 mod vm;
 
 pub use config::{
     Accel, Boot, Drive, DriveFormat, Firmware, GuestForward, HostForward, Proto, UserNet, VmConfig,
+    EMULATED_GUEST_PARAMS,
 };
 pub use error::{Error, Result};
 pub use vm::{Vm, TAIL_LINES};

@@ -8,13 +8,14 @@
 //! `<workspace>/build/vmtest/logs/`. The first run downloads the kernel and builds two static
 //! binaries; later runs reuse them.
 
+use boot_params::{BootParams, DeviceSpec, FailureAction, VerityRoot};
+use kmod_index::ModuleIndex;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use vmtest::cpio::CpioWriter;
-use vmtest::kmod::ModuleIndex;
 use vmtest::{debkernel, Drive, Vm, VmConfig};
 
 /// What the test init in the root image prints once it runs.
@@ -87,7 +88,7 @@ fn cargo_static(args: &[&str], artifact: &str) -> PathBuf {
     path
 }
 
-fn initramfs(path: &Path, init: &Path, kernel: &debkernel::DebianKernel) -> Vec<PathBuf> {
+fn initramfs(path: &Path, init: &Path, kernel: &debkernel::DebianKernel) -> Vec<String> {
     let index = ModuleIndex::load(&kernel.modules_dir).expect("module index");
     let order = index.closure(MODULES).expect("module closure");
     let mut w = CpioWriter::new(Vec::new());
@@ -99,11 +100,16 @@ fn initramfs(path: &Path, init: &Path, kernel: &debkernel::DebianKernel) -> Vec<
     let mut list = String::from("# written by the vmtest verity_boot test\n");
     for rel in &order {
         let data = fs::read(kernel.modules_dir.join(rel)).unwrap();
-        let inside = format!("lib/modules/{}/{}", kernel.release, rel.display());
+        let inside = format!("lib/modules/{}/{rel}", kernel.release);
         w.file(&inside, 0o644, &data).unwrap();
-        list.push_str(&format!("{}\n", rel.display()));
+        list.push_str(&format!("{rel}\n"));
     }
-    w.file("etc/modules.order", 0o644, list.as_bytes()).unwrap();
+    w.file(
+        constants::MODULES_ORDER_IN_INITRAMFS,
+        0o644,
+        list.as_bytes(),
+    )
+    .unwrap();
     fs::write(path, w.finish().unwrap()).unwrap();
     order
 }
@@ -123,13 +129,13 @@ fn root_image(work: &Path, testinit: &Path) -> PathBuf {
         "dev",
         "run",
         "tmp",
-        "usr/share/factory/etc",
+        constants::FACTORY_ETC_IN_IMAGE,
     ] {
         fs::create_dir_all(stage.join(dir)).unwrap();
     }
     fs::copy(testinit, stage.join("sbin/testinit")).unwrap();
     fs::write(
-        stage.join("usr/share/factory/etc/hostname"),
+        stage.join(constants::FACTORY_ETC_IN_IMAGE).join("hostname"),
         "ballast-verity-test\n",
     )
     .unwrap();
@@ -251,11 +257,21 @@ fn verity_root_boots_and_corruption_is_caught() {
         &[("ROOT-A", &root), ("HASH-A", &hash), ("DATA", &data)],
     );
 
-    let append = format!(
-        "console=ttyS0 panic=-1 ballast.root=PARTLABEL=ROOT-A ballast.hash=PARTLABEL=HASH-A \
-         ballast.roothash={root_hash} ballast.salt={SALT} ballast.datablocks={data_blocks} \
-         ballast.data=PARTLABEL=DATA ballast.init=/sbin/testinit ballast.onfailure=poweroff"
-    );
+    let params = BootParams {
+        verity: VerityRoot {
+            root: DeviceSpec::PartLabel("ROOT-A".into()),
+            hash: DeviceSpec::PartLabel("HASH-A".into()),
+            root_hash: root_hash.clone(),
+            salt: SALT.into(),
+            data_blocks: data_blocks as u64,
+            hash_start_block: 0,
+            data: Some(DeviceSpec::PartLabel("DATA".into())),
+        },
+        init: "/sbin/testinit".into(),
+        debug: false,
+        on_failure: FailureAction::PowerOff,
+    };
+    let append = format!("console=ttyS0 panic=-1 {params}");
     let boot_with = |name: &str, disk: &Path, append: String| {
         let config = VmConfig::direct(&kernel.vmlinuz, Some(initrd.clone()), append)
             .name(name)
@@ -367,7 +383,7 @@ fn verity_root_boots_and_corruption_is_caught() {
         "verity-e2e: initramfs modules: {}",
         modules
             .iter()
-            .map(|m| m.file_name().unwrap().to_string_lossy().into_owned())
+            .map(|m| m.rsplit('/').next().unwrap_or(m))
             .collect::<Vec<_>>()
             .join(" ")
     );

@@ -52,6 +52,7 @@ fn bare_kernel_boot(built: &Built, memory_mib: u32) -> Result<(Duration, Duratio
 }
 
 pub fn boot(rounds: usize) -> Result<()> {
+    xtask::host::ensure_for("bench boot")?;
     let built = dev_image()?;
     let memory = BootOptions::new("bench").memory_mib;
     let (mut bare, mut full, mut bare_guest, mut full_guest) =
@@ -118,7 +119,7 @@ fn apiserver_ready_marker() -> &'static str {
 }
 
 pub fn verity(size_mib: u64, rounds: usize) -> Result<()> {
-    xtask::host::ensure_packages(&[("veritysetup", "cryptsetup-bin")])?;
+    xtask::host::ensure_for("bench verity")?;
     let dir =
         tempfile::tempdir_in(xtask::host::root().join("build")).or_else(|_| tempfile::tempdir())?;
     let data = dir.path().join("data");
@@ -193,6 +194,7 @@ pub fn image() -> Result<()> {
     let version = image::default_version();
     let out = image::variant_dir(variant, &version);
     let _ = std::fs::remove_dir_all(&out);
+    xtask::host::ensure_for("bench image")?;
     let start = Instant::now();
     let built = image::build(&BuildOptions::variant(variant))?;
     let clean = start.elapsed();

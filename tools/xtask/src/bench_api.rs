@@ -1,33 +1,156 @@
-//! `cargo xtask bench api`: starts the release API server on a temporary store and prints
-//! GET /settings throughput and commit_and_apply latency with 1 and 16 concurrent clients.
-//! The reference in the same run is the cost of one durable file write (temp file, fsync,
-//! rename, directory fsync) in the same directory: the floor any durable commit pays.
+//! `cargo xtask bench api`: starts the release API server on a temporary store and prints each
+//! figure next to a yardstick measured in the same run, and the ratio, so that runs on different
+//! machines compare:
+//!
+//! - Requests (reads and PATCH): the same request, client count and client loop against a bare
+//!   hyper server on a Unix socket in the same directory that answers a fixed body
+//!   (`apiload serve-static`). Ratio = ours / reference (1.0 = as fast as a server that does
+//!   nothing).
+//! - Commits: one durable small-file write (write, fsync, rename, fsync the directory) in the
+//!   same directory, from as many threads as there are committers. Latency ratio = ours /
+//!   reference (lower is better); throughput ratio = ours / reference.
+//! - Memory: the resident set of the reference server, idle and after the same load.
+//!
+//! The load generator and the reference server are the `apiload` crate, built in release with
+//! the server (this program is a debug build).
 
 use anyhow::{bail, Context, Result};
-use std::io::Write;
+use apiload::{Commits, Throughput};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use xtask::host;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchApiArgs {
     /// Seconds each throughput run lasts.
-    #[arg(long, default_value_t = 3)]
-    pub seconds: u64,
-    /// commit_and_apply requests per client.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Commits per client in the latency run (the 8-committer run does a quarter as many each).
+    #[arg(long, default_value_t = 300)]
     pub commits: usize,
 }
 
-struct Server {
+/// A child process killed when dropped.
+struct Process {
     child: Child,
 }
 
-impl Drop for Server {
+impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    /// Resident set size in MB (10^6 bytes), from /proc.
+    fn rss_mb(&self) -> Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS line in /proc/PID/status")?;
+        Ok(kb * 1024.0 / 1e6)
+    }
+
+    fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+struct Bench {
+    load: PathBuf,
+    api: PathBuf,
+    reference: PathBuf,
+    dir: PathBuf,
+}
+
+impl Bench {
+    fn apiload<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> Result<T> {
+        let out = Command::new(&self.load)
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run apiload")?;
+        if !out.status.success() {
+            bail!("apiload {args:?} failed ({})", out.status);
+        }
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("apiload {args:?} printed no result"))
+    }
+
+    fn requests(
+        &self,
+        socket: &Path,
+        method: &str,
+        path: &str,
+        body: &str,
+        clients: usize,
+        seconds: f64,
+    ) -> Result<Throughput> {
+        self.apiload(&[
+            "requests",
+            "--socket",
+            &socket.to_string_lossy(),
+            "--method",
+            method,
+            "--path",
+            path,
+            "--body",
+            body,
+            "--clients",
+            &clients.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ])
+    }
+
+    /// Runs a request scenario against the API server and the reference, and prints both.
+    fn compare(
+        &self,
+        label: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+        clients: usize,
+        seconds: f64,
+    ) -> Result<f64> {
+        let ours = self.requests(&self.api, method, path, body, clients, seconds)?;
+        let reference = self.requests(&self.reference, method, path, body, clients, seconds)?;
+        let ratio = ours.per_second / reference.per_second;
+        println!(
+            "{label:<44} c={clients}  {:>7.0} req/s (p50 {:.3} ms, p99 {:.3} ms)   reference {:>7.0} req/s (p50 {:.3} ms)   {ratio:.2}x",
+            ours.per_second, ours.p50_ms, ours.p99_ms, reference.per_second, reference.p50_ms
+        );
+        Ok(ratio)
+    }
+
+    fn commits(&self, clients: usize, per_client: usize) -> Result<Commits> {
+        self.apiload(&[
+            "commits",
+            "--socket",
+            &self.api.to_string_lossy(),
+            "--clients",
+            &clients.to_string(),
+            "--commits",
+            &per_client.to_string(),
+        ])
+    }
+
+    fn durable_writes(&self, threads: usize, per_thread: usize) -> Result<Commits> {
+        self.apiload(&[
+            "durable-writes",
+            "--dir",
+            &self.dir.to_string_lossy(),
+            "--threads",
+            &threads.to_string(),
+            "--writes",
+            &per_thread.to_string(),
+        ])
     }
 }
 
@@ -37,17 +160,17 @@ pub fn run(args: &BenchApiArgs) -> Result<()> {
         &[
             "build",
             "--release",
-            "--quiet",
             "-p",
             "apiserver",
             "-p",
             "storewolf",
+            "-p",
+            "apiload",
         ],
     )?;
-    let bin = host::root().join("target/release");
+    let bin = host::target_dir().join("release");
     let dir = tempfile::tempdir()?;
     let store = dir.path().join("datastore");
-    let socket = dir.path().join("api.sock");
     let os_release = dir.path().join("os-release");
     std::fs::write(
         &os_release,
@@ -63,12 +186,18 @@ pub fn run(args: &BenchApiArgs) -> Result<()> {
     if !status.success() {
         bail!("storewolf failed ({status})");
     }
-    let _server = Server {
+    let bench = Bench {
+        load: bin.join("apiload"),
+        api: dir.path().join("api.sock"),
+        reference: dir.path().join("static.sock"),
+        dir: dir.path().to_path_buf(),
+    };
+    let server = Process {
         child: Command::new(bin.join("apiserver"))
             .arg("--datastore-path")
             .arg(store.join("current"))
             .arg("--socket-path")
-            .arg(&socket)
+            .arg(&bench.api)
             .arg("--os-release")
             .arg(&os_release)
             .arg("--apply-command")
@@ -78,150 +207,118 @@ pub fn run(args: &BenchApiArgs) -> Result<()> {
             .spawn()
             .context("cannot start apiserver")?,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        wait_for_socket(&socket).await?;
-        let floor = durable_write_floor(dir.path(), 200)?;
-        println!("reference: one durable file write (temp+fsync+rename+dir fsync): p50 {:.3} ms", ms(floor));
-        println!();
-        for clients in [1usize, 16] {
-            let rps = get_throughput(&socket, clients, Duration::from_secs(args.seconds)).await?;
-            println!("GET /settings, {clients:>2} client(s): {rps:>8.0} requests/s");
-        }
-        println!();
-        for clients in [1usize, 16] {
-            let per_client = if clients == 1 { args.commits } else { args.commits.div_ceil(4) };
-            let (commit, whole) = commit_latency(&socket, clients, per_client).await?;
-            println!(
-                "commit_and_apply, {clients:>2} client(s), {} commits: p50 {:.2} ms  p99 {:.2} ms  ({:.1}x the durable-write floor)",
-                commit.len(),
-                ms(percentile(&commit, 50.0)),
-                ms(percentile(&commit, 99.0)),
-                percentile(&commit, 50.0).as_secs_f64() / floor.as_secs_f64()
-            );
-            println!(
-                "  whole `apiclient set` (PATCH + commit_and_apply): p50 {:.2} ms  p99 {:.2} ms",
-                ms(percentile(&whole, 50.0)),
-                ms(percentile(&whole, 99.0))
-            );
-        }
-        Ok::<_, anyhow::Error>(())
-    })
+    let reference = Process {
+        child: Command::new(&bench.load)
+            .arg("serve-static")
+            .arg("--socket")
+            .arg(&bench.reference)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start the reference server")?,
+    };
+    wait_for_socket(&bench.api)?;
+    wait_for_socket(&bench.reference)?;
+    // Idle: started and answering, nothing asked yet.
+    std::thread::sleep(Duration::from_millis(300));
+    let (idle, idle_ref) = (server.rss_mb()?, reference.rss_mb()?);
+    let (threads, threads_ref) = (server.threads(), reference.threads());
+
+    let s = args.seconds;
+    println!("Requests: ours against a static-body hyper server on the same kind of socket, same client loop (ratio > 1 is faster)");
+    let one_key = "/settings?keys=settings.motd";
+    bench.compare("GET /settings?keys=settings.motd", "GET", one_key, "", 1, s)?;
+    bench.compare("GET /settings?keys=settings.motd", "GET", one_key, "", 4, s)?;
+    bench.compare("GET /settings", "GET", "/settings", "", 1, s)?;
+    bench.compare(
+        "GET /settings?prefix=host-containers",
+        "GET",
+        "/settings?prefix=host-containers",
+        "",
+        1,
+        s,
+    )?;
+    let keypair = r#"{"request_payload":["motd=bench keypair"]}"#;
+    let keypair_path = "/settings/keypair?tx=bench-keypair";
+    bench.compare(
+        "PATCH /settings/keypair",
+        "PATCH",
+        keypair_path,
+        keypair,
+        1,
+        s,
+    )?;
+    bench.compare(
+        "PATCH /settings/keypair",
+        "PATCH",
+        keypair_path,
+        keypair,
+        4,
+        s,
+    )?;
+
+    println!();
+    println!("Commits: ours against one durable file write (write+fsync+rename+dir fsync) in the same directory (latency ratio < 1 is faster)");
+    let floor = bench.durable_writes(1, args.commits)?;
+    let single = bench.commits(1, args.commits)?;
+    println!(
+        "PATCH + commit_and_apply, c=1: p50 {:.3} ms, p99 {:.3} ms   reference p50 {:.3} ms, p99 {:.3} ms   {:.2}x",
+        single.whole_p50_ms,
+        single.whole_p99_ms,
+        floor.commit_p50_ms,
+        floor.commit_p99_ms,
+        single.whole_p50_ms / floor.commit_p50_ms
+    );
+    println!(
+        "  commit_and_apply alone:       p50 {:.3} ms, p99 {:.3} ms   {:.2}x",
+        single.commit_p50_ms,
+        single.commit_p99_ms,
+        single.commit_p50_ms / floor.commit_p50_ms
+    );
+    let per_client = args.commits.div_ceil(4);
+    let floor8 = bench.durable_writes(8, per_client)?;
+    let eight = bench.commits(8, per_client)?;
+    println!(
+        "commits/s, 1 committer:  {:>7.0}   reference {:>7.0} writes/s   {:.2}x",
+        single.per_second,
+        floor.per_second,
+        single.per_second / floor.per_second
+    );
+    println!(
+        "commits/s, 8 committers: {:>7.0}   reference {:>7.0} writes/s   {:.2}x   (commit p50 {:.3} ms, p99 {:.3} ms)",
+        eight.per_second,
+        floor8.per_second,
+        eight.per_second / floor8.per_second,
+        eight.commit_p50_ms,
+        eight.commit_p99_ms
+    );
+    println!(
+        "8 committers / 1 committer: {:.2}x   reference {:.2}x",
+        eight.per_second / single.per_second,
+        floor8.per_second / floor.per_second
+    );
+
+    println!();
+    let (loaded, loaded_ref) = (server.rss_mb()?, reference.rss_mb()?);
+    println!("Memory: resident set, ours against the static-body server (ratio < 1 is smaller)");
+    println!(
+        "RSS idle:       {idle:>5.1} MB ({threads} threads)   reference {idle_ref:>5.1} MB ({threads_ref} threads)   {:.2}x",
+        idle / idle_ref
+    );
+    println!(
+        "RSS after load: {loaded:>5.1} MB ({} threads)   reference {loaded_ref:>5.1} MB ({} threads)   {:.2}x",
+        server.threads(),
+        reference.threads(),
+        loaded / loaded_ref
+    );
+    Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn percentile(samples: &[Duration], p: f64) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let idx = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-async fn wait_for_socket(socket: &Path) -> Result<()> {
-    for _ in 0..200 {
-        if apiclient::raw_request(socket, "/tx/list", "GET", None)
-            .await
-            .is_ok()
-        {
+fn wait_for_socket(socket: &Path) -> Result<()> {
+    for _ in 0..400 {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        std::thread::sleep(Duration::from_millis(25));
     }
-    bail!("the API server did not answer on {}", socket.display())
-}
-
-fn durable_write_floor(dir: &Path, n: usize) -> Result<Duration> {
-    let target = dir.join("floor");
-    let mut samples = Vec::with_capacity(n);
-    for i in 0..n {
-        let start = Instant::now();
-        let tmp: PathBuf = dir.join(".floor.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        write!(f, "\"value {i}\"")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)?;
-        std::fs::File::open(dir)?.sync_all()?;
-        samples.push(start.elapsed());
-    }
-    Ok(percentile(&samples, 50.0))
-}
-
-async fn get_throughput(socket: &Path, clients: usize, length: Duration) -> Result<f64> {
-    let deadline = Instant::now() + length;
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let socket = socket.to_path_buf();
-        tasks.push(tokio::spawn(async move {
-            let mut count = 0u64;
-            while Instant::now() < deadline {
-                let (status, _) = apiclient::raw_request(&socket, "/settings", "GET", None).await?;
-                if status != 200 {
-                    bail!("GET /settings answered {status}");
-                }
-                count += 1;
-            }
-            Ok::<_, anyhow::Error>(count)
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await??;
-    }
-    Ok(total as f64 / length.as_secs_f64())
-}
-
-async fn commit_latency(
-    socket: &Path,
-    clients: usize,
-    per_client: usize,
-) -> Result<(Vec<Duration>, Vec<Duration>)> {
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let socket = socket.to_path_buf();
-        tasks.push(tokio::spawn(async move {
-            let mut commit = Vec::with_capacity(per_client);
-            let mut whole = Vec::with_capacity(per_client);
-            for i in 0..per_client {
-                let tx = format!("bench-{c}-{i}");
-                let body = format!("{{\"motd\": \"client {c} commit {i}\"}}");
-                let start = Instant::now();
-                let (status, text) = apiclient::raw_request(
-                    &socket,
-                    &format!("/settings?tx={tx}"),
-                    "PATCH",
-                    Some(body),
-                )
-                .await?;
-                if status != 204 {
-                    bail!("PATCH answered {status}: {text}");
-                }
-                let before_commit = Instant::now();
-                let (status, text) = apiclient::raw_request(
-                    &socket,
-                    &format!("/tx/commit_and_apply?tx={tx}"),
-                    "POST",
-                    None,
-                )
-                .await?;
-                if status != 200 {
-                    bail!("commit_and_apply answered {status}: {text}");
-                }
-                commit.push(before_commit.elapsed());
-                whole.push(start.elapsed());
-            }
-            Ok::<_, anyhow::Error>((commit, whole))
-        }));
-    }
-    let (mut commit, mut whole) = (Vec::new(), Vec::new());
-    for t in tasks {
-        let (c, w) = t.await??;
-        commit.extend(c);
-        whole.extend(w);
-    }
-    Ok((commit, whole))
+    bail!("nothing answered on {}", socket.display())
 }

@@ -86,7 +86,6 @@ pub fn run(args: &BenchSettingsArgs) -> Result<()> {
         &[
             "build",
             "--release",
-            "--quiet",
             "-p",
             "apiserver",
             "-p",
@@ -97,7 +96,7 @@ pub fn run(args: &BenchSettingsArgs) -> Result<()> {
             "thar-be-settings",
         ],
     )?;
-    let bin = host::root().join("target/release");
+    let bin = host::target_dir().join("release");
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("root");
     copy_templates(&root)?;
@@ -219,6 +218,7 @@ pub fn run(args: &BenchSettingsArgs) -> Result<()> {
 }
 
 fn vm(rounds: usize) -> Result<()> {
+    xtask::host::ensure_for("bench settings")?;
     let built = xtask::image::existing("dev", &xtask::image::default_version())
         .context("no dev image; run `cargo xtask build --variant dev` first")?;
     let mut node = xtask::vm::Node::boot(&built, &xtask::vm::BootOptions::new("bench-settings"))?;

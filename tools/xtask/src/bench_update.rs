@@ -89,26 +89,12 @@ pub fn run(args: &BenchUpdateArgs) -> Result<()> {
     if args.rounds == 0 || args.size == 0 {
         bail!("--rounds and --size must be at least 1");
     }
-    if Command::new("curl").arg("--version").output().is_err() {
-        bail!(
-            "curl is not installed; the bench compares against it. Install it with \
-             `apt-get install -y curl` (as root) and run the bench again"
-        );
-    }
-    host::ensure_packages(&[("mkfs.vfat", "dosfstools"), ("mcopy", "mtools")])?;
+    host::ensure_for("bench update")?;
     host::run(
         "cargo",
-        &[
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "updog",
-            "--bin",
-            "updog",
-        ],
+        &["build", "--release", "-p", "updog", "--bin", "updog"],
     )?;
-    let updog = host::root().join("target/release/updog");
+    let updog = host::target_dir().join("release/updog");
 
     // Beside the build outputs: several GiB, more than a tmpfs /tmp may hold.
     let build = host::root().join("build");

@@ -1,32 +1,11 @@
 //! The image build pipeline: node binaries (cargo, release), the static early init, the
 //! variant's root tree (buildsys), and the disk (imagebuilder).
 
-use crate::host;
+use crate::{host, progress};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-/// Debian packages the image build needs, by the command (or file) that shows they are there.
-pub const BUILD_TOOLS: &[(&str, &str)] = &[
-    ("mkfs.erofs", "erofs-utils"),
-    ("mkfs.ext4", "e2fsprogs"),
-    ("mkfs.vfat", "dosfstools"),
-    ("mcopy", "mtools"),
-    ("grub-mkimage", "grub-common"),
-    ("/usr/lib/grub/x86_64-efi/linux.mod", "grub-efi-amd64-bin"),
-    ("qemu-img", "qemu-utils"),
-    ("sgdisk", "gdisk"),
-    ("veritysetup", "cryptsetup-bin"),
-    ("depmod", "kmod"),
-    ("gpgv", "gpgv"),
-];
-
-/// Debian packages that booting images needs.
-pub const RUN_TOOLS: &[(&str, &str)] = &[
-    ("qemu-system-x86_64", "qemu-system-x86"),
-    ("/usr/share/OVMF/OVMF_CODE.fd", "ovmf"),
-];
 
 /// The variant `cargo xtask run` and `build` use when none is given.
 pub const DEFAULT_VARIANT: &str = "dev";
@@ -137,7 +116,7 @@ pub fn update_test_builds() -> Vec<BuildOptions> {
 pub fn build_rename_dns_migration() -> Result<PathBuf> {
     let root = host::root();
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", RENAME_DNS_MIGRATION])
+        .args(["build", "--release", "-p", RENAME_DNS_MIGRATION])
         .current_dir(&root)
         .status()
         .context("cannot run cargo to build the rename-dns-search-list migration")?;
@@ -145,7 +124,9 @@ pub fn build_rename_dns_migration() -> Result<PathBuf> {
         status.success(),
         "building the {RENAME_DNS_MIGRATION} migration failed"
     );
-    Ok(root.join("target/release").join(RENAME_DNS_MIGRATION))
+    Ok(host::target_dir()
+        .join("release")
+        .join(RENAME_DNS_MIGRATION))
 }
 
 fn default_build_id() -> String {
@@ -162,7 +143,7 @@ fn default_build_id() -> String {
 
 /// Fixed timestamp for every file in the image, so that builds are reproducible: the time of
 /// the commit when there is one.
-fn source_date_epoch() -> u64 {
+pub fn source_date_epoch() -> u64 {
     if let Some(v) = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -183,7 +164,7 @@ fn source_date_epoch() -> u64 {
 pub const UPDATER_PACKAGE: &str = "updater";
 
 /// Where the image keeps the TUF root.json its updater trusts.
-pub const TRUSTED_ROOT_IMAGE_PATH: &str = "usr/share/updates/root.json";
+pub const TRUSTED_ROOT_IMAGE_PATH: &str = constants::TRUSTED_ROOT_JSON_IN_IMAGE;
 
 /// Where the development repository keys and root.json live (under build/, out of git).
 pub const REPO_KEYS_DIR: &str = "build/repo-keys";
@@ -194,11 +175,11 @@ pub fn ensure_repo_keys() -> Result<PathBuf> {
     let dir = host::root().join(REPO_KEYS_DIR);
     let keys = repo::KeyDir::new(&dir);
     if !keys.root_json().exists() {
-        eprintln!(
-            "xtask: making development update-signing keys in {} (kept out of git; images built \
-             from now on trust its root.json)",
+        progress::line(&format!(
+            "making development update-signing keys in {} (kept out of git; images built from \
+             now on trust its root.json)",
             dir.display()
-        );
+        ));
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -219,12 +200,11 @@ pub fn variant_dir(variant: &str, version: &str) -> PathBuf {
 /// Builds the static early init (PID 1 of the initramfs); returns the binary.
 pub fn build_init() -> Result<PathBuf> {
     let root = host::root();
-    let target_dir = root.join("target/static");
+    let target_dir = host::target_dir().join("static");
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
             "--release",
-            "--quiet",
             "-p",
             "early-init",
             "--target",
@@ -256,8 +236,8 @@ fn normalized_features(features: &[String]) -> Vec<String> {
 /// when there are any; returns the directory holding them.
 pub fn build_node_binaries(variant: &buildsys::Variant, features: &[String]) -> Result<PathBuf> {
     let features = normalized_features(features);
-    let target_dir = host::root().join("target");
-    let mut args = vec!["build".to_string(), "--release".into(), "--quiet".into()];
+    let target_dir = host::target_dir();
+    let mut args = vec!["build".to_string(), "--release".into()];
     let mut bins = Vec::new();
     for package in &variant.packages {
         for bin in &package.cargo.binaries {
@@ -288,7 +268,7 @@ pub fn build_node_binaries(variant: &buildsys::Variant, features: &[String]) -> 
 
 /// Runs the whole pipeline for one variant.
 pub fn build(opts: &BuildOptions) -> Result<Built> {
-    host::ensure_packages(BUILD_TOOLS)?;
+    host::ensure(&[host::Step::Build])?;
     let root = host::root();
     let started = Instant::now();
     let mut variant = buildsys::load_variant(&root, &opts.variant)?;
@@ -300,10 +280,12 @@ pub fn build(opts: &BuildOptions) -> Result<Built> {
     let version = opts.version.clone().unwrap_or_else(default_version);
     let build_id = opts.build_id.clone().unwrap_or_else(default_build_id);
 
-    eprintln!("xtask: [1/4] building node binaries (release)");
+    let step = progress::step("[1/4] building the node binaries (release)", false);
     let bin_dir = build_node_binaries(&variant, &opts.cargo_features)?;
-    eprintln!("xtask: [2/4] building the static early init");
+    step.done();
+    let step = progress::step("[2/4] building the static early init", false);
     let init = build_init()?;
+    step.done();
     let built = assemble(&Assembly {
         variant: &variant,
         version: &version,
@@ -344,9 +326,12 @@ pub struct Assembly<'a> {
 /// Stages the root tree and makes the disk from already-built binaries.
 pub fn assemble(a: &Assembly) -> Result<Built> {
     let root = host::root();
-    eprintln!(
-        "xtask: [3/4] staging the {} root tree (Debian packages are fetched and verified)",
-        a.variant.name
+    let step = progress::step(
+        &format!(
+            "[3/4] staging the {} root tree (Debian packages are fetched and verified)",
+            a.variant.name
+        ),
+        true,
     );
     let staged = buildsys::stage_root(
         &root,
@@ -370,7 +355,8 @@ pub fn assemble(a: &Assembly) -> Result<Built> {
             )
         })?;
     }
-    eprintln!("xtask: [4/4] making the disk image");
+    step.done();
+    let step = progress::step("[4/4] making the disk image", true);
     let input = imagebuilder::ImageInput {
         root_dir: staged.root_dir.clone(),
         kernel: staged.kernel.clone(),
@@ -388,6 +374,7 @@ pub fn assemble(a: &Assembly) -> Result<Built> {
         source_date_epoch: a.epoch,
     };
     let manifest = imagebuilder::build_image(&input)?;
+    step.done();
     let raw_image = a
         .out_dir
         .join(input.disk_file_name(imagebuilder::Format::Raw));
@@ -412,8 +399,8 @@ pub fn rebuild_into(built: &Built, out_dir: &Path) -> Result<Built> {
         version: &built.manifest.version,
         build_id: &built.manifest.build_id,
         epoch: built.manifest.source_date_epoch,
-        bin_dir: &root.join("target/release"),
-        init: &root.join("target/static/x86_64-unknown-linux-gnu/release/init"),
+        bin_dir: &host::target_dir().join("release"),
+        init: &host::target_dir().join("static/x86_64-unknown-linux-gnu/release/init"),
         out_dir,
     })
 }

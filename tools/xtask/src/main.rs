@@ -1,10 +1,12 @@
 //! `cargo xtask`: the build host's entry point. Every Makefile.toml task calls one of these
 //! subcommands, so `cargo make X` and `cargo xtask X` do the same thing.
+#![forbid(unsafe_code)]
 
 mod bench;
 mod bench_api;
 mod bench_settings;
 mod bench_update;
+mod oci;
 mod repo;
 mod run;
 mod test;
@@ -28,6 +30,16 @@ enum Command {
     Build(BuildOptions),
     /// Build (when needed) and boot a variant in QEMU; prints how to reach its API.
     Run(run::RunArgs),
+    /// Container images (admin, control, pause, test-workload) as OCI layouts.
+    Images {
+        #[command(subcommand)]
+        what: oci::ImagesCommand,
+    },
+    /// A registry on host loopback for the container images.
+    Registry {
+        #[command(subcommand)]
+        what: oci::RegistryCommand,
+    },
     /// Re-resolve packages/debian.lock against the Debian archive (prints what changed).
     Lock,
     /// The signed TUF update repository: keys, add images, refresh, validate.
@@ -41,7 +53,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
-    /// API server: GET /settings throughput and commit_and_apply latency.
+    /// API server: reads, PATCH, commits and memory, each against a same-run reference.
     Api(bench_api::BenchApiArgs),
     /// Boot to API-ready of the dev image against a bare kernel reaching init.
     Boot {
@@ -64,7 +76,7 @@ enum Bench {
 }
 
 fn lock() -> anyhow::Result<()> {
-    xtask::host::ensure_packages(&[("gpgv", "gpgv")])?;
+    xtask::host::ensure_for("lock")?;
     let diff = buildsys::update_lock(&xtask::host::root())?;
     println!("{diff}");
     Ok(())
@@ -72,6 +84,7 @@ fn lock() -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    xtask::progress::init();
     let result = match cli.command {
         Command::Test(args) => test::run(&args),
         Command::Build(opts) => image::build(&opts).map(|built| {
@@ -79,6 +92,8 @@ fn main() -> ExitCode {
         }),
         Command::Run(args) => run::run(&args),
         Command::Lock => lock(),
+        Command::Images { what } => oci::images(&what),
+        Command::Registry { what } => oci::registry(&what),
         Command::Repo(args) => repo::run(*args),
         Command::Bench { what } => match what {
             Bench::Api(args) => bench_api::run(&args),

@@ -1,7 +1,12 @@
 //! `cargo xtask run`: builds the variant when its image is missing or older than the sources,
 //! boots it in QEMU, waits until the API answers through the bridge, and says how to use it.
+//!
+//! With a terminal on stdin (and a variant with a shell) the serial console is attached: input
+//! lines are typed on it. Without one (a script, CI) nothing reads stdin: the VM runs until
+//! Ctrl-C or SIGTERM, or `--exit-when-up` stops it once it is up.
 
 use anyhow::Result;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 use xtask::image::{self, BuildOptions};
@@ -14,6 +19,10 @@ pub struct RunArgs {
     /// Always rebuild the image first.
     #[arg(long)]
     pub rebuild: bool,
+    /// Stop the VM and exit once it is up (after printing how to reach it): a check that the
+    /// image boots, for scripts and CI.
+    #[arg(long)]
+    pub exit_when_up: bool,
 }
 
 /// Newest modification time below the inputs of an image build.
@@ -48,7 +57,7 @@ fn newest_input() -> SystemTime {
 }
 
 /// Shows the console from now on and types the user's input lines on it (the dev variant has a
-/// root shell there), until Ctrl-C or the VM stops.
+/// root shell there), until Ctrl-C, SIGTERM or the VM stops. When not `interactive`, only waits.
 fn attach_console(node: &mut Node, interactive: bool) -> Result<()> {
     use std::io::{BufRead, Write};
     if interactive {
@@ -76,9 +85,12 @@ fn attach_console(node: &mut Node, interactive: bool) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
+                _ = terminate.recv() => break,
                 Some(line) = lines_rx.recv() => {
                     node.vm.type_on_console(&format!("{line}\n"))?;
                 }
@@ -102,6 +114,8 @@ fn attach_console(node: &mut Node, interactive: bool) -> Result<()> {
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {
+    // Before anything slow: a tool that is missing must not stop us after a long build.
+    xtask::host::ensure_for("run")?;
     let version = args
         .build
         .version
@@ -132,15 +146,25 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let has_shell = has_package("shell");
     let mut opts = BootOptions::new(&args.build.variant);
     opts.bridge = has_bridge;
-    eprintln!(
-        "xtask: booting {} in QEMU (software emulation)...",
-        built.raw_image.display()
+    let step = xtask::progress::step(
+        &format!(
+            "booting {} in QEMU (software emulation, about a minute) until its API answers",
+            built
+                .raw_image
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+        ),
+        true,
     );
+    // Typing on the console needs someone at a terminal; a script's stdin is left alone.
+    let interactive = has_shell && !args.exit_when_up && std::io::stdin().is_terminal();
     let mut node = Node::boot(&built, &opts)?;
     let console = node.vm.log_path().to_path_buf();
     if has_bridge {
         let ready = node.wait_for_api(Duration::from_secs(300))?;
-        let apiclient = xtask::host::root().join("target/release/apiclient");
+        step.done();
+        let apiclient = xtask::host::target_dir().join("release/apiclient");
         println!();
         println!(
             "Ballast {} {} is up: its API answered {:.1} s after QEMU started.",
@@ -159,11 +183,18 @@ pub fn run(args: &RunArgs) -> Result<()> {
             apiclient.display(),
             node.api_socket.display()
         );
-        println!("  Console:  below; the whole log is {}", console.display());
-        println!("  Stop:     Ctrl-C (the image stays as built; this run used a qcow2 overlay)");
+        if interactive {
+            println!("  Console:  below; the whole log is {}", console.display());
+        } else {
+            println!("  Console:  tail -f {}", console.display());
+        }
+        println!(
+            "  Stop:     Ctrl-C or SIGTERM (the image stays as built; this run used a qcow2 overlay)"
+        );
     } else {
         node.vm
             .wait_for_console(xtask::vm::API_READY_MARKER, Duration::from_secs(300))?;
+        step.done();
         println!();
         println!(
             "Ballast {} {} is up. This variant has no API bridge and no shell; its API answered \
@@ -173,7 +204,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
         println!("  Console:  tail -f {}", console.display());
         println!("  Stop:     Ctrl-C");
     }
-    attach_console(&mut node, has_shell)?;
+    if args.exit_when_up {
+        eprintln!("xtask: --exit-when-up: stopping the VM");
+        drop(node);
+        return Ok(());
+    }
+    attach_console(&mut node, interactive)?;
     eprintln!("xtask: stopping the VM; console log {}", console.display());
     drop(node);
     Ok(())

@@ -92,7 +92,7 @@ pub fn resize(disk: &Path, mib: u64) -> Result<()> {
 impl Node {
     /// Boots `built` (or `opts.disk`) with UEFI firmware.
     pub fn boot(built: &Built, opts: &BootOptions) -> Result<Node> {
-        crate::host::ensure_packages(crate::image::RUN_TOOLS)?;
+        crate::host::ensure(&[crate::host::Step::Boot])?;
         let run_dir = crate::host::root().join("build/run").join(&opts.name);
         std::fs::create_dir_all(&run_dir)?;
         let disk = run_dir.join("disk.qcow2");

@@ -18,7 +18,7 @@ fn built(variant: &str) -> Built {
 }
 
 fn apiclient(node: &Node, args: &[&str]) -> String {
-    let bin = xtask::host::root().join("target/release/apiclient");
+    let bin = xtask::host::target_dir().join("release/apiclient");
     let out = Command::new(&bin)
         .arg("--socket-path")
         .arg(&node.api_socket)

@@ -80,7 +80,7 @@ fn network(served: &ServedDir) -> vmtest::UserNet {
 }
 
 fn apiclient_output(node: &Node, args: &[&str]) -> Output {
-    let bin = xtask::host::root().join("target/release/apiclient");
+    let bin = xtask::host::target_dir().join("release/apiclient");
     Command::new(&bin)
         .arg("--socket-path")
         .arg(&node.api_socket)
@@ -610,7 +610,7 @@ fn wait_for_search_line(node: &mut Node, expected: &str) {
 /// The names of the node's live `settings.dns` keys, from the datastore's directory, and the
 /// version directory `current` names.
 fn stored_dns_keys(node: &mut Node) -> (Vec<String>, String) {
-    let base = "/var/lib/ballast/datastore";
+    let base = constants::DATASTORE_DIR;
     let listing = sh(node, &format!("ls -1 {base}/current/live/settings/dns/"));
     let mut keys: Vec<String> = listing
         .lines()

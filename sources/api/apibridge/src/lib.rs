@@ -113,6 +113,7 @@
 //! * If the port fails with a write error while the reader thread is blocked, reopening may
 //!   be refused (the device allows one opener) until that read returns; the guest end keeps
 //!   retrying.
+#![forbid(unsafe_code)]
 
 pub mod error;
 mod guest;

@@ -1,7 +1,7 @@
 //! `apibridge`: parses flags, sets up logging and runs the guest or host end.
+#![forbid(unsafe_code)]
 
 use clap::{CommandFactory, Parser, Subcommand};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,7 +19,7 @@ struct Args {
     api_socket: Option<PathBuf>,
     /// trace, debug, info, warn or error.
     #[arg(long, default_value = "info", global = true)]
-    log_level: tracing_subscriber::filter::LevelFilter,
+    log_level: logging::LevelFilter,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -48,20 +48,15 @@ async fn main() -> ExitCode {
             )
             .exit();
     }
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        // Colour codes only help on a terminal; in the journal they are noise.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    logging::init(args.log_level);
     let result = match args.command {
         None => {
             let port = args
                 .port
-                .unwrap_or_else(|| PathBuf::from("/dev/virtio-ports/ballast.api"));
+                .unwrap_or_else(|| PathBuf::from(constants::API_PORT));
             let api_socket = args
                 .api_socket
-                .unwrap_or_else(|| PathBuf::from("/run/api.sock"));
+                .unwrap_or_else(|| PathBuf::from(constants::API_SOCKET));
             apibridge::serve_guest(&port, &api_socket).await
         }
         Some(Command::Host {

@@ -7,7 +7,7 @@
 //! transaction (`apiclient-apply-<random>`), which is then committed and applied.  Later
 //! documents win where they overlap.  On failure the transaction is deleted again.
 
-use crate::error::{self, Error, Result};
+use crate::error::{self, Result};
 use crate::{http, request, tx};
 use serde_json::{Map, Number, Value};
 use snafu::{OptionExt, ResultExt};
@@ -327,31 +327,23 @@ pub async fn apply_documents_and(
     let transaction = tx::transaction_name("apply");
     let uri = tx::with_tx("/settings", &transaction);
 
-    let outcome = async {
+    let stage = async {
         for (input, settings) in documents {
             let body = serde_json::to_string(settings).context(error::SerializeBodySnafu)?;
             request(socket_path, &uri, "PATCH", Some(body))
                 .await
                 .context(error::ApplyPatchSnafu { input })?;
         }
-        tx::finish(socket_path, &transaction, how).await
-    }
-    .await;
-
-    match outcome {
-        Ok(answer) => Ok((transaction, answer)),
-        Err(e) => {
-            if !e.is_connect_failure() {
-                tx::discard_after_failure(socket_path, &transaction).await;
-            }
-            Err::<(String, String), Error>(e)
-        }
-    }
+        Ok(())
+    };
+    let answer = tx::stage_and_finish(socket_path, &transaction, how, stage).await?;
+    Ok((transaction, answer))
 }
 
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::Error;
     use serde_json::json;
     use tokio::io::AsyncReadExt;
 

@@ -6,8 +6,9 @@
 use crate::error::{self, Result};
 use crate::get::GetRequest;
 use crate::set::{KeyPair, SettingsInput};
-use crate::{apply, get, history, raw_request, set, tx, update, DEFAULT_SOCKET_PATH};
+use crate::{apply, get, history, raw_request, set, tx, update};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use constants::API_SOCKET;
 use serde_json::{Map, Value};
 use snafu::ResultExt;
 use std::io::Write;
@@ -26,7 +27,7 @@ pub struct Cli {
         long,
         global = true,
         env = "APICLIENT_SOCKET",
-        default_value = DEFAULT_SOCKET_PATH,
+        default_value = API_SOCKET,
         value_name = "PATH"
     )]
     pub socket_path: PathBuf,
@@ -415,7 +416,7 @@ mod test {
         let cli = parse(&["get"]).unwrap();
         // The default unless APICLIENT_SOCKET is set in the environment of the test run.
         if std::env::var_os("APICLIENT_SOCKET").is_none() {
-            assert_eq!(cli.socket_path, PathBuf::from(DEFAULT_SOCKET_PATH));
+            assert_eq!(cli.socket_path, PathBuf::from(API_SOCKET));
         }
         assert_eq!(cli.level(), LevelFilter::INFO);
 

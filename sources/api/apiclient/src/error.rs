@@ -97,6 +97,18 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// `commit_and_apply` answered 5xx, yet nothing of the transaction was left pending: the
+    /// settings are live and only applying them failed.
+    #[snafu(display(
+        "{source} (the settings were committed: nothing of transaction {transaction} was left \
+         pending; only applying them failed, see the API server's log, and re-apply with \
+         `apiclient raw -m POST -u /tx/apply`)"
+    ))]
+    CommittedNotApplied {
+        transaction: String,
+        source: Box<Error>,
+    },
+
     #[snafu(display("Failed to serialize the request body: {source}"))]
     SerializeBody { source: serde_json::Error },
 
@@ -116,6 +128,12 @@ pub enum Error {
 
     #[snafu(display("Invalid setting '{input}': the key before '=' is empty"))]
     KeyPairEmptyKey { input: String },
+
+    #[snafu(display("Invalid setting '{input}': {source}"))]
+    KeyPairKey {
+        input: String,
+        source: settings_key::KeyError,
+    },
 
     #[snafu(display("Nothing to set: give KEY=VALUE arguments or --json '{{...}}'"))]
     NothingToSet,
@@ -288,7 +306,9 @@ impl Error {
             Error::ResponseStatus { status, .. }
             | Error::RawStatus { status, .. }
             | Error::FetchStatus { status, .. } => Some(status.0),
-            Error::Fetch { source, .. } | Error::ApplyPatch { source, .. } => source.status(),
+            Error::Fetch { source, .. }
+            | Error::ApplyPatch { source, .. }
+            | Error::CommittedNotApplied { source, .. } => source.status(),
             _ => None,
         }
     }

@@ -8,32 +8,13 @@
 
 use crate::error::{self, Result};
 use crate::{encode_query_value, request};
-use serde::Deserialize;
 use serde_json::Value;
 use snafu::ResultExt;
 use std::path::Path;
 
-/// One committed transaction.  `id` and `time` are kept as the server sent them.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Record {
-    pub id: Value,
-    #[serde(default)]
-    pub time: Value,
-    #[serde(default)]
-    pub transaction: Option<String>,
-    #[serde(default)]
-    pub changes: Vec<Change>,
-}
-
-/// One key's change within a record.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Change {
-    pub key: String,
-    #[serde(default)]
-    pub old: Value,
-    #[serde(default)]
-    pub new: Value,
-}
+/// One committed transaction, and one key's change within it (declared once, in
+/// `api_types::history`).
+pub use api_types::history::{HistoryChange as Change, HistoryEntry as Record};
 
 /// Fetches `/history` as JSON.
 pub async fn fetch(socket_path: impl AsRef<Path>) -> Result<Value> {
@@ -63,26 +44,15 @@ pub async fn undo(socket_path: impl AsRef<Path>, id: Option<&str>) -> Result<Str
     request(socket_path, &undo_uri(id), "POST", None).await
 }
 
-/// Shows a JSON scalar without quotes around strings (`3`, `2024-01-01T00:00:00Z`).
-fn plain(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_string(),
-        other => other.to_string(),
-    }
-}
-
 /// Shows one side of a change: the JSON text of the value, on one line, or `(unset)`.
-fn side(value: &Value) -> String {
-    match value {
-        Value::Null => "(unset)".to_string(),
-        // Normally the server sends JSON text; re-serialize it compactly so it fits one line.
-        Value::String(text) => match serde_json::from_str::<Value>(text) {
+fn side(text: Option<&str>) -> String {
+    match text {
+        None => "(unset)".to_string(),
+        // The server sends the stored JSON text; re-serialize it compactly so it fits one line.
+        Some(text) => match serde_json::from_str::<Value>(text) {
             Ok(parsed) => parsed.to_string(),
             Err(_) => text.replace('\n', "\\n"),
         },
-        // Be lenient with servers that send the value itself.
-        other => other.to_string(),
     }
 }
 
@@ -98,9 +68,9 @@ pub fn format_table(records: &[Record]) -> String {
         "CHANGE".to_string(),
     ]];
     for record in records {
-        let id = plain(&record.id);
-        let time = plain(&record.time);
-        let transaction = record.transaction.clone().unwrap_or_else(|| "-".into());
+        let id = record.id.to_string();
+        let time = record.time.clone();
+        let transaction = record.transaction.clone();
         if record.changes.is_empty() {
             rows.push([id, time, transaction, "(no changes)".into()]);
             continue;
@@ -109,8 +79,8 @@ pub fn format_table(records: &[Record]) -> String {
             let text = format!(
                 "{}: {} -> {}",
                 change.key,
-                side(&change.old),
-                side(&change.new)
+                side(change.old.as_deref()),
+                side(change.new.as_deref())
             );
             if i == 0 {
                 rows.push([id.clone(), time.clone(), transaction.clone(), text]);
@@ -196,13 +166,21 @@ mod test {
     }
 
     #[test]
-    fn lenient_values() {
-        let value = json!([{"id": "a1", "changes": [{"key": "k", "old": 1, "new": "not json"}]}]);
+    fn stored_text_that_is_not_json_is_shown_on_one_line() {
+        let value = json!([{"id": 3, "time": "t", "transaction": "x",
+                            "changes": [{"key": "k", "old": "1", "new": "not\njson"}]}]);
         let table = format_table(&records(value).unwrap());
-        assert!(table.contains("k: 1 -> not json"), "{table}");
+        assert!(table.contains("k: 1 -> not\\njson"), "{table}");
         assert!(
-            table.lines().nth(1).unwrap().starts_with("a1  -     -  "),
+            table.lines().nth(1).unwrap().starts_with("3   t     x  "),
             "{table}"
         );
+    }
+
+    #[test]
+    fn a_server_that_sends_other_shapes_is_refused() {
+        // The history document is typed: an id that is not a number is not Ballast's.
+        let value = json!([{"id": "a1", "time": "t", "transaction": "x", "changes": []}]);
+        assert!(records(value).is_err());
     }
 }

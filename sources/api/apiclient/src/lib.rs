@@ -21,14 +21,14 @@
 //! ```no_run
 //! # async fn example() -> apiclient::Result<()> {
 //! // Any request; the status is returned as is, without judging it.
-//! let (status, body) = apiclient::raw_request("/run/api.sock", "/os", "GET", None).await?;
+//! let (status, body) = apiclient::raw_request(constants::API_SOCKET, "/os", "GET", None).await?;
 //!
 //! // The same, but a non-2xx answer becomes an error carrying the server's message.
-//! let body = apiclient::request("/run/api.sock", "/settings?prefix=motd", "GET", None).await?;
+//! let body = apiclient::request(constants::API_SOCKET, "/settings?prefix=motd", "GET", None).await?;
 //!
 //! // Change settings in a private transaction, then commit and apply it.
 //! let pairs = vec!["motd=hello".parse::<apiclient::set::KeyPair>()?];
-//! apiclient::set::set("/run/api.sock", &apiclient::set::SettingsInput::KeyPairs(pairs)).await?;
+//! apiclient::set::set(constants::API_SOCKET, &apiclient::set::SettingsInput::KeyPairs(pairs)).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -73,8 +73,15 @@
 //!   (and Bottlerocket's `s3://`, `ssm://`, `base64:` and similar sources).
 //! * One connection per request; there is no keep-alive or pooling, and no request timeout
 //!   (`commit_and_apply` can legitimately take a while).
-//! * `set KEY=VALUE` leaves the typing of VALUE to the server (bool, then integer, then float,
-//!   else string); use `set --json` to force a type.
+//! * `set KEY=VALUE` leaves the typing of VALUE to the server (Ballast's picks the type the
+//!   model wants for the key); use `set --json` to force a type.  A server without
+//!   `PATCH /settings/keypair` (older Bottlerocket) gets `PATCH /settings` with the values
+//!   typed by [`set::typed_value`]: bool, then integer, then float, else string, so `motd=42`
+//!   is refused there and lists need `--json`.
+//! * After a failed `commit_and_apply`, what the cleanup `DELETE /tx` removed decides what is
+//!   reported: nothing left pending after a 5xx means the commit happened
+//!   ([`Error::CommittedNotApplied`]).  When the DELETE answer is not a list of keys, that is
+//!   unknown, and the original error stands alone.
 //! * `http://` inputs get one GET: no redirects, no proxy, 60 s and 16 MiB at most.
 //! * Bottlerocket's `exec`, `report` and `ephemeral-storage` commands are not implemented yet,
 //!   nor are `get --exclude` and `get --canonicalize`.  Unlike Bottlerocket, `raw` must be
@@ -82,6 +89,7 @@
 //! * The update commands poll `GET /updates/status` four times a second; when `update apply`
 //!   gives up after `--timeout` (10 minutes by default), the prepare goes on on the server.
 //!   A refresh, activation or deactivation is given two minutes.
+#![forbid(unsafe_code)]
 
 pub mod apply;
 pub mod cli;
@@ -99,9 +107,6 @@ pub use error::{Error, Result};
 use snafu::ResultExt;
 use std::path::Path;
 use tokio::net::UnixStream;
-
-/// Where the API server listens unless told otherwise.
-pub const DEFAULT_SOCKET_PATH: &str = "/run/api.sock";
 
 /// Longest server message we put into an error line; the rest is cut off.
 const MAX_MESSAGE_CHARS: usize = 500;

@@ -1,12 +1,12 @@
 //! `apiclient`: the operator's command-line client for the API server.  See the library's
 //! documentation for the commands; this file only parses arguments, sets up logging and
 //! reports the outcome.
+#![forbid(unsafe_code)]
 
 use apiclient::cli::{self, Cli};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -18,11 +18,10 @@ async fn main() -> ExitCode {
     }
 
     // Logs go to stderr so stdout carries only the command's output.  Only our own crate logs.
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(format!("apiclient={}", cli.level())))
-        .with_writer(std::io::stderr)
+    logging::Logging::new(cli.level())
+        .only_crate("apiclient")
         .without_time()
-        .with_target(false)
+        .without_target()
         .init();
 
     let mut stdout = std::io::stdout();

@@ -1,47 +1,11 @@
 //! Printing a dry run's preview (`POST /tx/dry-run`) for people: the settings that would change,
 //! the services that would restart, and a unified diff of each configuration file.
 
-use serde::Deserialize;
 use serde_json::Value;
 use std::fmt::Write;
 
-/// The preview document the server answers with.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", default)]
-pub struct Preview {
-    pub changes: Vec<Change>,
-    pub services: Vec<ServicePlan>,
-    pub files: Vec<FilePlan>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Change {
-    pub key: String,
-    #[serde(default)]
-    pub old: Value,
-    #[serde(default)]
-    pub new: Value,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ServicePlan {
-    pub name: String,
-    #[serde(default)]
-    pub restart_commands: Vec<String>,
-    #[serde(default)]
-    pub would_restart: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct FilePlan {
-    pub path: String,
-    #[serde(default)]
-    pub service: Option<String>,
-    pub diff: String,
-}
+/// The preview document the server answers with (declared once, in `api_types::preview`).
+pub use api_types::preview::{Change, FilePlan, Preview, ServicePlan};
 
 fn show(value: &Value) -> String {
     match value {

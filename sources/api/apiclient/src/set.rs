@@ -5,6 +5,9 @@
 //! * `KEY=VALUE` pairs, sent as `PATCH /settings/keypair?tx=…` with
 //!   `{"request_payload": ["settings.motd=hi", …]}`.  The server chooses the value's type.
 //!   Keys may be given with or without the `settings.` prefix; they are always sent with it.
+//!   A server without that route (Bottlerocket before it added one answers 404) gets the
+//!   pairs as one typed object on `PATCH /settings` instead, each value typed the way
+//!   Bottlerocket's apiclient did it before the route existed (see [`typed_value`]).
 //! * a JSON object, sent as `PATCH /settings?tx=…`.  An outer `{"settings": …}` is removed.
 //!
 //! Either way the transaction (`apiclient-set-<random>`) is then committed and applied with
@@ -12,12 +15,13 @@
 //! transaction is deleted again (`DELETE /tx?tx=…`) so no half-done changes stay pending.
 
 use crate::error::{self, Error, Result};
-use crate::{request, tx};
+use crate::{check_status, raw_request, request, tx};
 use serde_json::{Map, Value};
 use snafu::{OptionExt, ResultExt};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use tracing::debug;
 
 /// The prefix every settings key has in the datastore.
 pub const SETTINGS_PREFIX: &str = "settings.";
@@ -111,6 +115,60 @@ pub fn keypair_body(pairs: &[KeyPair]) -> Result<String> {
         .context(error::SerializeBodySnafu)
 }
 
+/// The JSON value a `KEY=VALUE` value stands for when the client has to choose (see
+/// [`keypairs_to_object`]): `true`/`false`, else a whole number from 0 up, else any other
+/// number, each read as JSON; anything else is the text itself.  These are the rules of
+/// Bottlerocket's apiclient before the server took over the typing, so `motd=42` sends the
+/// number 42 (which a string setting refuses; use `--json` then), and lists are sent as text.
+pub fn typed_value(raw: &str) -> Value {
+    if let Ok(b) = serde_json::from_str::<bool>(raw) {
+        Value::Bool(b)
+    } else if let Ok(n) = serde_json::from_str::<u64>(raw) {
+        Value::from(n)
+    } else if let Some(n) = serde_json::from_str::<f64>(raw)
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+    {
+        Value::Number(n)
+    } else {
+        Value::String(raw.to_string())
+    }
+}
+
+/// The settings object (without the outer `settings`) that `PATCH /settings` takes for these
+/// pairs: each key split into its segments (quoted segments may hold dots) and nested, each
+/// value typed by [`typed_value`].  When two pairs overlap, the later one wins.
+pub fn keypairs_to_object(pairs: &[KeyPair]) -> Result<Map<String, Value>> {
+    let mut object = Map::new();
+    for pair in pairs {
+        let segments = settings_key::split(&pair.key).context(error::KeyPairKeySnafu {
+            input: pair.to_string(),
+        })?;
+        // Every key carries the "settings" segment (see `normalize_key`); the body leaves it off.
+        let Some((last, parents)) = segments[1..].split_last() else {
+            return error::KeyPairEmptyKeySnafu {
+                input: pair.to_string(),
+            }
+            .fail();
+        };
+        let mut level = &mut object;
+        for segment in parents {
+            let slot = level
+                .entry(segment.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            let Value::Object(inner) = slot else {
+                unreachable!("made an object just above")
+            };
+            level = inner;
+        }
+        level.insert(last.clone(), typed_value(&pair.value));
+    }
+    Ok(object)
+}
+
 /// The URI and body of the PATCH that stages `input` in `transaction`.
 pub fn patch_request(input: &SettingsInput, transaction: &str) -> Result<(String, String)> {
     match input {
@@ -151,23 +209,33 @@ pub async fn set_and(
     let socket_path = socket_path.as_ref();
     let transaction = tx::transaction_name("set");
     let (uri, body) = patch_request(input, &transaction)?;
+    let stage = stage(socket_path, input, &transaction, uri, body);
+    let answer = tx::stage_and_finish(socket_path, &transaction, how, stage).await?;
+    Ok((transaction, answer))
+}
 
-    let outcome = async {
+/// Sends the PATCH; when a server has no `PATCH /settings/keypair` (404), sends the pairs as a
+/// typed object to `PATCH /settings` instead.
+async fn stage(
+    socket_path: &Path,
+    input: &SettingsInput,
+    transaction: &str,
+    uri: String,
+    body: String,
+) -> Result<()> {
+    let (status, answer) = raw_request(socket_path, &uri, "PATCH", Some(body)).await?;
+    if let (SettingsInput::KeyPairs(pairs), 404) = (input, status) {
+        debug!(
+            "The server has no PATCH /settings/keypair (404); sending the values typed by \
+             apiclient to PATCH /settings"
+        );
+        let object = keypairs_to_object(pairs)?;
+        let body = serde_json::to_string(&object).context(error::SerializeBodySnafu)?;
+        let uri = tx::with_tx("/settings", transaction);
         request(socket_path, &uri, "PATCH", Some(body)).await?;
-        tx::finish(socket_path, &transaction, how).await
+        return Ok(());
     }
-    .await;
-
-    match outcome {
-        Ok(answer) => Ok((transaction, answer)),
-        Err(e) => {
-            // If we never reached the server there is nothing to clean up.
-            if !e.is_connect_failure() {
-                tx::discard_after_failure(socket_path, &transaction).await;
-            }
-            Err(e)
-        }
-    }
+    check_status("PATCH", &uri, status, &answer)
 }
 
 #[cfg(test)]
@@ -222,6 +290,68 @@ mod test {
             body,
             json!({"request_payload": ["settings.motd=hi", "settings.ntp.time-servers=[\"a\"]"]})
         );
+    }
+
+    #[test]
+    fn values_are_typed_as_bottlerocket_typed_them_before_the_keypair_route() {
+        assert_eq!(typed_value("true"), json!(true));
+        assert_eq!(typed_value("false"), json!(false));
+        assert_eq!(typed_value("42"), json!(42));
+        assert_eq!(typed_value("18446744073709551615"), json!(u64::MAX));
+        assert_eq!(typed_value("-3"), json!(-3.0));
+        assert_eq!(typed_value("0.5"), json!(0.5));
+        assert_eq!(typed_value("1e3"), json!(1000.0));
+        // JSON allows whitespace around a value, and Bottlerocket read the values as JSON.
+        assert_eq!(typed_value(" true "), json!(true));
+        for text in [
+            "hi",
+            "True",
+            "",
+            "null",
+            "[\"a\"]",
+            "{}",
+            "\"quoted\"",
+            "0x10",
+            "1e999",
+        ] {
+            assert_eq!(typed_value(text), json!(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn keypairs_nest_into_one_object() {
+        let pairs: Vec<KeyPair> = [
+            "motd=hi",
+            "settings.updates.seed=7",
+            "updates.ignore-waves=true",
+            "kernel.sysctl.\"net.ipv4.ip_forward\"=on",
+            "network.hostname=a=b",
+        ]
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+        assert_eq!(
+            Value::Object(keypairs_to_object(&pairs).unwrap()),
+            json!({
+                "motd": "hi",
+                "updates": {"seed": 7, "ignore-waves": true},
+                "kernel": {"sysctl": {"net.ipv4.ip_forward": "on"}},
+                "network": {"hostname": "a=b"},
+            })
+        );
+        // Later pairs win, also over a whole group.
+        let pairs: Vec<KeyPair> = ["ntp=x", "ntp.a=1", "motd=1", "motd=2"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(
+            Value::Object(keypairs_to_object(&pairs).unwrap()),
+            json!({"ntp": {"a": 1}, "motd": 2})
+        );
+        let bad: KeyPair = "kernel.sysctl.\"open=x".parse().unwrap();
+        let err = keypairs_to_object(&[bad]).unwrap_err();
+        assert!(matches!(err, Error::KeyPairKey { .. }), "{err}");
+        assert!(err.to_string().contains("quote"), "{err}");
     }
 
     #[test]

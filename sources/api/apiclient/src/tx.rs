@@ -4,9 +4,10 @@
 //! (`apiclient-set-<16 random letters and digits>`), so that committing it never commits
 //! somebody else's pending changes, and discards it again if anything goes wrong.
 
-use crate::{encode_query_value, request, Result};
+use crate::{encode_query_value, request, Error, Result};
 use rand::distr::Alphanumeric;
 use rand::Rng;
+use std::future::Future;
 use std::path::Path;
 use tracing::debug;
 
@@ -69,13 +70,96 @@ pub async fn discard(socket_path: impl AsRef<Path>, transaction: &str) -> Result
     request(socket_path, &uri, "DELETE", None).await
 }
 
-/// Best-effort cleanup after a failure: discards the transaction and only logs if that fails
-/// too, so the caller can report the original error.
-pub(crate) async fn discard_after_failure(socket_path: &Path, transaction: &str) {
-    match discard(socket_path, transaction).await {
-        Ok(_) => debug!("Discarded pending transaction {transaction}"),
-        Err(e) => debug!("Could not discard pending transaction {transaction}: {e}"),
+/// What `DELETE /tx` said it removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discarded {
+    /// These pending keys were thrown away.
+    Keys(Vec<String>),
+    /// The transaction held nothing (any more): there was nothing to throw away.
+    Nothing,
+    /// The answer did not list the removed keys, so what happened is not known.
+    Unknown,
+}
+
+impl Discarded {
+    /// Reads the answer of `DELETE /tx`: a JSON array of the removed keys (Ballast's and
+    /// Bottlerocket's shape).
+    pub fn from_answer(body: &str) -> Discarded {
+        match serde_json::from_str::<Vec<String>>(body) {
+            Ok(keys) if keys.is_empty() => Discarded::Nothing,
+            Ok(keys) => Discarded::Keys(keys),
+            Err(_) => Discarded::Unknown,
+        }
     }
+}
+
+/// Best-effort cleanup after a failure: discards the transaction and only logs if that fails
+/// too, so the caller can report the original error. The log says what the server reports it
+/// removed, never more; `None` when the DELETE itself failed.
+pub(crate) async fn discard_after_failure(
+    socket_path: &Path,
+    transaction: &str,
+) -> Option<Discarded> {
+    match discard(socket_path, transaction).await {
+        Ok(body) => {
+            let found = Discarded::from_answer(&body);
+            match &found {
+                Discarded::Keys(keys) => debug!(
+                    "Discarded pending transaction {transaction} ({})",
+                    keys.join(", ")
+                ),
+                Discarded::Nothing => {
+                    debug!("Transaction {transaction} had nothing pending; nothing was discarded")
+                }
+                Discarded::Unknown => debug!(
+                    "Asked the server to discard transaction {transaction}; its answer does not \
+                     say what it removed"
+                ),
+            }
+            Some(found)
+        }
+        Err(e) => {
+            debug!("Could not discard pending transaction {transaction}: {e}");
+            None
+        }
+    }
+}
+
+/// Stages changes with `stage` (PATCHes into `transaction`), then finishes the transaction as
+/// asked; returns the server's answer. When anything fails after the server was reached, the
+/// transaction is discarded so nothing half-done stays pending. When the commit answered 5xx
+/// but nothing was left to discard, the commit did happen and only applying failed: the error
+/// says so ([`Error::CommittedNotApplied`]) instead of implying that nothing changed.
+pub(crate) async fn stage_and_finish<F>(
+    socket_path: &Path,
+    transaction: &str,
+    how: Finish,
+    stage: F,
+) -> Result<String>
+where
+    F: Future<Output = Result<()>>,
+{
+    if let Err(e) = stage.await {
+        // If we never reached the server there is nothing to clean up.
+        if !e.is_connect_failure() {
+            discard_after_failure(socket_path, transaction).await;
+        }
+        return Err(e);
+    }
+    let e = match finish(socket_path, transaction, how).await {
+        Ok(answer) => return Ok(answer),
+        Err(e) if e.is_connect_failure() => return Err(e),
+        Err(e) => e,
+    };
+    let found = discard_after_failure(socket_path, transaction).await;
+    let server_error = e.status().is_some_and(|status| status >= 500);
+    if how == Finish::CommitAndApply && server_error && found == Some(Discarded::Nothing) {
+        return Err(Error::CommittedNotApplied {
+            transaction: transaction.to_string(),
+            source: Box::new(e),
+        });
+    }
+    Err(e)
 }
 
 #[cfg(test)]
@@ -90,6 +174,17 @@ mod test {
         let random = a.strip_prefix("apiclient-set-").unwrap();
         assert_eq!(random.len(), RANDOM_LEN);
         assert!(random.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn delete_answers_say_what_was_discarded() {
+        assert_eq!(
+            Discarded::from_answer(r#"["settings.motd"]"#),
+            Discarded::Keys(vec!["settings.motd".to_string()])
+        );
+        assert_eq!(Discarded::from_answer("[]"), Discarded::Nothing);
+        assert_eq!(Discarded::from_answer(""), Discarded::Unknown);
+        assert_eq!(Discarded::from_answer(r#"{"a":1}"#), Discarded::Unknown);
     }
 
     #[test]

@@ -10,7 +10,6 @@
 
 use crate::error::{self, Result};
 use crate::request;
-use serde::Deserialize;
 use serde_json::Value;
 use snafu::ResultExt;
 use std::io::Write;
@@ -25,93 +24,16 @@ pub const ACTION_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long `update apply` waits for the prepare unless told otherwise.
 pub const PREPARE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// An update action and the route that starts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Refresh,
-    Prepare,
-    Activate,
-    Deactivate,
-}
+/// An update action; its `route()` starts it and its `name()` is the status document's
+/// `cmd_type`.
+pub use api_types::update::CommandType as Action;
+/// The status document (declared once, in `api_types::update`).
+pub use api_types::update::{
+    CommandRecord, CommandStatus, PartitionInfo, UpdateImage, UpdateProgress as Progress,
+    UpdateState, UpdateStatus as Status,
+};
 
-impl Action {
-    /// The name the status document uses (`cmd_type`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Refresh => "refresh",
-            Action::Prepare => "prepare",
-            Action::Activate => "activate",
-            Action::Deactivate => "deactivate",
-        }
-    }
-
-    pub fn uri(self) -> &'static str {
-        match self {
-            Action::Refresh => "/actions/refresh-updates",
-            Action::Prepare => "/actions/prepare-update",
-            Action::Activate => "/actions/activate-update",
-            Action::Deactivate => "/actions/deactivate-update",
-        }
-    }
-}
-
-/// The parts of the status document the commands look at; the rest is passed through as is.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Status {
-    pub update_state: String,
-    #[serde(default)]
-    pub chosen_update: Option<Image>,
-    #[serde(default)]
-    pub staging_partition: Option<Partition>,
-    #[serde(default)]
-    pub most_recent_command: Option<CommandRecord>,
-    #[serde(default)]
-    pub progress: Option<Progress>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Image {
-    pub version: String,
-    #[serde(default)]
-    pub variant: String,
-    #[serde(default)]
-    pub arch: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Partition {
-    pub image: Image,
-    #[serde(default)]
-    pub next_to_boot: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct CommandRecord {
-    pub cmd_type: String,
-    pub cmd_status: String,
-    #[serde(default)]
-    pub exit_status: Option<i64>,
-    #[serde(default)]
-    pub stderr: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Progress {
-    #[serde(default)]
-    pub phase: String,
-    #[serde(default)]
-    pub target: Option<String>,
-    #[serde(default)]
-    pub bytes_written: u64,
-    #[serde(default)]
-    pub bytes_expected: Option<u64>,
-    #[serde(default)]
-    pub targets_done: u64,
-    #[serde(default)]
-    pub targets_total: u64,
-}
-
-/// Fetches the status: the document as sent, and the parts the commands use.
+/// Fetches the status: the document as sent, and the same parsed.
 pub async fn status(socket_path: &Path) -> Result<(Value, Status)> {
     let body = request(socket_path, STATUS_URI, "GET", None).await?;
     let value: Value = serde_json::from_str(&body).context(error::ResponseJsonSnafu {
@@ -124,7 +46,7 @@ pub async fn status(socket_path: &Path) -> Result<(Value, Status)> {
 
 /// Starts `action` on the server (204, or the server's refusal as an error).
 pub async fn start(socket_path: &Path, action: Action) -> Result<()> {
-    request(socket_path, action.uri(), "POST", None).await?;
+    request(socket_path, action.route(), "POST", None).await?;
     Ok(())
 }
 
@@ -140,13 +62,13 @@ pub async fn wait(
     loop {
         let (value, status) = status(socket_path).await?;
         match &status.most_recent_command {
-            Some(c) if c.cmd_type == action.name() && c.cmd_status == "Running" => {
+            Some(c) if c.cmd_type == action && c.cmd_status == CommandStatus::Running => {
                 on_poll(&status);
             }
-            Some(c) if c.cmd_type == action.name() && c.cmd_status == "Success" => {
+            Some(c) if c.cmd_type == action && c.cmd_status == CommandStatus::Success => {
                 return Ok((value, status));
             }
-            Some(c) if c.cmd_type == action.name() => {
+            Some(c) if c.cmd_type == action => {
                 return error::UpdateFailedSnafu {
                     action: action.name(),
                     exit: c
@@ -161,7 +83,7 @@ pub async fn wait(
                     action: action.name(),
                     other: other
                         .as_ref()
-                        .map_or("none".to_string(), |c| c.cmd_type.clone()),
+                        .map_or("none".to_string(), |c| c.cmd_type.to_string()),
                 }
                 .fail();
             }
@@ -210,7 +132,7 @@ pub async fn apply<W: Write>(
     let (_, mut current) = status(socket_path).await?;
     if options.check {
         current = run(socket_path, Action::Refresh, ACTION_TIMEOUT).await?.1;
-        if current.chosen_update.is_none() && current.update_state == "Idle" {
+        if current.chosen_update.is_none() && current.update_state == UpdateState::Idle {
             say(messages, "No update is available; nothing to apply.")?;
             return Ok(());
         }
@@ -378,7 +300,7 @@ mod test {
     }
 
     #[test]
-    fn status_parses_the_fields_it_needs_and_ignores_others() {
+    fn status_parses_the_document_and_ignores_unknown_fields() {
         let value = serde_json::json!({
             "update_state": "Staged",
             "available_updates": ["1.2.0"],
@@ -391,7 +313,7 @@ mod test {
             "something_new": 1
         });
         let status: Status = serde_json::from_value(value).unwrap();
-        assert_eq!(status.update_state, "Staged");
+        assert_eq!(status.update_state, UpdateState::Staged);
         assert_eq!(status.chosen_update.unwrap().version, "1.2.0");
         assert!(!status.staging_partition.unwrap().next_to_boot);
         assert_eq!(status.most_recent_command.unwrap().exit_status, Some(0));

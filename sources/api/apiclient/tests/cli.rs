@@ -419,6 +419,214 @@ async fn failed_commit_discards_the_transaction() {
     assert!(seen.iter().all(|s| s.tx() == seen[0].tx()));
 }
 
+/// A stand-in for a Bottlerocket API server from before `PATCH /settings/keypair` existed, for
+/// the routes `set` uses, with the behaviour Bottlerocket documents for them: `PATCH /settings`
+/// deserializes the body into the typed model (a wrong type is a 400 with a text body, and
+/// nothing is staged), `POST /tx/commit_and_apply` moves the transaction to live and answers
+/// the changed keys (422 when nothing is pending), `DELETE /tx` answers the removed keys, and
+/// any other route is actix-web's bare 404. No Bottlerocket server can run here, so this keeps
+/// to those observable rules and nothing more. `live` is the committed settings.
+fn bottlerocket_without_keypair(live: Arc<Mutex<Value>>) -> impl Fn(&Seen) -> (u16, String) {
+    // The types of the few settings the test uses, as the model declares them.
+    let model = json!({
+        "motd": "string",
+        "updates": {"seed": "u64", "ignore-waves": "bool"},
+        "kernel": {"sysctl": {"*": "string"}},
+        "network": {"hostname": "string"},
+    });
+    let pending: Mutex<std::collections::BTreeMap<String, Value>> = Mutex::default();
+    move |seen| {
+        let tx = seen
+            .uri
+            .split_once("?tx=")
+            .map_or("default", |(_, t)| t)
+            .to_string();
+        match (seen.method.as_str(), seen.path()) {
+            ("PATCH", "/settings") => {
+                let body: Value = match serde_json::from_str(&seen.body) {
+                    Ok(v) => v,
+                    Err(e) => return (400, format!("Json deserialize error: {e}")),
+                };
+                if let Err(e) = fits(&body, &model) {
+                    return (400, format!("Json deserialize error: {e}"));
+                }
+                let mut pending = pending.lock().unwrap();
+                let staged = pending.entry(tx).or_insert_with(|| json!({}));
+                deep_merge(staged, body);
+                (204, String::new())
+            }
+            ("POST", "/tx/commit_and_apply") => match pending.lock().unwrap().remove(&tx) {
+                None => (422, "Attempted to commit with no pending keys".into()),
+                Some(staged) => {
+                    let keys = leaf_keys(&staged, "settings");
+                    deep_merge(&mut live.lock().unwrap(), staged);
+                    (200, serde_json::to_string(&keys).unwrap())
+                }
+            },
+            ("DELETE", "/tx") => {
+                let removed = pending.lock().unwrap().remove(&tx);
+                let keys = removed.map_or_else(Vec::new, |v| leaf_keys(&v, "settings"));
+                (200, serde_json::to_string(&keys).unwrap())
+            }
+            _ => (404, String::new()),
+        }
+    }
+}
+
+/// Checks `value` against the type names in `model`; `"*"` stands for any field name.
+fn fits(value: &Value, model: &Value) -> Result<(), String> {
+    match (value, model) {
+        (Value::Object(fields), Value::Object(types)) => {
+            for (name, inner) in fields {
+                let ty = types
+                    .get(name)
+                    .or_else(|| types.get("*"))
+                    .ok_or_else(|| format!("unknown field `{name}`"))?;
+                fits(inner, ty).map_err(|e| format!("{name}: {e}"))?;
+            }
+            Ok(())
+        }
+        (Value::String(_), Value::String(t)) if t == "string" => Ok(()),
+        (Value::Bool(_), Value::String(t)) if t == "bool" => Ok(()),
+        (Value::Number(n), Value::String(t)) if t == "u64" && n.is_u64() => Ok(()),
+        (v, t) => Err(format!("invalid type: {v}, expected {t}")),
+    }
+}
+
+fn deep_merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                deep_merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn leaf_keys(value: &Value, prefix: &str) -> Vec<String> {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| {
+                let name = if k.contains('.') {
+                    format!("{prefix}.\"{k}\"")
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_keys(v, &name)
+            })
+            .collect(),
+        _ => vec![prefix.to_string()],
+    }
+}
+
+#[tokio::test]
+async fn set_falls_back_to_a_typed_patch_when_the_keypair_route_is_missing() {
+    let live = Arc::new(Mutex::new(json!({"motd": "old"})));
+    let server = FakeServer::start(bottlerocket_without_keypair(live.clone()));
+    let output = run(
+        &server.socket,
+        &[
+            "set",
+            "motd=hello world",
+            "updates.seed=42",
+            "settings.updates.ignore-waves=true",
+            "kernel.sysctl.\"net.ipv4.ip_forward\"=on",
+        ],
+        None,
+    )
+    .await;
+    assert_success(&output);
+    assert_eq!(stdout(&output), "");
+    assert_eq!(stderr(&output), "");
+
+    let seen = server.seen();
+    let requests: Vec<(&str, &str)> = seen.iter().map(|s| (s.method.as_str(), s.path())).collect();
+    assert_eq!(
+        requests,
+        [
+            ("PATCH", "/settings/keypair"),
+            ("PATCH", "/settings"),
+            ("POST", "/tx/commit_and_apply"),
+        ]
+    );
+    assert!(seen.iter().all(|s| s.tx() == seen[0].tx()), "{seen:#?}");
+    assert_eq!(
+        seen[1].json(),
+        json!({
+            "motd": "hello world",
+            "updates": {"seed": 42, "ignore-waves": true},
+            "kernel": {"sysctl": {"net.ipv4.ip_forward": "on"}},
+        })
+    );
+    assert_eq!(
+        *live.lock().unwrap(),
+        json!({
+            "motd": "hello world",
+            "updates": {"seed": 42, "ignore-waves": true},
+            "kernel": {"sysctl": {"net.ipv4.ip_forward": "on"}},
+        })
+    );
+
+    // The fallback types values as Bottlerocket's apiclient did: "42" is a number, which a
+    // string setting refuses. The refusal is reported and the transaction cleaned up.
+    let output = run(&server.socket, &["set", "motd=42"], None).await;
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.starts_with("apiclient: PATCH /settings?tx="), "{err}");
+    assert!(err.contains("400 Bad Request"), "{err}");
+    let seen = server.seen();
+    let last: Vec<(&str, &str)> = seen[3..]
+        .iter()
+        .map(|s| (s.method.as_str(), s.path()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("PATCH", "/settings/keypair"),
+            ("PATCH", "/settings"),
+            ("DELETE", "/tx")
+        ]
+    );
+    assert_eq!(live.lock().unwrap()["motd"], "hello world");
+}
+
+#[tokio::test]
+async fn a_failed_apply_after_the_commit_is_not_reported_as_discarded() {
+    // The server committed (DELETE finds nothing pending) but applying failed with a 500.
+    let server = FakeServer::start(|seen| match seen.path() {
+        "/tx/commit_and_apply" => (500, "the apply worker has stopped".into()),
+        "/tx" => (200, "[]".into()),
+        _ => (204, String::new()),
+    });
+    let output = run(&server.socket, &["-v", "set", "motd=hi"], None).await;
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(!err.contains("Discarded pending transaction"), "{err}");
+    assert!(err.contains("had nothing pending"), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with("apiclient: POST /tx/commit_and_apply"),
+        "{err}"
+    );
+    assert!(last.contains("500 Internal Server Error"), "{err}");
+    assert!(last.contains("the settings were committed"), "{err}");
+
+    // When the commit did not happen, the keys are discarded and the log says which.
+    let server = FakeServer::start(|seen| match seen.path() {
+        "/tx/commit_and_apply" => (500, "cannot write the datastore".into()),
+        "/tx" => (200, r#"["settings.motd"]"#.into()),
+        _ => (204, String::new()),
+    });
+    let output = run(&server.socket, &["-v", "set", "motd=hi"], None).await;
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("Discarded pending transaction"), "{err}");
+    assert!(err.contains("settings.motd"), "{err}");
+    assert!(!err.contains("were committed"), "{err}");
+}
+
 #[tokio::test]
 async fn missing_socket_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();

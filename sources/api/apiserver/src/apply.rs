@@ -16,9 +16,6 @@ pub enum ApplyRequest {
     All,
 }
 
-/// Environment variable through which the renderer learns the API socket to read settings from.
-pub const SOCKET_ENV: &str = "BALLAST_API_SOCKET";
-
 /// How long a dry run may take before the server gives up on it.
 const DRY_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -65,7 +62,7 @@ impl Applier {
 
     /// Asks the renderer what committing transaction `tx` would change (settings, services,
     /// file diffs) without changing anything, and returns its JSON answer.
-    pub async fn dry_run(&self, tx: &str) -> Result<serde_json::Value, ApiError> {
+    pub async fn dry_run(&self, tx: &str) -> Result<api_types::preview::Preview, ApiError> {
         let Some(command) = &self.command else {
             return Err(ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -76,7 +73,7 @@ impl Applier {
         };
         let mut cmd = tokio::process::Command::new(command);
         cmd.args(["--dry-run", "--tx", tx])
-            .env(SOCKET_ENV, &self.socket)
+            .env(constants::API_SOCKET_ENV, &self.socket)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -105,7 +102,7 @@ impl Applier {
         }
         serde_json::from_slice(&output.stdout).map_err(|e| {
             ApiError::internal(format!(
-                "renderer {} printed something that is not JSON: {e}",
+                "renderer {} printed something that is not a dry-run preview: {e}",
                 command.display()
             ))
         })
@@ -128,7 +125,7 @@ impl Applier {
 
 async fn run(command: &PathBuf, socket: &PathBuf, request: &ApplyRequest) -> std::io::Result<()> {
     let mut cmd = tokio::process::Command::new(command);
-    cmd.env(SOCKET_ENV, socket)
+    cmd.env(constants::API_SOCKET_ENV, socket)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -5,25 +5,70 @@
 use crate::error::ApiError;
 use datastore::{serialization, Committed, DataStore, Key, KeyType};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Transaction used when a request does not name one.
 pub const DEFAULT_TX: &str = "default";
 
-/// Metadata key naming the services a setting affects.
-pub const AFFECTED_SERVICES: &str = "affected-services";
-/// Metadata key holding a setting's generator command.
-pub const SETTING_GENERATOR: &str = "setting-generator";
-/// Metadata key holding a setting's template.
-pub const TEMPLATE: &str = "template";
+/// The metadata keys the defaults file sets and the controller reads; their home is the model.
+pub use models::defaults::{AFFECTED_SERVICES, SETTING_GENERATOR, TEMPLATE};
+
+/// The first segment of every settings key; its home is the model.
+pub use models::validate::SETTINGS_PREFIX as SETTINGS_ROOT;
 
 /// Adds the "settings." prefix when the caller left it off, as Bottlerocket does.
 pub fn settings_prefix(prefix: &str) -> String {
-    if prefix == "settings" || prefix.starts_with("settings.") {
-        prefix.to_string()
-    } else {
-        format!("settings.{prefix}")
+    match prefix.strip_prefix(SETTINGS_ROOT) {
+        Some(rest) if rest.is_empty() || rest.starts_with('.') => prefix.to_string(),
+        _ => format!("{SETTINGS_ROOT}.{prefix}"),
     }
+}
+
+/// The top-level parts of the model, as `GET /` returns them.
+pub const MODEL_ROOTS: [&str; 4] = ["settings", "services", "configuration-files", "os"];
+
+/// Which part of `root` (e.g. "settings") a user's prefix selects, following Bottlerocket: a
+/// prefix that `root.` starts with ("se", "settings") selects all of it and gives `root.`; a
+/// prefix that starts with `root.` ("settings.motd") selects what it names and is given back;
+/// any other prefix selects nothing (`None`).
+pub fn prefix_within<'a>(given: &'a str, root: &str) -> Option<Cow<'a, str>> {
+    let whole = format!("{root}.");
+    if whole.starts_with(given) {
+        Some(Cow::Owned(whole))
+    } else if given.starts_with(&whole) {
+        Some(Cow::Borrowed(given))
+    } else {
+        None
+    }
+}
+
+/// The OS facts whose field names start with what `prefix` selects within "os" (see
+/// [`prefix_within`]): "os.v" keeps variant_id and version_id, "os" keeps all five. `None`
+/// when the prefix selects nothing of "os".
+pub fn os_fields(os: Value, prefix: &str) -> Option<Value> {
+    let selected = prefix_within(prefix, "os")?;
+    let field_prefix = &selected["os.".len()..];
+    let Value::Object(fields) = os else {
+        return Some(os);
+    };
+    Some(Value::Object(
+        fields
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(field_prefix))
+            .collect(),
+    ))
+}
+
+/// Refuses an empty query parameter (`?prefix=`), as Bottlerocket does: an empty value is far
+/// more often an unset shell variable than a wish for everything.
+pub fn non_empty<'a>(name: &str, value: &'a str) -> Result<&'a str, ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "?{name}= is empty; give a value or leave the parameter out"
+        )));
+    }
+    Ok(value)
 }
 
 /// Reads everything under `prefix` ("settings", "services", ...) as one nested object without the
@@ -75,19 +120,19 @@ pub fn get_settings_keys<D: DataStore + ?Sized>(
 }
 
 /// Validates a partial settings object (without the outer "settings") against the model and
-/// writes it into the pending transaction. Nothing is written when any part is refused.
+/// writes it into the pending transaction. Nothing is written when any part is refused, or
+/// when the object holds no settings.
 pub fn set_settings<D: DataStore + ?Sized>(
     ds: &mut D,
     settings: &Value,
     tx: &str,
 ) -> Result<(), ApiError> {
     let pairs = validated_pairs(settings)?;
-    if pairs.is_empty() {
-        return Err(ApiError::bad_request(
-            "the request holds no settings to change",
-        ));
+    // `{}` is a valid (empty) partial settings document: accepted, as by Bottlerocket, and
+    // nothing is written, so no empty transaction appears.
+    if !pairs.is_empty() {
+        ds.set_keys(&pairs, &Committed::Pending { tx: tx.to_string() })?;
     }
-    ds.set_keys(&pairs, &Committed::Pending { tx: tx.to_string() })?;
     Ok(())
 }
 
@@ -194,11 +239,18 @@ pub fn merge(into: &mut Value, later: Value) {
 }
 
 /// Commits a transaction; `Ok(None)` means there was nothing pending (the API answers 422).
+/// The launch transaction yields to values committed after its own were staged (see the crate
+/// documentation).
 pub fn commit<D: DataStore + ?Sized>(
     ds: &mut D,
     tx: &str,
 ) -> Result<Option<Vec<String>>, ApiError> {
-    match ds.commit_transaction(tx) {
+    let committed = if tx == constants::LAUNCH_TX {
+        ds.commit_transaction_keeping_newer(tx)
+    } else {
+        ds.commit_transaction(tx)
+    };
+    match committed {
         Ok(record) => Ok(Some(record.changes.into_iter().map(|c| c.key).collect())),
         Err(datastore::Error::EmptyTransaction { .. }) => Ok(None),
         Err(e) => Err(e.into()),
@@ -263,7 +315,8 @@ pub fn affected_services<D: DataStore + ?Sized>(
 }
 
 /// Entries of a metadata tree ("services" or "configuration-files"), filtered by exact names or
-/// by a name prefix.
+/// by a name prefix. A name that does not exist is a 404 naming it (as in Bottlerocket). The
+/// prefix may carry the root ("services.host" is "host"; "services" alone is everything).
 pub fn get_named_tree<D: DataStore + ?Sized>(
     ds: &D,
     root: &str,
@@ -274,6 +327,20 @@ pub fn get_named_tree<D: DataStore + ?Sized>(
     let Value::Object(map) = tree else {
         return Ok(Value::Object(Map::new()));
     };
+    if let Some(missing) = names.iter().find(|name| !map.contains_key(name.as_str())) {
+        return Err(ApiError::not_found(format!(
+            "there is no {root} entry named '{missing}'; GET /{root} lists them"
+        )));
+    }
+    let prefix = prefix.map(|p| {
+        if p == root {
+            ""
+        } else {
+            p.strip_prefix(root)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .unwrap_or(p)
+        }
+    });
     let filtered = map
         .into_iter()
         .filter(|(name, _)| names.is_empty() || names.contains(name))

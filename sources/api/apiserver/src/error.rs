@@ -16,35 +16,21 @@ pub enum Error {
         source: datastore::Error,
     },
 
-    #[snafu(display("Cannot remove the stale socket {}: {source}", path.display()))]
-    RemoveSocket {
+    #[snafu(display(
+        "Cannot open the datastore at {}: another process has it open, {holder}. Stop it (only one API server may run per datastore) or pass another --datastore-path: {source}",
+        path.display()
+    ))]
+    DatastoreLocked {
         path: PathBuf,
-        source: std::io::Error,
+        holder: String,
+        source: datastore::Error,
     },
 
-    #[snafu(display("Cannot create the socket directory {}: {source}", path.display()))]
-    SocketDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-
-    #[snafu(display("Cannot listen on {}: {source}", path.display()))]
+    #[snafu(display("Cannot listen on {} (mode 0660, owned by the --socket-gid group): {source}", path.display()))]
     Bind {
         path: PathBuf,
         source: std::io::Error,
     },
-
-    #[snafu(display("Cannot set mode 0660 on the socket {}: {source}", path.display()))]
-    SocketMode {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-
-    #[snafu(display("Cannot set owner or mode of the socket {}: {source}", path.display()))]
-    SocketPermissions { path: PathBuf, source: nix::Error },
-
-    #[snafu(display("The HTTP server failed: {source}"))]
-    Serve { source: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -87,6 +73,11 @@ impl ApiError {
 }
 
 impl From<datastore::Error> for ApiError {
+    /// Mistakes in the request are 4xx with the datastore's sentence (it names the key or
+    /// transaction, never a file). A key or prefix the filesystem cannot hold (too long, or a
+    /// segment longer than a file name) is also the request's fault: 400. Every other failure
+    /// is a 500 (503 when the server is out of descriptors) whose body names no file: the
+    /// detail, with its path, goes to the log.
     fn from(e: datastore::Error) -> Self {
         use datastore::Error as D;
         let status = match &e {
@@ -96,12 +87,46 @@ impl From<datastore::Error> for ApiError {
             | D::KeyConflict { .. } => StatusCode::BAD_REQUEST,
             D::EmptyTransaction { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             D::NoSuchCommit { .. } => StatusCode::NOT_FOUND,
+            D::Io { source, .. } => match source.raw_os_error() {
+                Some(libc::ENAMETOOLONG) => {
+                    return ApiError::bad_request(
+                        "the key, prefix or name is too long to be stored; use a shorter one",
+                    )
+                }
+                // A NUL byte cannot be part of a file name; std refuses it before any call.
+                None if source.kind() == std::io::ErrorKind::InvalidInput => {
+                    return ApiError::bad_request(
+                        "the key, prefix or name holds a character that cannot be stored",
+                    )
+                }
+                Some(libc::EMFILE | libc::ENFILE) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status.is_server_error() {
-            tracing::error!("datastore failure: {e}");
+        if !status.is_server_error() {
+            return ApiError::new(status, e.to_string());
         }
-        ApiError::new(status, e.to_string())
+        tracing::error!("datastore failure: {e}");
+        let message = match &e {
+            D::Io { source, .. } if status == StatusCode::SERVICE_UNAVAILABLE => {
+                format!("the server is out of file descriptors ({source}); retry shortly")
+            }
+            D::Io { source, .. } => {
+                format!("reading or writing the datastore failed: {source}; the server's log names the file")
+            }
+            D::CorruptFile { .. } => {
+                "a datastore file is damaged; the server's log names it".to_string()
+            }
+            D::NotADatastore { .. } | D::Locked { .. } => {
+                "the datastore is not usable; see the server's log".to_string()
+            }
+            D::GroupCommit { tx, .. } => format!(
+                "committing transaction '{tx}' failed (it shared its flush with other commits); the server's log has the cause"
+            ),
+            other => other.to_string(),
+        };
+        ApiError::new(status, message)
     }
 }
 

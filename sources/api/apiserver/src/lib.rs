@@ -11,13 +11,38 @@
 //! crate; a bad value is a 400 naming the key and nothing is written) -> `POST
 //! /tx/commit_and_apply?tx=T` (the datastore moves the transaction to live all or nothing and
 //! records it in the settings history) -> the changed keys go to the renderer command, which
-//! re-renders the affected files and restarts the affected services.
+//! re-renders the affected files and restarts the affected services. Commits that arrive while
+//! another is being flushed are committed together with one flush (see [`group_commit`]).
+//!
+//! The boot's launch transaction ([`constants::LAUNCH_TX`]: defaults, user data, generated
+//! values) is committed by settings-committer after this server already answers, so a user's
+//! commit can come first. Committing it, this server keeps every key that another commit
+//! changed after the key was staged there (the datastore's
+//! `commit_transaction_keeping_newer`): a boot value never replaces a value committed after it
+//! was staged. Any other transaction commits all its keys; the last commit wins.
 //!
 //! # Usage
 //!
 //! `apiserver --datastore-path /var/lib/ballast/datastore/current --socket-path /run/api.sock
 //! --socket-gid 274 --apply-command /usr/bin/thar-be-settings`. `GET /openapi.json` describes
-//! every route; the document is generated from the same declarations that build the router.
+//! every route; the document is generated from the same declarations that build the router,
+//! then finished by [`openapi`]: every operation lists the refusals any route can give (400,
+//! 413, and 500/503 where a handler touches the datastore or a program), `PATCH /settings`
+//! takes a schema that requires at least one setting, and the "key=value" strings of
+//! `PATCH /settings/keypair` get a pattern built from the settings schema. Parameter schemas
+//! come from the rules' homes: transaction names from the datastore, key patterns and lengths
+//! from `settings-key`. `tests/conformance.rs` holds the document against the server with
+//! generated requests (seeded; `CONFORMANCE_SEED` replays another seed).
+//!
+//! ## Query parameters
+//!
+//! They follow Bottlerocket where a script could notice: a prefix selects within each part of
+//! the model ([`controller::prefix_within`]; `/?prefix=os.v` keeps `variant_id` and
+//! `version_id`, `/os?prefix=arch` keeps `arch`); an empty `?prefix=`, `?keys=` or `?names=` is
+//! a 400; an unknown name in `?names=` a 404; `PATCH /settings` with `{}` a 204 that stages
+//! nothing. Kept on purpose, with reasons in the README ("Where Ballast differs"): 405 for a
+//! known path with another method, 400 for an unknown query parameter or an empty `?tx=`, and
+//! a prefix naming no part of the model read as a settings prefix.
 //!
 //! ## Updates
 //!
@@ -48,8 +73,39 @@
 //! from the updater instead of answering 404; `exit_status` is null while running; and
 //! `progress` and `failed_update` are our own fields.
 //!
+//! ## Connections and limits
+//!
+//! The server runs its own accept loop over hyper (see [`listen`]) rather than `axum::serve`,
+//! so that every connection is bounded:
+//!
+//! - A connection must send a complete request head within 10 s of connecting or of its previous
+//!   answer ([`listen::HEADER_READ_TIMEOUT`]); this is also the keep-alive idle timeout. Its
+//!   body must follow within 10 s of the head ([`listen::REQUEST_BODY_TIMEOUT`]), else 400.
+//! - At most half the descriptor limit in connections, never more than 4,096
+//!   ([`listen::max_connections`]); at the cap the connection idle the longest (quiet for at
+//!   least 50 ms) is closed to make room, and when all are busy new clients wait in the backlog.
+//! - At start the soft `RLIMIT_NOFILE` is raised to the hard limit (the unit sets
+//!   `LimitNOFILE=16384`). Accept errors such as EMFILE are logged at most once a second; the
+//!   loop closes an idle connection and pauses 10 ms, and never stops.
+//! - Request heads are at most 64 KiB. A request with both `Transfer-Encoding` and
+//!   `Content-Length`, or with two `Host` headers, is a 400 and ends the connection; a
+//!   `Content-Length` over 1 MiB is a 413 before any `100 Continue`. A chunked request ends its
+//!   connection after the answer.
+//! - A key, prefix or name too long for the filesystem is a 400. A 5xx body names no file; the
+//!   log has the path.
+//! - The socket is bound in a private 0700 directory next to its path, given mode 0660 and its
+//!   group there and renamed into place, so it never exists with other permissions, whatever
+//!   the umask. SIGTERM and SIGINT stop accepting, let requests in progress finish (up to 10 s)
+//!   and remove the socket. The update status directory is 0700 and its file 0600.
+//! - A server that finds the datastore locked says so every 2 s, naming the holder's PID from
+//!   `/proc/locks`, and gives up after 10 s.
+//!
 //! # Current limitations
 //!
+//! - A request in progress is never evicted, and a handler has no time limit: slow renderer
+//!   dry-runs count against the cap for as long as they run.
+//! - With a hard descriptor limit of 1024, the cap is 512 connections, and a client that
+//!   connects and stays quiet for 50 ms while 512 others are open may be closed to make room.
 //! - `/exec`, `/report` and `/actions/ephemeral-storage` are not served yet.
 //! - Applies run in the background; their outcome is only in the journal, not in the answer.
 //! - There is no authentication beyond the socket's owner, group and mode.
@@ -59,16 +115,22 @@
 //!   time relies on the updater's own lock. The status notices such changes at the next action
 //!   or restart, not at once.
 //! - `--updater-command` and `--reboot-command` are split on whitespace, without quoting.
+//! - The document's patterns describe a subset of what the server takes where a regular
+//!   expression cannot say it all: quoted key segments of printable ASCII only, URLs without
+//!   query strings, PEM bundles that start with a certificate, and no list or map values in
+//!   the keypair pattern (the server takes them as JSON). What the patterns allow is accepted.
 
 pub mod apply;
 pub mod controller;
 pub mod error;
+pub mod group_commit;
+pub mod listen;
+pub mod openapi;
 pub mod server;
 pub mod updates;
 
 use error::*;
 use snafu::ResultExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -86,60 +148,110 @@ pub struct ServerConfig {
     pub kmsg_ready: bool,
 }
 
-/// Opens the datastore, listens on the socket and serves until SIGTERM or SIGINT.
+/// Opens the datastore, listens on the socket and serves until SIGTERM or SIGINT, then removes
+/// the socket.
 pub async fn serve(config: ServerConfig) -> Result<()> {
+    let nofile = listen::raise_nofile_limit();
     let store = open_store(&config.datastore_path)?;
     let state = server::AppState {
         store: Arc::new(RwLock::new(Box::new(store))),
         os_release: config.os_release.clone(),
         applier: apply::Applier::start(config.apply_command.clone(), config.socket_path.clone()),
+        commits: group_commit::CommitQueue::new(),
         updates: updates::Updates::new(config.updates.clone()),
     };
     let (app, _) = server::router(state);
-    let listener = bind(&config.socket_path, config.socket_gid)?;
-    tracing::info!("serving the API on {}", config.socket_path.display());
+    let shutdown = shutdown_signal();
+    let (listener, socket) =
+        listen::bind_socket(&config.socket_path, config.socket_gid).context(BindSnafu {
+            path: &config.socket_path,
+        })?;
+    let max_connections = listen::max_connections(nofile);
+    tracing::info!(
+        "serving the API on {} (up to {max_connections} connections, descriptor limit {nofile})",
+        config.socket_path.display()
+    );
     notify_ready();
     if config.kmsg_ready {
         announce_in_kernel_log(&config.socket_path);
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context(ServeSnafu)
+    listen::serve(listener, app, max_connections, shutdown).await;
+    socket.remove();
+    Ok(())
 }
 
-/// Opens the datastore, waiting up to ten seconds for its lock: after a crash, a renderer the
+/// How long a server waits for the datastore lock before giving up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a server waiting for the datastore lock says so.
+const LOCK_WAIT_REPORT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the datastore, waiting up to [`LOCK_WAIT`] for its lock: after a crash, a renderer the
 /// old server was starting can hold the lock file for a moment (between its fork and exec).
+/// While it waits it says so every [`LOCK_WAIT_REPORT`], naming the holder when it can.
 fn open_store(path: &Path) -> Result<datastore::FilesystemDataStore> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let start = std::time::Instant::now();
+    let mut next_report = start;
     loop {
         match datastore::FilesystemDataStore::open(path) {
-            Err(datastore::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+            Err(datastore::Error::Locked { .. }) if start.elapsed() < LOCK_WAIT => {
+                if std::time::Instant::now() >= next_report {
+                    tracing::warn!(
+                        "waiting for the datastore lock at {}: {} (giving up after {} s)",
+                        path.display(),
+                        lock_holder(path),
+                        LOCK_WAIT.as_secs()
+                    );
+                    next_report += LOCK_WAIT_REPORT;
+                }
                 std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(source @ datastore::Error::Locked { .. }) => {
+                return Err(Error::DatastoreLocked {
+                    path: path.to_path_buf(),
+                    holder: lock_holder(path),
+                    source,
+                })
             }
             other => return other.context(OpenDatastoreSnafu { path }),
         }
     }
 }
 
-/// Creates the listening socket with mode 0660 and, when asked, the given group.
-pub fn bind(path: &Path, gid: Option<u32>) -> Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).context(SocketDirSnafu { path: dir })?;
+/// Who holds the datastore's lock, from /proc/locks (which lists the PID of each `flock`
+/// holder): "held by PID 123 (apiserver)", or a sentence saying it is unknown.
+fn lock_holder(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    // The datastore's lock file: `lock` in the version directory `path` resolves to.
+    let lock = std::fs::canonicalize(path)
+        .map(|dir| dir.join("lock"))
+        .and_then(std::fs::metadata);
+    let (Ok(lock), Ok(locks)) = (lock, std::fs::read_to_string("/proc/locks")) else {
+        return "its holder is unknown".to_string();
+    };
+    let dev = lock.dev();
+    // /proc/locks names a file as MAJOR:MINOR:INODE, the device numbers in hex.
+    let id = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        lock.ino()
+    );
+    let holders: Vec<String> = locks
+        .lines()
+        .filter(|line| line.split_whitespace().any(|field| field == id))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // "1: FLOCK ADVISORY WRITE <pid> <file> ..."; "->" marks a waiter.
+            let pid = fields.get(4).filter(|_| fields.get(1) != Some(&"->"))?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            Some(format!("PID {pid} ({})", comm.trim()))
+        })
+        .collect();
+    if holders.is_empty() {
+        "its holder is unknown".to_string()
+    } else {
+        format!("held by {}", holders.join(", "))
     }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).context(RemoveSocketSnafu { path }),
-    }
-    let listener = tokio::net::UnixListener::bind(path).context(BindSnafu { path })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .context(SocketModeSnafu { path })?;
-    if let Some(gid) = gid {
-        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
-            .context(SocketPermissionsSnafu { path })?;
-    }
-    Ok(listener)
 }
 
 /// Tells systemd (Type=notify) that the socket is ready, when started by systemd.
@@ -182,15 +294,27 @@ fn notify_ready() {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed here, when it is called,
+/// not when the future is first polled: the server calls it before its socket exists, so a
+/// signal sent the moment a client sees the socket (or systemd sees READY) still stops it cleanly
+/// instead of killing it with the socket left behind.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot install the SIGTERM/SIGINT handlers: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }

@@ -3,7 +3,6 @@
 use apiserver::updates::updater::CommandLine;
 use apiserver::updates::UpdatesConfig;
 use clap::Parser;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,16 +11,16 @@ use std::process::ExitCode;
 #[command(version, about)]
 struct Args {
     /// The datastore directory (usually the `current` link).
-    #[arg(long, default_value = "/var/lib/ballast/datastore/current")]
+    #[arg(long, default_value = constants::DATASTORE_CURRENT)]
     datastore_path: PathBuf,
     /// Where to listen.
-    #[arg(long, default_value = "/run/api.sock")]
+    #[arg(long, default_value = constants::API_SOCKET)]
     socket_path: PathBuf,
     /// Group that owns the socket (mode 0660), e.g. the `api` group.
     #[arg(long)]
     socket_gid: Option<u32>,
     /// os-release file describing this OS for GET /os.
-    #[arg(long, default_value = "/etc/os-release")]
+    #[arg(long, default_value = constants::OS_RELEASE)]
     os_release: PathBuf,
     /// Renderer run on apply: changed keys as a JSON array on stdin, or `--all`.
     #[arg(long)]
@@ -43,18 +42,48 @@ struct Args {
     kmsg_ready: bool,
     /// trace, debug, info, warn or error.
     #[arg(long, default_value = "info")]
-    log_level: tracing_subscriber::filter::LevelFilter,
+    log_level: logging::LevelFilter,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Most async worker threads: two keep both cores of a small node busy; more only add memory
+/// (each has its own stack and malloc arena) to a server whose requests take microseconds.
+const MAX_WORKERS: usize = 2;
+/// Most threads for blocking work (reads that wait for a writer, writes, commits): enough for
+/// eight committers waiting to join one group commit, plus the renderer and updater.
+const MAX_BLOCKING_THREADS: usize = 16;
+/// An idle blocking thread ends after this long, giving back its stack.
+const BLOCKING_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+/// glibc malloc arenas: one per thread by default (up to 8 per core), each keeping freed memory
+/// for its thread; two suffice for two workers and the blocking threads' short jobs.
+const MALLOC_ARENAS: i32 = 2;
+
+fn main() -> ExitCode {
+    // SAFETY: mallopt only changes an allocator setting; it is called before any other thread
+    // exists, and a failure (return 0) just leaves the default in place.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("apiserver: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        // Colour codes only help on a terminal; in the journal they are noise.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    logging::init(args.log_level);
     let config = apiserver::ServerConfig {
         datastore_path: args.datastore_path,
         socket_path: args.socket_path,

@@ -7,6 +7,8 @@ use crate::controller::{self, DEFAULT_TX};
 use crate::error::{ApiError, ErrorBody};
 use crate::updates::status::{CommandType, UpdateStatus};
 use crate::updates::Updates;
+use api_types::history::{HistoryChange, HistoryEntry};
+use api_types::preview::Preview;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -15,12 +17,14 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use datastore::{Committed, DataStore};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::Required;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -39,6 +43,8 @@ pub struct AppState {
     pub os_release: PathBuf,
     pub applier: Applier,
     pub updates: Updates,
+    /// Commits waiting to share the next datastore flush.
+    pub commits: Arc<crate::group_commit::CommitQueue>,
 }
 
 #[derive(OpenApi)]
@@ -51,36 +57,40 @@ pub struct AppState {
 )]
 struct ApiDoc;
 
-/// Builds the router and the OpenAPI document from the same route declarations.
-pub fn router(state: AppState) -> (Router, OpenApiDoc) {
-    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(get_model))
-        .routes(routes!(get_settings, patch_settings))
-        .routes(routes!(patch_settings_keypair))
-        .routes(routes!(get_tx, delete_tx))
-        .routes(routes!(list_tx))
-        .routes(routes!(commit_tx))
-        .routes(routes!(apply_tx))
-        .routes(routes!(commit_and_apply_tx))
-        .routes(routes!(dry_run_tx))
-        .routes(routes!(get_os))
-        .routes(routes!(get_affected_services))
-        .routes(routes!(get_templates))
-        .routes(routes!(get_setting_generators))
-        .routes(routes!(get_services))
-        .routes(routes!(get_configuration_files))
-        .routes(routes!(get_history))
-        .routes(routes!(undo_history))
-        .routes(routes!(get_update_status))
-        .routes(routes!(refresh_updates))
-        .routes(routes!(prepare_update))
-        .routes(routes!(activate_update))
-        .routes(routes!(deactivate_update))
-        .routes(routes!(reboot))
-        .routes(routes!(get_openapi))
-        .with_state(state)
-        .split_for_parts();
+/// Builds the router and the OpenAPI document from the same route declarations (finished by
+/// [`crate::openapi::finish`]).
+pub fn router(state: AppState) -> (Router, Value) {
+    let (router, mut doc): (Router, utoipa::openapi::OpenApi) =
+        OpenApiRouter::with_openapi(ApiDoc::openapi())
+            .routes(routes!(get_model))
+            .routes(routes!(get_settings, patch_settings))
+            .routes(routes!(patch_settings_keypair))
+            .routes(routes!(get_tx, delete_tx))
+            .routes(routes!(list_tx))
+            .routes(routes!(commit_tx))
+            .routes(routes!(apply_tx))
+            .routes(routes!(commit_and_apply_tx))
+            .routes(routes!(dry_run_tx))
+            .routes(routes!(get_os))
+            .routes(routes!(get_affected_services))
+            .routes(routes!(get_templates))
+            .routes(routes!(get_setting_generators))
+            .routes(routes!(get_services))
+            .routes(routes!(get_configuration_files))
+            .routes(routes!(get_history))
+            .routes(routes!(undo_history))
+            .routes(routes!(get_update_status))
+            .routes(routes!(put_daemon_report))
+            .routes(routes!(refresh_updates))
+            .routes(routes!(prepare_update))
+            .routes(routes!(activate_update))
+            .routes(routes!(deactivate_update))
+            .routes(routes!(reboot))
+            .routes(routes!(get_openapi))
+            .with_state(state)
+            .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let doc = crate::openapi::finish(&doc);
     let spec = Arc::new(doc.clone());
     let router = router
         .layer(axum::Extension(spec))
@@ -164,8 +174,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 // ---- query shapes ----
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TxQuery {
     /// Transaction name (default "default"): 1 to 64 of A-Z a-z 0-9 _ -.
@@ -180,34 +189,39 @@ impl TxQuery {
     }
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsQuery {
-    /// Comma-separated dotted keys, e.g. settings.motd,settings.ntp.
+    /// Comma-separated dotted keys, e.g. settings.motd,settings.ntp ("settings." is added when
+    /// missing). With `prefix`, the answer holds both.
     pub keys: Option<String>,
-    /// A key prefix; "settings." is added when missing.
+    /// A key prefix; "settings." is added when missing. With `keys`, the answer holds both.
     pub prefix: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrefixQuery {
     /// Only what lies under this dotted prefix, e.g. settings.motd or os.
     pub prefix: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysQuery {
-    /// Comma-separated dotted keys.
+    /// Comma-separated dotted keys ("settings." is added when missing).
     pub keys: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+/// The query of GET /metadata/affected-services, whose keys are required.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredKeysQuery {
+    /// Comma-separated dotted keys ("settings." is added when missing).
+    pub keys: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamesQuery {
     /// Comma-separated names.
@@ -216,13 +230,161 @@ pub struct NamesQuery {
     pub prefix: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+impl NamesQuery {
+    /// The names and the prefix, refusing an empty `?names=` or `?prefix=` with a 400.
+    fn checked(self) -> Result<(Vec<String>, Option<String>), ApiError> {
+        let names = split_list(&self.names);
+        if self.names.is_some() && names.is_empty() {
+            return Err(ApiError::bad_request(
+                "?names= names nothing; give e.g. ?names=a,b or leave it out",
+            ));
+        }
+        if let Some(prefix) = &self.prefix {
+            controller::non_empty("prefix", prefix)?;
+        }
+        Ok((names, self.prefix))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UndoQuery {
     /// The commit to revert; the newest when absent.
     pub id: Option<u64>,
 }
+
+// ---- parameter schemas: each states the rule the server applies, from the rule's own home ----
+
+/// Longest settings key a request may name without its "settings." prefix, which the server
+/// adds: the whole key must still fit [`settings_key::MAX_KEY_LEN`].
+pub const MAX_SETTINGS_NAME_LEN: usize =
+    settings_key::MAX_KEY_LEN - controller::SETTINGS_ROOT.len() - 1;
+
+fn string_schema(pattern: String, min: usize, max: usize) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .build()
+}
+
+/// `tx`: a transaction name as the datastore accepts it.
+fn tx_name_schema() -> Object {
+    string_schema(
+        datastore::transaction_name_pattern(),
+        1,
+        datastore::MAX_TRANSACTION_NAME_LEN,
+    )
+}
+
+/// Comma-separated settings keys, each of the key grammar and short enough to get its prefix.
+/// An empty value is refused (as Bottlerocket does): leave the parameter out instead.
+fn settings_key_list_schema() -> Object {
+    string_schema(settings_key::key_list_pattern(), 1, MAX_SETTINGS_NAME_LEN)
+}
+
+/// A settings key prefix: a (partial) dotted key short enough to get its "settings." prefix;
+/// not empty (leave the parameter out for everything).
+fn settings_prefix_schema() -> Object {
+    string_schema(settings_key::key_pattern(), 1, MAX_SETTINGS_NAME_LEN)
+}
+
+/// Comma-separated full data keys; not empty (leave the parameter out for everything).
+fn data_key_list_schema() -> Object {
+    string_schema(
+        settings_key::key_list_pattern(),
+        1,
+        settings_key::MAX_KEY_LEN,
+    )
+}
+
+/// Comma-separated names, or a name prefix; not empty.
+fn names_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(settings_key::MAX_KEY_LEN))
+        .build()
+}
+
+/// A commit id of the settings history: an unsigned 64-bit number.
+fn commit_id_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(u64::MAX))
+        .build()
+}
+
+/// One query parameter of the document.
+fn query_param(name: &str, required: bool, description: &str, schema: Object) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(if required {
+            Required::True
+        } else {
+            Required::False
+        })
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// Documents a query struct from rows of (name, required, schema, description): by hand rather
+/// than derived, because each schema comes from the rule's own home (a pattern built from the
+/// key grammar, a limit from the datastore), which the derive's literal attributes cannot take.
+macro_rules! query_params {
+    ($ty:ty { $( $name:literal, $required:expr, $schema:expr, $description:expr; )* }) => {
+        impl IntoParams for $ty {
+            fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+                vec![$( query_param($name, $required, $description, $schema) ),*]
+            }
+        }
+    };
+}
+
+const TX_DESCRIPTION: &str =
+    "Transaction name (default \"default\"): letters, digits, _ and -, as long as the schema allows.";
+
+query_params!(TxQuery {
+    "tx", false, tx_name_schema(), TX_DESCRIPTION;
+});
+query_params!(SettingsQuery {
+    "keys", false, settings_key_list_schema(),
+        "Comma-separated dotted keys, e.g. motd,ntp.time-servers (\"settings.\" is added when missing); with prefix, the answer holds both. Segments other than letters, digits, _ and - are quoted: kernel.sysctl.\"net.ipv4.ip_forward\".";
+    "prefix", false, settings_prefix_schema(),
+        "A key prefix (\"settings.\" is added when missing); with keys, the answer holds both.";
+});
+query_params!(PrefixQuery {
+    "prefix", false, settings_prefix_schema(),
+        "Only what lies under this dotted prefix, e.g. settings.motd or os (a prefix naming no root is taken under settings).";
+});
+query_params!(KeysQuery {
+    "keys", false, settings_key_list_schema(),
+        "Comma-separated dotted keys (\"settings.\" is added when missing); all keys that have one when absent.";
+});
+query_params!(RequiredKeysQuery {
+    "keys", true, settings_key_list_schema(),
+        "Comma-separated dotted keys (\"settings.\" is added when missing).";
+});
+query_params!(UndoQuery {
+    "id", false, commit_id_schema(),
+        "The commit to revert (an id from GET /history); the newest not yet undone when absent.";
+});
+query_params!(NamesQuery {
+    "names", false, names_schema(), "Comma-separated names; all when absent.";
+    "prefix", false, names_schema(), "Only names that start with this prefix.";
+});
+query_params!(OsQuery {
+    "prefix", false, names_schema(),
+        "Only the fields whose names start with this, e.g. arch or v (\"os.\" may be given too).";
+});
+query_params!(ApplyQuery {
+    "keys", false, data_key_list_schema(),
+        "Comma-separated keys whose configuration to re-render, written in full (settings.motd); everything when absent.";
+});
 
 fn split_list(list: &Option<String>) -> Vec<String> {
     list.as_deref()
@@ -244,52 +406,40 @@ pub struct KeyPairRequest {
     pub request_payload: Vec<String>,
 }
 
-/// One key changed by a commit: old and new values as stored JSON text (null when absent).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HistoryChange {
-    pub key: String,
-    pub old: Option<String>,
-    pub new: Option<String>,
-}
-
-/// A commit in the settings history.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HistoryEntry {
-    /// Sequence number, increasing with every commit.
-    pub id: u64,
-    /// RFC 3339 time of the commit, UTC.
-    pub time: String,
-    /// The transaction committed ("undo-N" for an undo).
-    pub transaction: String,
-    pub changes: Vec<HistoryChange>,
-}
-
-impl From<datastore::CommitRecord> for HistoryEntry {
-    fn from(r: datastore::CommitRecord) -> Self {
-        HistoryEntry {
-            id: r.id,
-            time: r.time,
-            transaction: r.transaction,
-            changes: r
-                .changes
-                .into_iter()
-                .map(|c| HistoryChange {
-                    key: c.key,
-                    old: c.old,
-                    new: c.new,
-                })
-                .collect(),
-        }
+/// The history document's entry for a commit the datastore recorded.
+fn history_entry(r: datastore::CommitRecord) -> HistoryEntry {
+    HistoryEntry {
+        id: r.id,
+        time: r.time,
+        transaction: r.transaction,
+        changes: r
+            .changes
+            .into_iter()
+            .map(|c| HistoryChange {
+                key: c.key,
+                old: c.old,
+                new: c.new,
+            })
+            .collect(),
     }
 }
 
 // ---- running datastore work off the async threads ----
 
+/// Runs a read. When no writer holds the lock it reads right here: a read is a few small files
+/// from the page cache, cheaper than handing it to a blocking thread and back (that hand-off was
+/// most of the cost of a single-key GET). When a writer holds the lock (a commit waiting for
+/// the disk), the read waits on a blocking thread instead, never on an async one.
 async fn read<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&(dyn DataStore + Send + Sync)) -> Result<T, ApiError> + Send + 'static,
 {
+    match state.store.try_read() {
+        Ok(guard) => return f(&**guard),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => return f(&**poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => {}
+    }
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {
         let guard = store
@@ -327,36 +477,38 @@ async fn get_model(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PrefixQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let prefix = q.prefix.unwrap_or_default();
-    let roots = ["settings", "services", "configuration-files", "os"];
-    // A prefix that names no root ("motd") is taken as a settings prefix.
-    let prefix = if prefix.is_empty()
-        || roots
-            .iter()
-            .any(|r| prefix.starts_with(r) || r.starts_with(prefix.as_str()))
-    {
-        prefix
-    } else {
-        controller::settings_prefix(&prefix)
+    let Some(prefix) = q.prefix else {
+        return get_whole_model(state).await;
     };
-    let os = if "os".starts_with(prefix.as_str()) || prefix.starts_with("os") {
-        Some(os_info(&state)?)
+    let prefix = controller::non_empty("prefix", &prefix)?;
+    // A prefix that names no part of the model ("motd") is taken as a settings prefix.
+    let prefix = if controller::MODEL_ROOTS
+        .iter()
+        .any(|root| controller::prefix_within(prefix, root).is_some())
+    {
+        prefix.to_string()
     } else {
-        None
+        controller::settings_prefix(prefix)
+    };
+    let os = match controller::prefix_within(&prefix, "os") {
+        Some(_) => controller::os_fields(os_info(&state)?, &prefix),
+        None => None,
     };
     let mut out = read(&state, move |ds| {
         let mut out = Map::new();
         for root in ["settings", "services", "configuration-files"] {
-            let tree = if prefix.is_empty() || root.starts_with(prefix.as_str()) {
-                controller::get_tree(ds, root, &Committed::Live)?
-            } else if prefix.starts_with(&format!("{root}.")) {
-                let pairs = ds.get_prefix(&prefix, &Committed::Live)?;
-                if pairs.is_empty() {
+            let Some(find) = controller::prefix_within(&prefix, root) else {
+                continue;
+            };
+            let pairs = ds.get_prefix(&find, &Committed::Live)?;
+            let tree = if pairs.is_empty() {
+                // The whole of an empty root is shown as {}; an unmatched deeper prefix not at all.
+                if find.len() > root.len() + 1 {
                     continue;
                 }
-                datastore::serialization::from_pairs(&pairs, Some(root))?
+                Value::Object(Map::new())
             } else {
-                continue;
+                datastore::serialization::from_pairs(&pairs, Some(root))?
             };
             out.insert(root.to_string(), tree);
         }
@@ -369,7 +521,24 @@ async fn get_model(
     Ok(Json(Value::Object(out)))
 }
 
-/// Live settings: all, some keys, or those under a prefix.
+async fn get_whole_model(state: AppState) -> Result<Json<Value>, ApiError> {
+    let os = os_info(&state)?;
+    let mut out = read(&state, move |ds| {
+        let mut out = Map::new();
+        for root in ["settings", "services", "configuration-files"] {
+            out.insert(
+                root.to_string(),
+                controller::get_tree(ds, root, &Committed::Live)?,
+            );
+        }
+        Ok(out)
+    })
+    .await?;
+    out.insert("os".to_string(), os);
+    Ok(Json(Value::Object(out)))
+}
+
+/// Live settings: all, some keys, those under a prefix, or the keys and those under the prefix.
 #[utoipa::path(get, path = "/settings", params(SettingsQuery),
     responses((status = 200, description = "Settings (without the outer \"settings\")", body = models::Settings),
               (status = 400, body = ErrorBody)))]
@@ -378,19 +547,30 @@ async fn get_settings(
     ApiQuery(q): ApiQuery<SettingsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let value = match (q.keys.is_some(), q.prefix) {
-        (true, Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give either ?keys= or ?prefix=, not both",
-            ))
+        (true, Some(prefix)) => {
+            let keys = split_list(&q.keys);
+            read(&state, move |ds| {
+                let mut both = controller::get_settings_keys(ds, &keys, &Committed::Live)?;
+                let under = controller::get_settings_prefix(ds, &prefix, &Committed::Live)?;
+                controller::merge(&mut both, under);
+                Ok(both)
+            })
+            .await?
         }
         (true, None) => {
             let keys = split_list(&q.keys);
+            if keys.is_empty() {
+                return Err(ApiError::bad_request(
+                    "?keys= names no key; give e.g. ?keys=settings.motd or leave it out",
+                ));
+            }
             read(&state, move |ds| {
                 controller::get_settings_keys(ds, &keys, &Committed::Live)
             })
             .await?
         }
         (false, Some(prefix)) => {
+            controller::non_empty("prefix", &prefix)?;
             read(&state, move |ds| {
                 controller::get_settings_prefix(ds, &prefix, &Committed::Live)
             })
@@ -493,16 +673,15 @@ async fn commit_tx(
     ApiQuery(q): ApiQuery<TxQuery>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     let tx = q.name()?;
-    let tx2 = tx.clone();
-    let changed = write(&state, move |ds| controller::commit(ds, &tx2)).await?;
+    let changed = crate::group_commit::commit(&state.store, &state.commits, tx.clone()).await?;
     changed.map(Json).ok_or_else(|| nothing_pending(&tx))
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyQuery {
-    /// Comma-separated keys whose configuration to re-render; everything when absent.
+    /// Comma-separated keys whose configuration to re-render, written in full
+    /// (settings.motd); everything when absent.
     pub keys: Option<String>,
 }
 
@@ -515,6 +694,11 @@ async fn apply_tx(
     ApiQuery(q): ApiQuery<ApplyQuery>,
 ) -> Result<StatusCode, ApiError> {
     let keys = split_list(&q.keys);
+    if q.keys.is_some() && keys.is_empty() {
+        return Err(ApiError::bad_request(
+            "?keys= names no key; give the keys to apply, or leave it out to apply everything",
+        ));
+    }
     for key in &keys {
         controller::data_key(key)?;
     }
@@ -534,8 +718,7 @@ async fn commit_and_apply_tx(
     ApiQuery(q): ApiQuery<TxQuery>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     let tx = q.name()?;
-    let tx2 = tx.clone();
-    let changed = write(&state, move |ds| controller::commit(ds, &tx2))
+    let changed = crate::group_commit::commit(&state.store, &state.commits, tx.clone())
         .await?
         .ok_or_else(|| nothing_pending(&tx))?;
     if !changed.is_empty() {
@@ -548,13 +731,13 @@ async fn commit_and_apply_tx(
 /// services that would restart and a unified diff of every configuration file that would change.
 /// Ballast's own route; Bottlerocket has no equivalent.
 #[utoipa::path(post, path = "/tx/dry-run", params(TxQuery),
-    responses((status = 200, description = "What committing the transaction would do", body = Object),
+    responses((status = 200, description = "What committing the transaction would do", body = Preview),
               (status = 422, description = "Nothing pending, or the preview failed", body = ErrorBody),
               (status = 503, description = "No renderer configured", body = ErrorBody)))]
 async fn dry_run_tx(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TxQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preview>, ApiError> {
     let tx = q.name()?;
     let pending_tx = tx.clone();
     let pending = read(&state, move |ds| {
@@ -568,30 +751,80 @@ async fn dry_run_tx(
 }
 
 fn os_info(state: &AppState) -> Result<Value, ApiError> {
+    // The bodies name the flag, not the file; the log has the path.
     let text = std::fs::read_to_string(&state.os_release).map_err(|e| {
-        ApiError::internal(format!("cannot read {}: {e}", state.os_release.display()))
+        tracing::error!("cannot read {}: {e}", state.os_release.display());
+        ApiError::internal(format!(
+            "cannot read the os-release file (--os-release): {e}"
+        ))
     })?;
     let info = models::OsInfo::from_os_release(&text).map_err(|e| {
-        ApiError::internal(format!("{} is malformed: {e}", state.os_release.display()))
+        tracing::error!("{} is malformed: {e}", state.os_release.display());
+        ApiError::internal(format!(
+            "the os-release file (--os-release) is malformed: {e}"
+        ))
     })?;
     serde_json::to_value(info).map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// Name, variant, version, build and architecture of the running OS.
-#[utoipa::path(get, path = "/os",
-    responses((status = 200, body = models::OsInfo), (status = 500, body = ErrorBody)))]
-async fn get_os(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(os_info(&state)?))
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OsQuery {
+    /// Only the fields whose names start with this, e.g. arch or v ("os." may be given too).
+    pub prefix: Option<String>,
+}
+
+/// The answer of GET /os: every field of [`models::OsInfo`] without a prefix, only the fields
+/// the prefix selects with one (possibly none).
+#[derive(ToSchema)]
+#[schema(as = OsFields)]
+#[allow(dead_code)] // documents the answer; the handler builds it from OsInfo's JSON
+struct OsFields {
+    /// Human-readable name and version, e.g. "Ballast OS 0.1.0 (dev)".
+    pretty_name: Option<String>,
+    /// Variant the image was built as, e.g. "dev".
+    variant_id: Option<String>,
+    /// Image version, e.g. "0.1.0".
+    version_id: Option<String>,
+    /// Build identifier, e.g. a commit hash.
+    build_id: Option<String>,
+    /// CPU architecture, e.g. "x86_64".
+    arch: Option<String>,
+}
+
+/// Name, variant, version, build and architecture of the running OS, or the fields a prefix
+/// selects.
+#[utoipa::path(get, path = "/os", params(OsQuery),
+    responses((status = 200, description = "All five fields, or those the prefix selects", body = OsFields),
+              (status = 400, body = ErrorBody), (status = 500, body = ErrorBody)))]
+async fn get_os(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<OsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let os = os_info(&state)?;
+    let Some(prefix) = q.prefix else {
+        return Ok(Json(os));
+    };
+    let prefix = controller::non_empty("prefix", &prefix)?;
+    // The "os" is implied here, so a bare field prefix gets it, as in Bottlerocket.
+    let prefix = if prefix.starts_with("os") {
+        prefix.to_string()
+    } else {
+        format!("os.{prefix}")
+    };
+    Ok(Json(
+        controller::os_fields(os, &prefix).unwrap_or_else(|| Value::Object(Map::new())),
+    ))
 }
 
 /// Services affected by each key (its own metadata and its parents').
-#[utoipa::path(get, path = "/metadata/affected-services", params(KeysQuery),
+#[utoipa::path(get, path = "/metadata/affected-services", params(RequiredKeysQuery),
     responses((status = 200, body = BTreeMap<String, Vec<String>>), (status = 400, body = ErrorBody)))]
 async fn get_affected_services(
     State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<KeysQuery>,
+    ApiQuery(q): ApiQuery<RequiredKeysQuery>,
 ) -> Result<Json<BTreeMap<String, BTreeSet<String>>>, ApiError> {
-    let keys = split_list(&q.keys);
+    let keys = split_list(&Some(q.keys));
     if keys.is_empty() {
         return Err(ApiError::bad_request(
             "give the keys to look up, e.g. ?keys=settings.motd",
@@ -610,6 +843,11 @@ async fn get_templates(
     ApiQuery(q): ApiQuery<KeysQuery>,
 ) -> Result<Json<BTreeMap<String, Value>>, ApiError> {
     let keys = split_list(&q.keys);
+    if q.keys.is_some() && keys.is_empty() {
+        return Err(ApiError::bad_request(
+            "?keys= names no key; give e.g. ?keys=settings.motd, or leave it out for all templates",
+        ));
+    }
     Ok(Json(
         read(&state, move |ds| {
             controller::get_metadata(ds, controller::TEMPLATE, &keys)
@@ -634,15 +872,16 @@ async fn get_setting_generators(
 
 /// Services with their configuration files and restart commands.
 #[utoipa::path(get, path = "/services", params(NamesQuery),
-    responses((status = 200, body = BTreeMap<String, models::Service>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = BTreeMap<String, models::Service>), (status = 400, body = ErrorBody),
+              (status = 404, description = "A name in ?names= does not exist", body = ErrorBody)))]
 async fn get_services(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<NamesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let names = split_list(&q.names);
+    let (names, prefix) = q.checked()?;
     Ok(Json(
         read(&state, move |ds| {
-            controller::get_named_tree(ds, "services", &names, q.prefix.as_deref())
+            controller::get_named_tree(ds, "services", &names, prefix.as_deref())
         })
         .await?,
     ))
@@ -650,15 +889,16 @@ async fn get_services(
 
 /// Configuration files with their path, template and mode.
 #[utoipa::path(get, path = "/configuration-files", params(NamesQuery),
-    responses((status = 200, body = BTreeMap<String, models::ConfigurationFile>), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = BTreeMap<String, models::ConfigurationFile>), (status = 400, body = ErrorBody),
+              (status = 404, description = "A name in ?names= does not exist", body = ErrorBody)))]
 async fn get_configuration_files(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<NamesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let names = split_list(&q.names);
+    let (names, prefix) = q.checked()?;
     Ok(Json(
         read(&state, move |ds| {
-            controller::get_named_tree(ds, "configuration-files", &names, q.prefix.as_deref())
+            controller::get_named_tree(ds, "configuration-files", &names, prefix.as_deref())
         })
         .await?,
     ))
@@ -668,7 +908,7 @@ async fn get_configuration_files(
 #[utoipa::path(get, path = "/history", responses((status = 200, body = Vec<HistoryEntry>)))]
 async fn get_history(State(state): State<AppState>) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     let records = read(&state, |ds| Ok(ds.history()?)).await?;
-    Ok(Json(records.into_iter().map(HistoryEntry::from).collect()))
+    Ok(Json(records.into_iter().map(history_entry).collect()))
 }
 
 /// Reverts a commit as a new commit, then applies the keys it changed. Without `id` it reverts
@@ -698,7 +938,7 @@ async fn undo_history(
     if !changed.is_empty() {
         state.applier.apply(Some(changed))?;
     }
-    Ok(Json(record.into()))
+    Ok(Json(history_entry(record)))
 }
 
 // ---- updates ----
@@ -711,6 +951,19 @@ async fn undo_history(
               (status = 503, description = "The updater cannot be run (see --updater-command)", body = ErrorBody)))]
 async fn get_update_status(State(state): State<AppState>) -> Result<Json<UpdateStatus>, ApiError> {
     Ok(Json(state.updates.status().await?))
+}
+
+/// The update daemon's report of its latest decision (Ballast only); shown as `daemon` in GET
+/// /updates/status until the next report.
+#[utoipa::path(put, path = "/updates/daemon", request_body = api_types::update::DaemonReport,
+    responses((status = 204, description = "Recorded"),
+              (status = 400, body = ErrorBody)))]
+async fn put_daemon_report(
+    State(state): State<AppState>,
+    ApiJson(report): ApiJson<api_types::update::DaemonReport>,
+) -> Result<StatusCode, ApiError> {
+    state.updates.record_daemon(report).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn start_update_action(state: &AppState, cmd: CommandType) -> Result<StatusCode, ApiError> {
@@ -779,7 +1032,8 @@ async fn reboot(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
-async fn get_openapi(axum::Extension(spec): axum::Extension<Arc<OpenApiDoc>>) -> Response {
+#[utoipa::path(get, path = "/openapi.json",
+    responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
+async fn get_openapi(axum::Extension(spec): axum::Extension<Arc<Value>>) -> Response {
     Json(spec.as_ref().clone()).into_response()
 }

@@ -413,3 +413,42 @@ fn concurrent_writers_are_serialized_and_readers_never_see_half_a_commit() {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     assert!(ids.len() >= 60, "{} commits recorded", ids.len());
 }
+
+#[test]
+fn the_launch_transaction_yields_to_commits_made_after_it_was_staged() {
+    let server = TestServer::start();
+    let patch = |tx: &str, body: &str| {
+        let (status, answer) = server.raw("PATCH", &format!("/settings?tx={tx}"), Some(body));
+        assert_eq!(status, 204, "{answer}");
+    };
+    patch(
+        constants::LAUNCH_TX,
+        r#"{"motd": "boot value", "timezone": "Europe/Paris"}"#,
+    );
+    patch("user", r#"{"motd": "user value"}"#);
+    assert_eq!(
+        server.json("POST", "/tx/commit?tx=user", None),
+        json!(["settings.motd"])
+    );
+    // motd was staged in the launch transaction before the user's commit: only the other key
+    // changes, and the renderer is told exactly that.
+    assert_eq!(
+        server.json("POST", "/tx/commit_and_apply?tx=ballast-launch", None),
+        json!(["settings.timezone"])
+    );
+    let settings = server.json("GET", "/settings", None);
+    assert_eq!(settings["motd"], "user value");
+    assert_eq!(settings["timezone"], "Europe/Paris");
+    assert_eq!(server.applies(1), ["|[\"settings.timezone\"]"]);
+    assert_eq!(server.json("GET", "/tx/list", None), json!([]));
+
+    // Any other transaction commits every key: the last commit wins.
+    patch("early", r#"{"motd": "early"}"#);
+    patch("late", r#"{"motd": "late"}"#);
+    server.json("POST", "/tx/commit?tx=late", None);
+    assert_eq!(
+        server.json("POST", "/tx/commit?tx=early", None),
+        json!(["settings.motd"])
+    );
+    assert_eq!(server.json("GET", "/settings", None)["motd"], "early");
+}

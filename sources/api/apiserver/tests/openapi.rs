@@ -131,3 +131,75 @@ fn openapi_document_matches_the_server() {
         400
     );
 }
+
+/// The limits the document states are the ones the server enforces, read from their homes;
+/// every operation lists the refusals any route can give, each with the error body.
+#[test]
+fn document_limits_come_from_the_rules_homes() {
+    let server = TestServer::start();
+    let doc = server.json("GET", "/openapi.json", None);
+    let param = |path: &str, method: &str, name: &str| -> Value {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path} has no parameters"))
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+            .clone()
+    };
+    for path in ["/tx/commit", "/tx/commit_and_apply", "/tx/dry-run"] {
+        let tx = param(path, "post", "tx");
+        assert_eq!(
+            tx["schema"]["maxLength"],
+            datastore::MAX_TRANSACTION_NAME_LEN,
+            "{path}"
+        );
+        assert_eq!(tx["schema"]["minLength"], 1, "{path}");
+    }
+    let id = param("/history/undo", "post", "id");
+    assert_eq!(id["schema"]["minimum"], 0);
+    let keys = param("/metadata/affected-services", "get", "keys");
+    assert_eq!(keys["required"], true);
+    assert_eq!(
+        keys["schema"]["maxLength"],
+        apiserver::server::MAX_SETTINGS_NAME_LEN
+    );
+    let sysctl = &doc["components"]["schemas"]["KernelSettings"]["properties"]["sysctl"];
+    let names = serde_json::to_string(sysctl).unwrap();
+    assert!(
+        names.contains(&format!(
+            "\"maxLength\":{}",
+            models::modeled_types::MAX_SYSCTL_KEY_LEN
+        )),
+        "{names}"
+    );
+    assert_eq!(
+        doc["paths"]["/settings"]["patch"]["requestBody"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/SettingsPatch"
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["SettingsPatch"]["minProperties"],
+        1
+    );
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            for status in ["400", "413"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path}: no {status}"
+                );
+            }
+            for (status, response) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -18,6 +18,7 @@
 //!
 //! * The seed is uniform over the range; nothing ties it to the node's identity, so a node whose
 //!   data partition is wiped gets a new seed.
+#![forbid(unsafe_code)]
 
 pub mod error;
 

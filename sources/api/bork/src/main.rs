@@ -1,4 +1,5 @@
 //! `bork`: setting generators; see the library documentation.
+#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

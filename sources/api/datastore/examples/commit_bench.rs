@@ -10,6 +10,10 @@ use datastore::{Committed, DataStore, FilesystemDataStore, Key, KeyType};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+#[expect(
+    clippy::cast_sign_loss,
+    reason = "the ranks are fractions of the sample count, never negative"
+)]
 fn percentiles(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let at = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;

@@ -72,6 +72,10 @@ pub enum Error {
     ))]
     Locked { path: PathBuf },
 
+    /// A commit was made durable together with others (group commit) and that failed.
+    #[snafu(display("Commit of transaction '{tx}' failed: {reason}"))]
+    GroupCommit { tx: String, reason: String },
+
     #[snafu(display("Invalid datastore version '{version}': {reason}"))]
     InvalidVersion { version: String, reason: String },
 }

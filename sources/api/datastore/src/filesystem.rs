@@ -29,14 +29,22 @@
 //! journal is complete on disk leaves the store as before the commit, with the transaction
 //! still pending; a crash after leaves it as after the commit once `open` has run.
 //!
+//! **Group commit** ([`DataStore::commit_transactions`]): several transactions committed together
+//! are consecutive commits with consecutive ids in one journal (frame version 2), so step 2 is
+//! one write and one flush for all of them, step 3 applies them in order and step 4 settles
+//! them together, renaming their history records in id order. `open` replays the commits of the
+//! journal newer than every history record. A transaction that repeats one in the batch, or
+//! whose keys lie above or below a key an earlier commit of the batch changes, goes to the next
+//! batch, so every conflict check sees live as the commits before it left it.
+//!
 //! Why not write the journal through a temporary file and move it into the history at the end
 //! of the commit: that needs five or more flushes in a row before a commit returns (journal
 //! data, its directory, the live files, their directories, the pending directory, the history
 //! directories), each a few milliseconds on a virtual disk. Here a commit waits for one.
 
 use crate::error::{
-    CorruptFileSnafu, EmptyTransactionSnafu, InvalidKeySnafu, InvalidVersionSnafu, IoSnafu,
-    LockedSnafu, NoSuchCommitSnafu, NotADatastoreSnafu, Result,
+    CorruptFileSnafu, EmptyTransactionSnafu, GroupCommitSnafu, InvalidKeySnafu,
+    InvalidVersionSnafu, IoSnafu, LockedSnafu, NoSuchCommitSnafu, NotADatastoreSnafu, Result,
 };
 use crate::fsutil::{self, SyncSet, TMP_PREFIX};
 use crate::key::{decode_segment, encode_segment, quote_segment, split_prefix};
@@ -61,6 +69,10 @@ const HISTORY: &str = "history";
 const JOURNAL: &str = "journal";
 const LOCK: &str = "lock";
 const CURRENT: &str = "current";
+/// Beside a pending transaction's keys: pending key name -> id of the newest commit when the
+/// key was staged (see "Commits that yield to newer values" in the crate documentation). Its name starts with
+/// a `.`, so it is never taken for a key, and it goes wherever the transaction directory goes.
+const STAGED_AT: &str = ".staged-at.json";
 
 /// The journal body: a commit record plus what else the commit must finish.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -72,13 +84,22 @@ struct Journal {
     drop_pending: Option<String>,
 }
 
-/// The journal file format: `BALLAST-JOURNAL 1 <body length> <FNV-1a 64 of body, hex>\n<body>`.
-/// Bytes after the body (left by a longer earlier journal) are ignored.
+/// The journal file format: `BALLAST-JOURNAL <version> <body length> <FNV-1a 64 of body,
+/// hex>\n<body>`. Version 1 holds one commit (a [`Journal`] object); version 2 holds a batch of
+/// consecutive commits made durable together (group commit), as `{"commits": [Journal, ...]}`
+/// oldest first. A batch of one is written as version 1. Bytes after the body (left by a longer
+/// earlier journal) are ignored.
 mod frame {
     use super::Journal;
 
     const MAGIC: &str = "BALLAST-JOURNAL";
     const VERSION: &str = "1";
+    const BATCH_VERSION: &str = "2";
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Batch {
+        commits: Vec<Journal>,
+    }
 
     fn checksum(bytes: &[u8]) -> u64 {
         bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
@@ -87,9 +108,25 @@ mod frame {
     }
 
     pub(super) fn encode(journal: &Journal) -> serde_json::Result<Vec<u8>> {
-        let body = serde_json::to_vec(journal)?;
+        frame(VERSION, serde_json::to_vec(journal)?)
+    }
+
+    /// One frame for a batch of commits, oldest first.
+    pub(super) fn encode_batch(journals: &[Journal]) -> serde_json::Result<Vec<u8>> {
+        match journals {
+            [one] => encode(one),
+            _ => frame(
+                BATCH_VERSION,
+                serde_json::to_vec(&Batch {
+                    commits: journals.to_vec(),
+                })?,
+            ),
+        }
+    }
+
+    fn frame(version: &str, body: Vec<u8>) -> serde_json::Result<Vec<u8>> {
         let mut out = format!(
-            "{MAGIC} {VERSION} {} {:016x}\n",
+            "{MAGIC} {version} {} {:016x}\n",
             body.len(),
             checksum(&body)
         )
@@ -98,8 +135,33 @@ mod frame {
         Ok(out)
     }
 
-    /// The journal in `bytes`, or why there is none (empty, torn or foreign content).
+    /// The commits in `bytes`, oldest first, or why there are none (empty, torn or foreign
+    /// content).
+    pub(super) fn decode_batch(bytes: &[u8]) -> Result<Vec<Journal>, String> {
+        let (version, body) = checked_body(bytes)?;
+        if version == VERSION {
+            serde_json::from_slice(body)
+                .map(|j| vec![j])
+                .map_err(|e| format!("bad body: {e}"))
+        } else {
+            serde_json::from_slice::<Batch>(body)
+                .map(|b| b.commits)
+                .map_err(|e| format!("bad body: {e}"))
+        }
+    }
+
+    /// The journal in `bytes` when it holds exactly one commit.
+    #[cfg(test)]
     pub(super) fn decode(bytes: &[u8]) -> Result<Journal, String> {
+        let mut batch = decode_batch(bytes)?;
+        match batch.len() {
+            1 => Ok(batch.remove(0)),
+            n => Err(format!("{n} commits where one was expected")),
+        }
+    }
+
+    /// The version and the body of a frame whose checksum matches.
+    fn checked_body(bytes: &[u8]) -> Result<(&str, &[u8]), String> {
         if bytes.is_empty() {
             return Err("empty".to_string());
         }
@@ -113,7 +175,7 @@ mod frame {
         let [magic, version, len, sum] = fields[..] else {
             return Err(format!("bad header {header:?}"));
         };
-        if magic != MAGIC || version != VERSION {
+        if magic != MAGIC || (version != VERSION && version != BATCH_VERSION) {
             return Err(format!("unknown header {header:?}"));
         }
         let len: usize = len.parse().map_err(|_| "bad length")?;
@@ -124,14 +186,14 @@ mod frame {
         if checksum(body) != sum {
             return Err("checksum mismatch".to_string());
         }
-        serde_json::from_slice(body).map_err(|e| format!("bad body: {e}"))
+        Ok((version, body))
     }
 }
 
-/// The last commit: applied and visible, durable through its journal, and being settled (step 4)
-/// by a background thread.
+/// The last batch of commits (usually one): applied and visible, durable through its journal,
+/// and being settled (step 4) by a background thread.
 struct Unsettled {
-    journal: Journal,
+    journals: Vec<Journal>,
     worker: JoinHandle<Result<()>>,
 }
 
@@ -150,9 +212,9 @@ pub struct FilesystemDataStore {
     /// Highest commit id ever used; the next commit gets one more.
     last_id: u64,
     unsettled: Option<Unsettled>,
-    /// A commit whose journal is durable but whose application or settling failed; it is
-    /// replayed before anything else changes.
-    failed: Option<Journal>,
+    /// Commits, oldest first, whose journal is durable but whose application or settling
+    /// failed (or that `open` found unfinished); they are replayed before anything else changes.
+    failed: Vec<Journal>,
     _lock: Flock<File>,
 }
 
@@ -342,6 +404,21 @@ fn stored_below(dir: &Path, segments: &[String]) -> Result<Vec<(String, bool)>> 
     Ok(out)
 }
 
+/// A commit after step 1: nothing to record, or its journal entry.
+enum Prepared {
+    Nothing(CommitRecord),
+    Commit(Journal),
+}
+
+/// Whether `key` lies strictly above or below a key in `changed` (an equal key does not count).
+fn overlaps_other_than_equal(key: &Key, changed: &BTreeMap<Key, Option<String>>) -> bool {
+    let len = key.segments().len();
+    crate::ancestors(key).any(|above| changed.contains_key(&above))
+        || changed.keys().any(|other| {
+            other.segments().len() > len && other.segments()[..len] == key.segments()[..]
+        })
+}
+
 /// A commit's changes by kind: keys given a value (with it) and keys deleted.
 type SplitChanges<'a> = (Vec<(Key, &'a str)>, Vec<Key>);
 
@@ -358,24 +435,33 @@ fn split_changes(changes: &[Change]) -> Result<SplitChanges<'_>> {
     Ok((sets, deletes))
 }
 
-/// Step 4 of a commit: make everything step 3 did durable, then the history record, then delete
-/// the trash.
+/// Step 4 of a batch of commits: make everything step 3 did durable, then the history records
+/// (in id order, one directory flush for all), then delete the trash.
 fn settle_commit(
     mut sync: SyncSet,
-    history_path: PathBuf,
-    record: Vec<u8>,
-    trash: Option<PathBuf>,
+    records: Vec<(PathBuf, Vec<u8>)>,
+    trash: Vec<PathBuf>,
 ) -> Result<()> {
-    // The record goes to a temporary file that is flushed along with the applied changes; only
-    // once all of those are durable is it renamed into place (and that rename flushed), so a
+    // The records go to temporary files that are flushed along with the applied changes; only
+    // once all of those are durable are they renamed into place (and the renames flushed), so a
     // durable record still always means a fully durable commit.
-    let staged = fsutil::stage_file(&history_path, &record, &mut sync)?;
+    let mut staged = Vec::with_capacity(records.len());
+    for (path, record) in &records {
+        match fsutil::stage_file(path, record, &mut sync) {
+            Ok(tmp) => staged.push(tmp),
+            Err(e) => {
+                staged.iter().for_each(|tmp| fsutil::discard_staged(tmp));
+                return Err(e);
+            }
+        }
+    }
     if let Err(e) = sync.run() {
-        fsutil::discard_staged(&staged);
+        staged.iter().for_each(|tmp| fsutil::discard_staged(tmp));
         return Err(e);
     }
-    fsutil::commit_staged(&staged, &history_path)?;
-    if let Some(trash) = trash {
+    let paths: Vec<&Path> = records.iter().map(|(path, _)| path.as_path()).collect();
+    fsutil::commit_staged_all(&staged, &paths)?;
+    for trash in trash {
         fsutil::delete_trash(&trash);
     }
     Ok(())
@@ -532,25 +618,35 @@ impl FilesystemDataStore {
             history_ids: ids.into(),
             last_id: newest_recorded,
             unsettled: None,
-            failed: None,
+            failed: Vec::new(),
             _lock: lock,
         };
 
         let bytes = fs::read(&store.journal_path).context(IoSnafu {
             path: &store.journal_path,
         })?;
-        match frame::decode(&bytes) {
-            Ok(journal) if journal.record.id > newest_recorded => {
-                info!(
-                    id = journal.record.id,
-                    tx = %journal.record.transaction,
-                    "finishing a commit that was interrupted"
-                );
-                store.last_id = journal.record.id;
-                store.failed = Some(journal);
-                store.settle()?;
+        match frame::decode_batch(&bytes) {
+            Ok(journals) => {
+                let newest = journals.last().map_or(0, |j| j.record.id);
+                store.last_id = store.last_id.max(newest);
+                // Commits of the batch whose history record is durable are complete (records
+                // become durable in id order, after all the batch's changes).
+                let unfinished: Vec<Journal> = journals
+                    .into_iter()
+                    .filter(|j| j.record.id > newest_recorded)
+                    .collect();
+                if !unfinished.is_empty() {
+                    for journal in &unfinished {
+                        info!(
+                            id = journal.record.id,
+                            tx = %journal.record.transaction,
+                            "finishing a commit that was interrupted"
+                        );
+                    }
+                    store.failed = unfinished;
+                    store.settle()?;
+                }
             }
-            Ok(journal) => store.last_id = store.last_id.max(journal.record.id),
             Err(reason) if bytes.is_empty() => debug!(reason, "no journal"),
             // A journal write cut short by a crash: that commit never happened.
             Err(reason) => info!(reason, "ignoring an incomplete journal"),
@@ -763,25 +859,29 @@ impl FilesystemDataStore {
     /// step (or applying it) failed. Every writing operation calls this first.
     fn settle(&mut self) -> Result<()> {
         if let Some(unsettled) = self.unsettled.take() {
-            let id = unsettled.journal.record.id;
+            let ids = || unsettled.journals.iter().map(|j| j.record.id);
+            let (first, last) = (ids().min().unwrap_or(0), ids().max().unwrap_or(0));
             match unsettled.worker.join() {
-                Ok(Ok(())) => self.record_settled(id),
+                Ok(Ok(())) => {
+                    for id in ids() {
+                        self.record_settled(id);
+                    }
+                }
                 Ok(Err(e)) => {
-                    warn!(id, "settling commit failed, replaying it: {e}");
-                    self.failed = Some(unsettled.journal);
+                    warn!(first, last, "settling commits failed, replaying them: {e}");
+                    self.failed.extend(unsettled.journals);
                 }
                 Err(_) => {
-                    warn!(id, "settling commit panicked, replaying it");
-                    self.failed = Some(unsettled.journal);
+                    warn!(first, last, "settling commits panicked, replaying them");
+                    self.failed.extend(unsettled.journals);
                 }
             }
         }
-        if let Some(journal) = self.failed.take() {
-            if let Err(e) = self.replay_durably(&journal) {
-                self.failed = Some(journal);
-                return Err(e);
-            }
-            self.record_settled(journal.record.id);
+        while let Some(journal) = self.failed.first() {
+            self.replay_durably(journal)?;
+            let id = journal.record.id;
+            self.failed.remove(0);
+            self.record_settled(id);
         }
         Ok(())
     }
@@ -794,17 +894,37 @@ impl FilesystemDataStore {
         changes: Vec<Change>,
         drop_pending: Option<&str>,
     ) -> Result<CommitRecord> {
+        match self.prepare_commit(transaction, changes, drop_pending, self.last_id + 1)? {
+            Prepared::Nothing(record) => Ok(record),
+            Prepared::Commit(journal) => {
+                let record = journal.record.clone();
+                self.write_batch(vec![journal])?;
+                Ok(record)
+            }
+        }
+    }
+
+    /// Step 1 of a commit once its changes are known: refuses key conflicts and builds the
+    /// journal entry with commit id `id`. With no changes nothing is recorded; the pending
+    /// transaction (if any) is removed at once.
+    fn prepare_commit(
+        &self,
+        transaction: &str,
+        changes: Vec<Change>,
+        drop_pending: Option<&str>,
+        id: u64,
+    ) -> Result<Prepared> {
         if changes.is_empty() {
             if let Some(tx) = drop_pending {
                 fsutil::remove_tree(&self.pending.join(tx))?;
             }
             debug!(tx = transaction, "commit changed nothing; not recorded");
-            return Ok(CommitRecord {
+            return Ok(Prepared::Nothing(CommitRecord {
                 id: 0,
                 time: now_rfc3339(),
                 transaction: transaction.to_string(),
                 changes,
-            });
+            }));
         }
         let keys = change_keys(&changes)?;
         let sets: BTreeSet<&Key> = keys
@@ -820,68 +940,274 @@ impl FilesystemDataStore {
             .map(|(k, _)| k)
             .collect();
         self.check_tree_conflicts(&self.live, &sets, &deletes)?;
-
-        let journal = Journal {
+        Ok(Prepared::Commit(Journal {
             record: CommitRecord {
-                id: self.last_id + 1,
+                id,
                 time: now_rfc3339(),
                 transaction: transaction.to_string(),
                 changes,
             },
             drop_pending: drop_pending.map(str::to_string),
+        }))
+    }
+
+    /// Steps 2 to 4 for consecutive commits (ids in order, the first one more than `last_id`):
+    /// one journal write and one flush make all of them durable at once, then they are applied
+    /// in order and settled together in the background. `Ok` means every one is durable.
+    fn write_batch(&mut self, journals: Vec<Journal>) -> Result<()> {
+        let Some(last) = journals.last().map(|j| j.record.id) else {
+            return Ok(());
         };
-        let frame = frame::encode(&journal).map_err(|e| crate::Error::Serialization {
+        let frame = frame::encode_batch(&journals).map_err(|e| crate::Error::Serialization {
             reason: format!("cannot write the commit journal: {e}"),
         })?;
-        let history_record = serialize_record(&journal.record)?;
-        let id = journal.record.id;
+        let mut records = Vec::with_capacity(journals.len());
+        for journal in &journals {
+            records.push((
+                self.history_dir.join(history_file_name(journal.record.id)),
+                serialize_record(&journal.record)?,
+            ));
+        }
 
         // Step 2, the commit point. After an error here the journal may or may not be on disk;
         // finishing it (through `failed`) makes the outcome definite: committed.
-        self.last_id = id;
+        self.last_id = last;
         if let Err(e) = self
             .journal_file
             .write_all_at(&frame, 0)
             .and_then(|()| self.journal_file.sync_data())
         {
-            self.failed = Some(journal);
+            self.failed.extend(journals);
             return Err(e).context(IoSnafu {
                 path: &self.journal_path,
             });
         }
 
-        // Step 3.
-        let (sync, trash) = match self.apply_unsynced(&journal) {
-            Ok(applied) => applied,
-            Err(e) => {
-                warn!(id, "applying commit failed, replaying it: {e}");
-                self.failed = Some(journal.clone());
-                self.settle()?;
-                return Ok(journal.record);
+        // Step 3, one commit after the other, so that a later commit's value wins.
+        let mut sync = SyncSet::new();
+        let mut trash = Vec::new();
+        for journal in &journals {
+            match self.apply_unsynced(journal) {
+                Ok((applied, removed)) => {
+                    sync.extend(applied);
+                    trash.extend(removed);
+                }
+                Err(e) => {
+                    warn!(
+                        id = journal.record.id,
+                        "applying commit failed, replaying it: {e}"
+                    );
+                    self.failed.extend(journals);
+                    return self.settle();
+                }
             }
-        };
+        }
+        for journal in &journals {
+            debug!(
+                id = journal.record.id,
+                tx = journal.record.transaction,
+                changes = journal.record.changes.len(),
+                "committed"
+            );
+        }
 
         // Step 4, in the background.
-        let history_path = self.history_dir.join(history_file_name(id));
-        let record = journal.record.clone();
         let spawned = std::thread::Builder::new()
             .name("datastore-settle".to_string())
-            .spawn(move || settle_commit(sync, history_path, history_record, trash));
+            .spawn(move || settle_commit(sync, records, trash));
         match spawned {
-            Ok(worker) => self.unsettled = Some(Unsettled { journal, worker }),
+            Ok(worker) => self.unsettled = Some(Unsettled { journals, worker }),
             Err(e) => {
                 debug!("cannot start a settling thread ({e}); settling now");
-                self.failed = Some(journal);
+                self.failed.extend(journals);
                 self.settle()?;
             }
         }
-        debug!(
-            id,
-            tx = transaction,
-            changes = record.changes.len(),
-            "committed"
-        );
-        Ok(record)
+        Ok(())
+    }
+
+    /// Group commit: commits as many of `txs`, from the front, as can share one journal write
+    /// and one flush, and returns their results (at least one unless `txs` is empty). A
+    /// transaction is left for the next batch when it repeats one already in the batch, or when
+    /// one of its keys lies above or below a key that an earlier commit of the batch changes
+    /// (its conflict check must see that commit applied). A key that an earlier commit of the
+    /// batch changes too is fine: the later value wins, as one commit after the other.
+    /// The caller has settled the previous commit.
+    fn commit_batch(&mut self, txs: &[&str]) -> Vec<Result<CommitRecord>> {
+        let mut prepared: Vec<Result<Prepared>> = Vec::new();
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        // Keys changed by earlier commits of the batch, with their new values.
+        let mut overlay: BTreeMap<Key, Option<String>> = BTreeMap::new();
+        let mut next_id = self.last_id + 1;
+        for tx in txs {
+            if !names.insert(tx) {
+                break;
+            }
+            let pending = validate_transaction_name(tx)
+                .and_then(|()| self.read_tree(&self.pending.join(tx), ""));
+            let pending = match pending {
+                Ok(pending) if pending.is_empty() => {
+                    prepared.push(EmptyTransactionSnafu { tx: *tx }.fail());
+                    continue;
+                }
+                Ok(pending) => pending,
+                Err(e) => {
+                    prepared.push(Err(e));
+                    continue;
+                }
+            };
+            if pending
+                .keys()
+                .any(|key| overlaps_other_than_equal(key, &overlay))
+            {
+                break;
+            }
+            let changes = self.changes_over(pending, &overlay);
+            let result =
+                changes.and_then(|changes| self.prepare_commit(tx, changes, Some(tx), next_id));
+            if let Ok(Prepared::Commit(journal)) = &result {
+                next_id += 1;
+                for change in &journal.record.changes {
+                    if let Ok(key) = Key::new(KeyType::Data, &change.key) {
+                        overlay.insert(key, change.new.clone());
+                    }
+                }
+            }
+            prepared.push(result);
+        }
+        let journals: Vec<Journal> = prepared
+            .iter()
+            .filter_map(|p| match p {
+                Ok(Prepared::Commit(journal)) => Some(journal.clone()),
+                _ => None,
+            })
+            .collect();
+        let outcome = self.write_batch(journals).map_err(|e| e.to_string());
+        let mut first_failure = true;
+        prepared
+            .into_iter()
+            .zip(txs)
+            .map(|(result, tx)| match result? {
+                Prepared::Nothing(record) => Ok(record),
+                Prepared::Commit(journal) => match &outcome {
+                    Ok(()) => Ok(journal.record),
+                    Err(reason) => {
+                        let reason = if std::mem::take(&mut first_failure) {
+                            reason.clone()
+                        } else {
+                            format!("it shared its flush with an earlier commit: {reason}")
+                        };
+                        GroupCommitSnafu { tx: *tx, reason }.fail()
+                    }
+                },
+            })
+            .collect()
+    }
+
+    /// The changes `pending` makes to live as it will be after the commits in `overlay`.
+    fn changes_over(
+        &self,
+        pending: BTreeMap<Key, String>,
+        overlay: &BTreeMap<Key, Option<String>>,
+    ) -> Result<Vec<Change>> {
+        let mut changes = Vec::new();
+        for (key, new) in pending {
+            let old = match overlay.get(&key) {
+                Some(value) => value.clone(),
+                None => fsutil::read_optional(&key.path_under(&self.live))?,
+            };
+            if old.as_ref() != Some(&new) {
+                changes.push(Change {
+                    key: key.name().to_string(),
+                    old,
+                    new: Some(new),
+                });
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Commits pending transaction `tx`; with `keeping_newer`, keys changed by a commit since
+    /// they were staged keep their live value.
+    fn commit_pending(&mut self, tx: &str, keeping_newer: bool) -> Result<CommitRecord> {
+        validate_transaction_name(tx)?;
+        self.settle()?;
+        let mut pending = self.read_tree(&self.pending.join(tx), "")?;
+        ensure!(!pending.is_empty(), EmptyTransactionSnafu { tx });
+        if keeping_newer {
+            let stale = self.stale_keys(tx)?;
+            crate::drop_stale(tx, &mut pending, &stale);
+        }
+        let mut changes = Vec::new();
+        for (key, new) in pending {
+            let old = fsutil::read_optional(&key.path_under(&self.live))?;
+            if old.as_ref() != Some(&new) {
+                changes.push(Change {
+                    key: key.name().to_string(),
+                    old,
+                    new: Some(new),
+                });
+            }
+        }
+        self.run_commit(tx, changes, Some(tx))
+    }
+
+    /// When each key of pending transaction `tx` was staged. A missing or unreadable record
+    /// (pending writes are not flushed) counts as empty: such keys are never stale.
+    fn read_staged_at(&self, tx: &str) -> Result<BTreeMap<Key, u64>> {
+        let path = self.pending.join(tx).join(STAGED_AT);
+        let Some(text) = fsutil::read_optional(&path)? else {
+            return Ok(BTreeMap::new());
+        };
+        let names: BTreeMap<String, u64> = match serde_json::from_str(&text) {
+            Ok(names) => names,
+            Err(e) => {
+                warn!(path = %path.display(), "ignoring an unreadable staging record: {e}");
+                return Ok(BTreeMap::new());
+            }
+        };
+        Ok(names
+            .into_iter()
+            .filter_map(|(name, id)| Key::new(KeyType::Data, &name).ok().map(|key| (key, id)))
+            .collect())
+    }
+
+    /// Notes that `keys` of pending transaction `tx` were staged now, i.e. after commit
+    /// `last_id`. Written like the pending values: atomically, not flushed.
+    fn record_staged(
+        &self,
+        tx: &str,
+        keys: impl Iterator<Item = Key>,
+        sync: &mut SyncSet,
+    ) -> Result<()> {
+        let mut staged = self.read_staged_at(tx)?;
+        for key in keys {
+            staged.insert(key, self.last_id);
+        }
+        let names: BTreeMap<&str, u64> = staged.iter().map(|(k, id)| (k.name(), *id)).collect();
+        let text = serde_json::to_vec(&names).map_err(|e| crate::Error::Serialization {
+            reason: format!("cannot write the staging record of transaction {tx}: {e}"),
+        })?;
+        fsutil::write_file_unsynced(&self.pending.join(tx).join(STAGED_AT), &text, sync)
+    }
+
+    /// The keys of pending transaction `tx` that a commit changed after they were staged.
+    fn stale_keys(&self, tx: &str) -> Result<BTreeSet<Key>> {
+        let staged_at = self.read_staged_at(tx)?;
+        let mut stale = BTreeSet::new();
+        let Some(oldest) = staged_at.values().min().copied() else {
+            return Ok(stale);
+        };
+        for (id, record) in self.known_records() {
+            if id <= oldest {
+                continue;
+            }
+            match record {
+                Some(record) => crate::mark_stale(&staged_at, record, &mut stale),
+                None => crate::mark_stale(&staged_at, &self.read_record(id)?, &mut stale),
+            }
+        }
+        Ok(stale)
     }
 
     fn read_record(&self, id: u64) -> Result<CommitRecord> {
@@ -898,10 +1224,9 @@ impl FilesystemDataStore {
             self.history_ids.iter().map(|id| (*id, None)).collect();
         let in_memory = self
             .unsettled
-            .as_ref()
-            .map(|u| &u.journal)
-            .into_iter()
-            .chain(self.failed.as_ref());
+            .iter()
+            .flat_map(|u| &u.journals)
+            .chain(&self.failed);
         for journal in in_memory {
             let id = journal.record.id;
             if known.last().is_none_or(|(last, _)| *last < id) {
@@ -946,13 +1271,15 @@ impl DataStore for FilesystemDataStore {
         }
         let sets: BTreeSet<&Key> = pairs.keys().collect();
         self.check_tree_conflicts(&root, &sets, &BTreeSet::new())?;
-        if let Committed::Pending { .. } = committed {
+        if let Committed::Pending { tx } = committed {
             // Pending values need atomic replacement but not durability: a commit records
             // them in its journal before it makes them live, and storewolf drops every pending
             // transaction at boot, so waiting for the disk here would only slow `apiclient set`.
             // Nor do they wait for the previous commit to settle: settling touches live and
             // history only, and that commit already moved its own transaction to the trash.
             let mut unsynced = SyncSet::new();
+            // Recorded before the values, so that a value is never newer than its record.
+            self.record_staged(tx, pairs.keys().cloned(), &mut unsynced)?;
             for (key, value) in pairs {
                 fsutil::write_file_unsynced(
                     &key.path_under(&root),
@@ -999,7 +1326,16 @@ impl DataStore for FilesystemDataStore {
     }
 
     fn get_metadata(&self, metadata_key: &Key, data_key: &Key) -> Result<Option<String>> {
-        fsutil::read_optional(&self.metadata_path(metadata_key, data_key)?)
+        match self.metadata_path(metadata_key, data_key) {
+            Ok(path) => fsutil::read_optional(&path),
+            // Metadata whose file name would be too long was never stored: there is none.
+            Err(crate::Error::InvalidKey { .. })
+                if require_meta_key(metadata_key).is_ok() && require_data_key(data_key).is_ok() =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn set_metadata(&mut self, metadata_key: &Key, data_key: &Key, value: &str) -> Result<()> {
@@ -1108,22 +1444,31 @@ impl DataStore for FilesystemDataStore {
     }
 
     fn commit_transaction(&mut self, tx: &str) -> Result<CommitRecord> {
-        validate_transaction_name(tx)?;
-        self.settle()?;
-        let pending = self.read_tree(&self.pending.join(tx), "")?;
-        ensure!(!pending.is_empty(), EmptyTransactionSnafu { tx });
-        let mut changes = Vec::new();
-        for (key, new) in pending {
-            let old = fsutil::read_optional(&key.path_under(&self.live))?;
-            if old.as_ref() != Some(&new) {
-                changes.push(Change {
-                    key: key.name().to_string(),
-                    old,
-                    new: Some(new),
-                });
+        self.commit_pending(tx, false)
+    }
+
+    fn commit_transaction_keeping_newer(&mut self, tx: &str) -> Result<CommitRecord> {
+        self.commit_pending(tx, true)
+    }
+
+    fn commit_transactions(&mut self, txs: &[&str]) -> Vec<Result<CommitRecord>> {
+        let mut results = Vec::with_capacity(txs.len());
+        while results.len() < txs.len() {
+            let rest = &txs[results.len()..];
+            if let Err(e) = self.settle() {
+                // The first of the rest gets the error; the others try again.
+                results.push(Err(e));
+                continue;
             }
+            let records = self.commit_batch(rest);
+            if records.is_empty() {
+                // The first transaction always fits an empty batch; this is only a safeguard
+                // against looping.
+                results.push(self.commit_transaction(rest[0]));
+            }
+            results.extend(records);
         }
-        self.run_commit(tx, changes, Some(tx))
+        results
     }
 
     fn history(&self) -> Result<Vec<CommitRecord>> {

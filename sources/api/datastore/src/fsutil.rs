@@ -92,6 +92,12 @@ impl SyncSet {
         self.files.insert(file.to_path_buf());
     }
 
+    /// Adds everything `other` holds.
+    pub(crate) fn extend(&mut self, other: SyncSet) {
+        self.files.extend(other.files);
+        self.dirs.extend(other.dirs);
+    }
+
     /// Flushes file contents first, then the directories naming them.
     pub(crate) fn run(&self) -> Result<()> {
         let files: Vec<&PathBuf> = self.files.iter().collect();
@@ -214,7 +220,7 @@ pub(crate) fn write_file_unsynced(path: &Path, contents: &[u8], sync: &mut SyncS
 
 /// First half of a durable replacement split in two: writes `contents` to a temporary file next
 /// to `path` and records it in `sync`, so that its data is flushed with whatever else `sync`
-/// holds. Returns the temporary file for [`commit_staged`] (or [`discard_staged`]).
+/// holds. Returns the temporary file for [`commit_staged_all`] (or [`discard_staged`]).
 pub(crate) fn stage_file(path: &Path, contents: &[u8], sync: &mut SyncSet) -> Result<PathBuf> {
     let dir = parent_of(path);
     ensure_dir(dir, sync)?;
@@ -224,14 +230,18 @@ pub(crate) fn stage_file(path: &Path, contents: &[u8], sync: &mut SyncSet) -> Re
     Ok(tmp)
 }
 
-/// Second half: renames the staged file, whose data must already be flushed, over `path` and
-/// flushes the directory.
-pub(crate) fn commit_staged(tmp: &Path, path: &Path) -> Result<()> {
-    if let Err(e) = fs::rename(tmp, path) {
-        discard_staged(tmp);
-        return Err(e).context(IoSnafu { path });
+/// Second half: renames the staged files, whose data must already be flushed, over their
+/// targets in order, then flushes each directory once.
+pub(crate) fn commit_staged_all(tmps: &[PathBuf], paths: &[&Path]) -> Result<()> {
+    let mut sync = SyncSet::new();
+    for (index, (tmp, path)) in tmps.iter().zip(paths).enumerate() {
+        if let Err(e) = fs::rename(tmp, path) {
+            tmps[index..].iter().for_each(|tmp| discard_staged(tmp));
+            return Err(e).context(IoSnafu { path: *path });
+        }
+        sync.add_dir(parent_of(path));
     }
-    fsync_dir(parent_of(path))
+    sync.run()
 }
 
 /// Deletes a staged file that will not be used (a leftover is also removed by the next `open`).

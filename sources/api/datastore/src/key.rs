@@ -1,9 +1,12 @@
 //! Key names: parsing, validation, canonical quoting and the mapping of a key to a relative path.
 //!
-//! A data key is a list of segments written with dots between them. A segment made only of
-//! `[A-Za-z0-9_-]` is written as it is; any other segment is written inside double quotes, where
-//! every character is allowed except `"`, `\` and control characters. So the sysctl
-//! `net.ipv4.ip_forward` is the single segment in `settings.kernel.sysctl."net.ipv4.ip_forward"`.
+//! The grammar is the `settings-key` crate's, shared with the model so that every key the model
+//! accepts can be stored: a data key is a list of segments written with dots between them. A
+//! segment made only of `[A-Za-z0-9_-]` is written as it is; any other segment is written inside
+//! double quotes, where every character is allowed except `"`, `\` and control characters. So
+//! the sysctl `net.ipv4.ip_forward` is the single segment in
+//! `settings.kernel.sysctl."net.ipv4.ip_forward"`. This module adds the file layout: each segment
+//! becomes one percent-encoded path component.
 //!
 //! A key's name is always kept in canonical form: quotes appear only where they are needed, so
 //! `settings."motd"` and `settings.motd` are the same key and both are named `settings.motd`.
@@ -30,33 +33,25 @@ pub struct Key {
 }
 
 /// Longest key name accepted, in bytes.
-pub const MAX_KEY_NAME_LEN: usize = 255;
+pub const MAX_KEY_NAME_LEN: usize = settings_key::MAX_KEY_LEN;
 
 /// Longest single path component a segment may turn into once percent-encoded (the usual Linux
 /// NAME_MAX).
-pub const MAX_ENCODED_SEGMENT_LEN: usize = 255;
+pub const MAX_ENCODED_SEGMENT_LEN: usize = settings_key::MAX_SEGMENT_FILE_NAME_LEN;
 
 /// Characters that are percent-encoded in a path component: everything except ASCII letters,
 /// digits, `_` and `-`. In particular `.`, `/`, `%` and NUL are always encoded, which is what
 /// keeps every key inside the store directory and keeps the `.` free as the metadata separator.
 const SEGMENT_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-');
 
-fn is_bare_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
-}
-
 /// True when the segment can be written without quotes.
 pub(crate) fn is_bare_segment(segment: &str) -> bool {
-    !segment.is_empty() && segment.chars().all(is_bare_char)
+    settings_key::is_bare(segment)
 }
 
 /// Writes a raw segment the way it appears in a key name: bare when possible, quoted otherwise.
 pub(crate) fn quote_segment(segment: &str) -> String {
-    if is_bare_segment(segment) {
-        segment.to_string()
-    } else {
-        format!("\"{segment}\"")
-    }
+    settings_key::quote(segment).into_owned()
 }
 
 /// Percent-encodes one raw segment into a path component.
@@ -78,76 +73,7 @@ pub(crate) fn decode_segment(component: &str) -> Option<String> {
 
 /// Why a raw segment is not acceptable, if it is not.
 fn segment_problem(segment: &str) -> Option<String> {
-    if segment.is_empty() {
-        return Some("it has an empty segment".to_string());
-    }
-    if let Some(c) = segment.chars().find(|c| c.is_control()) {
-        return Some(format!("segment contains the control character {c:?}"));
-    }
-    if segment.contains('"') || segment.contains('\\') {
-        return Some(format!(
-            "segment {segment:?} contains '\"' or '\\', which cannot be written in a key"
-        ));
-    }
-    if segment.chars().all(|c| c == '.') {
-        return Some(format!("segment {segment:?} is made only of dots"));
-    }
-    if encode_segment(segment).len() > MAX_ENCODED_SEGMENT_LEN {
-        return Some(format!(
-            "segment {segment:?} is too long to be stored as a file name"
-        ));
-    }
-    None
-}
-
-/// Splits a key name into raw segments, undoing the quoting. The caller has already refused
-/// empty names and control characters.
-fn parse_segments(name: &str) -> std::result::Result<Vec<String>, String> {
-    let mut segments = Vec::new();
-    let mut rest = name;
-    loop {
-        if let Some(quoted) = rest.strip_prefix('"') {
-            let Some(end) = quoted.find('"') else {
-                return Err("it has an unbalanced quote".to_string());
-            };
-            let segment = &quoted[..end];
-            if segment.contains('\\') {
-                return Err("a backslash is not allowed inside quotes".to_string());
-            }
-            segments.push(segment.to_string());
-            let after = &quoted[end + 1..];
-            if after.is_empty() {
-                return Ok(segments);
-            }
-            match after.strip_prefix('.') {
-                Some(next) => rest = next,
-                None => {
-                    return Err("a closing quote must end the segment (expected '.')".to_string())
-                }
-            }
-        } else {
-            let end = rest.find('.').unwrap_or(rest.len());
-            let segment = &rest[..end];
-            if let Some(c) = segment.chars().find(|c| !is_bare_char(*c)) {
-                return Err(if c == '"' {
-                    "a quote may only start a segment".to_string()
-                } else {
-                    format!(
-                        "character {c:?} is only allowed inside a quoted segment, \
-                         e.g. a.\"b{c}c\""
-                    )
-                });
-            }
-            if segment.is_empty() {
-                return Err("it has an empty segment".to_string());
-            }
-            segments.push(segment.to_string());
-            if end == rest.len() {
-                return Ok(segments);
-            }
-            rest = &rest[end + 1..];
-        }
-    }
+    settings_key::segment_problem(segment)
 }
 
 impl Key {
@@ -159,18 +85,12 @@ impl Key {
         if name.is_empty() {
             return invalid("the name is empty".to_string());
         }
-        if name.len() > MAX_KEY_NAME_LEN {
-            return invalid(format!(
-                "it is {} bytes long; at most {MAX_KEY_NAME_LEN} are allowed",
-                name.len()
-            ));
+        if let Err(e) = settings_key::check_len(name) {
+            return invalid(e.reason);
         }
-        if let Some(c) = name.chars().find(|c| c.is_control()) {
-            return invalid(format!("it contains the control character {c:?}"));
-        }
-        let segments = match parse_segments(name) {
+        let segments = match settings_key::split(name) {
             Ok(segments) => segments,
-            Err(reason) => return invalid(reason),
+            Err(e) => return invalid(e.reason),
         };
         Self::from_raw(key_type, segments, name)
     }
@@ -178,11 +98,7 @@ impl Key {
     /// Builds a key from raw (unquoted) segments, quoting where needed.
     pub fn from_segments(key_type: KeyType, segments: &[impl AsRef<str>]) -> crate::Result<Key> {
         let segments: Vec<String> = segments.iter().map(|s| s.as_ref().to_string()).collect();
-        let shown = segments
-            .iter()
-            .map(|s| quote_segment(s))
-            .collect::<Vec<_>>()
-            .join(".");
+        let shown = settings_key::join(&segments);
         Self::from_raw(key_type, segments, &shown)
     }
 
@@ -207,16 +123,9 @@ impl Key {
         if let Some(problem) = segments.iter().find_map(|s| segment_problem(s)) {
             return invalid(problem);
         }
-        let name = segments
-            .iter()
-            .map(|s| quote_segment(s))
-            .collect::<Vec<_>>()
-            .join(".");
-        if name.len() > MAX_KEY_NAME_LEN {
-            return invalid(format!(
-                "it is {} bytes long; at most {MAX_KEY_NAME_LEN} are allowed",
-                name.len()
-            ));
+        let name = settings_key::join(&segments);
+        if let Err(e) = settings_key::check_len(&name) {
+            return invalid(e.reason);
         }
         Ok(Key {
             name,
@@ -459,6 +368,25 @@ mod test {
                     .all(|b| b.is_ascii_alphanumeric() || b"_-%".contains(&b)));
             }
             assert_eq!(path.components().count(), segments.len());
+        }
+    }
+
+    /// The shared grammar's idea of a segment's file name length is this module's encoding.
+    #[test]
+    fn encoded_length_matches_the_grammar() {
+        for segment in [
+            "motd",
+            "net.ipv4.ip_forward",
+            "a b/c%d",
+            "é日本",
+            "x-y_Z9",
+            "..a",
+        ] {
+            assert_eq!(
+                encode_segment(segment).len(),
+                settings_key::encoded_len(segment),
+                "{segment}"
+            );
         }
     }
 

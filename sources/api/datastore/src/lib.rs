@@ -27,6 +27,7 @@
 //! <base>/v<version>/live/settings/motd         "hi"
 //! <base>/v<version>/live/settings/motd.affected-services   metadata of settings.motd
 //! <base>/v<version>/pending/<tx>/settings/...  pending values of transaction <tx>
+//! <base>/v<version>/pending/<tx>/.staged-at.json  when each of them was staged (commit id)
 //! <base>/v<version>/journal                    the last commit (header with checksum + JSON)
 //! <base>/v<version>/history/<id, 20 digits>.json   one CommitRecord per commit, newest 256
 //! <base>/v<version>/lock                       flock held by the handle that opened the store
@@ -37,6 +38,29 @@
 //! separates a data key from its metadata key (`<data key path>.<metadata key>`). Every file is
 //! replaced atomically (temporary file in the same directory, fsync, rename, fsync of the
 //! directory); names starting with `.` are temporary files or trash and never keys.
+//!
+//! ## Commits that yield to newer values
+//!
+//! A pending value is a proposal made against live as it was when the value was staged. The
+//! store remembers, for every pending key, the id of the newest commit at the moment the key was
+//! last staged. [`DataStore::commit_transaction_keeping_newer`] commits a transaction except for
+//! the keys that some commit changed *after* they were staged: those are **stale**, keep their
+//! newer live value, are logged, are not part of the returned record and are dropped with the
+//! transaction. [`DataStore::commit_transaction`] commits every key, whatever happened since
+//! it was staged (the last commit wins).
+//!
+//! The yielding commit exists for the boot: storewolf stages defaults, early-boot-config user
+//! data and sundog generated values in the launch transaction while the API server already
+//! answers, and a user may commit a setting before settings-committer commits the launch
+//! transaction. Those boot values must not replace what the user committed meanwhile, whatever
+//! the order of the commits; the API server therefore commits the launch transaction, and only
+//! that one, with [`DataStore::commit_transaction_keeping_newer`]. A boot value staged *after* a
+//! user's commit of the same key is newer and does replace it (user data that the boot stages
+//! after a user's `set` wins, as user data does on every boot).
+//!
+//! Why not every transaction: a client's own transaction is that client's decision, made when
+//! it commits; two clients that stage and commit the same key concurrently get the usual
+//! outcome, the last commit wins, rather than a commit that answers success and changes nothing.
 //!
 //! # Usage
 //!
@@ -84,10 +108,15 @@
 //! - A commit whose pending values all equal live changes nothing; it is not recorded in the
 //!   history and returns a record with id 0 and no changes.
 //! - Emptied directories are left in place when keys are deleted.
+//! - Staleness is judged from the history: for a key staged before the oldest commit record
+//!   still kept (more than [`DEFAULT_HISTORY_LIMIT`] commits ago) only the records that remain
+//!   count. A pending key with no staging record (staged by an older version of this crate, or
+//!   whose record was lost in a crash; pending writes are not flushed) is never stale.
 //! - The crash test kills the writer with SIGKILL, which keeps the page cache; behaviour under
 //!   power loss rests on the fsync ordering argued in [`filesystem`], not on a test.
 //! - There are no migrations between versions yet: `create` on an existing store opens it as it
 //!   is, whatever version `current` points to.
+#![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -178,6 +207,17 @@ pub trait DataStore {
     /// removes the transaction and records history. Returns the record (changes may be empty when
     /// the pending values equal live ones; callers decide what "empty" means via `pending keys`).
     fn commit_transaction(&mut self, tx: &str) -> Result<CommitRecord>;
+    /// Like [`DataStore::commit_transaction`], except that a key which another commit changed
+    /// after it was staged in `tx` keeps its live value (see "Commits that yield to newer
+    /// values" in the crate documentation). Meant for the boot's launch transaction.
+    fn commit_transaction_keeping_newer(&mut self, tx: &str) -> Result<CommitRecord>;
+    /// Commits several transactions, in order, as [`DataStore::commit_transaction`] would one
+    /// after the other, with one result each. The filesystem store makes as many of them as it
+    /// can durable with one flush (group commit); each is still all or nothing, and an `Ok` still
+    /// means durable. A later transaction's value for a key wins over an earlier one's.
+    fn commit_transactions(&mut self, txs: &[&str]) -> Vec<Result<CommitRecord>> {
+        txs.iter().map(|tx| self.commit_transaction(tx)).collect()
+    }
 
     /// Newest last; bounded (oldest dropped).
     fn history(&self) -> Result<Vec<CommitRecord>>;
@@ -190,6 +230,12 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 256;
 
 /// Longest transaction name accepted.
 pub const MAX_TRANSACTION_NAME_LEN: usize = 64;
+
+/// The rule of [`validate_transaction_name`] as an anchored regular expression, for API
+/// documents.
+pub fn transaction_name_pattern() -> String {
+    format!("^[A-Za-z0-9_-]{{1,{MAX_TRANSACTION_NAME_LEN}}}$")
+}
 
 /// Transaction names: 1..=64 chars of [A-Za-z0-9_-].
 pub fn validate_transaction_name(name: &str) -> Result<()> {
@@ -306,6 +352,35 @@ pub(crate) fn check_conflicts(
     Ok(())
 }
 
+/// The staged keys that `record` changed after they were staged: `staged_at` maps a pending key
+/// to the id of the newest commit when it was staged, so a record with a higher id is newer.
+pub(crate) fn mark_stale(
+    staged_at: &BTreeMap<Key, u64>,
+    record: &CommitRecord,
+    stale: &mut BTreeSet<Key>,
+) {
+    for change in &record.changes {
+        if let Ok(key) = Key::new(KeyType::Data, &change.key) {
+            if staged_at.get(&key).is_some_and(|at| *at < record.id) {
+                stale.insert(key);
+            }
+        }
+    }
+}
+
+/// Removes the stale keys from `pending` and logs them.
+pub(crate) fn drop_stale(tx: &str, pending: &mut BTreeMap<Key, String>, stale: &BTreeSet<Key>) {
+    for key in stale {
+        if pending.remove(key).is_some() {
+            tracing::info!(
+                tx,
+                key = key.name(),
+                "not committing a value staged before a newer commit of the same key"
+            );
+        }
+    }
+}
+
 /// Parses the key names of a commit's changes (they come from our own records).
 pub(crate) fn change_keys(changes: &[Change]) -> Result<Vec<Key>> {
     changes
@@ -343,6 +418,134 @@ mod test {
         shareable::<FilesystemDataStore>();
         shareable::<MemoryDataStore>();
         shareable::<Error>();
+    }
+
+    fn k(name: &str) -> Key {
+        Key::new(KeyType::Data, name).unwrap()
+    }
+
+    fn stage(ds: &mut dyn DataStore, tx: &str, pairs: &[(&str, &str)]) {
+        let pairs = pairs
+            .iter()
+            .map(|(key, value)| (k(key), format!("{value:?}")))
+            .collect();
+        ds.set_keys(&pairs, &Committed::Pending { tx: tx.to_string() })
+            .unwrap();
+    }
+
+    fn live(ds: &dyn DataStore, name: &str) -> Option<String> {
+        ds.get_key(&k(name), &Committed::Live)
+            .unwrap()
+            .map(|text| serde_json::from_str(&text).unwrap())
+    }
+
+    fn changed(record: &CommitRecord) -> Vec<&str> {
+        record.changes.iter().map(|c| c.key.as_str()).collect()
+    }
+
+    /// The boot's case: defaults, user data and generated values are staged in the launch
+    /// transaction, a user commits in between, and the launch commit comes last.
+    fn a_commit_beats_values_staged_before_it(ds: &mut dyn DataStore) {
+        stage(
+            ds,
+            "launch",
+            &[
+                ("settings.motd", "default motd"),
+                ("settings.timezone", "UTC"),
+                ("settings.hostname", "generated"),
+            ],
+        );
+        stage(ds, "user", &[("settings.motd", "hello from the user")]);
+        ds.commit_transaction("user").unwrap();
+        stage(ds, "user", &[("settings.hostname", "user-host")]);
+        ds.commit_transaction("user").unwrap();
+        // Staged after the user's commit of the same key: newer, so it wins.
+        stage(ds, "launch", &[("settings.hostname", "from user data")]);
+
+        let record = ds.commit_transaction_keeping_newer("launch").unwrap();
+        assert_eq!(changed(&record), ["settings.hostname", "settings.timezone"]);
+        assert_eq!(
+            live(ds, "settings.motd").as_deref(),
+            Some("hello from the user")
+        );
+        assert_eq!(live(ds, "settings.timezone").as_deref(), Some("UTC"));
+        assert_eq!(
+            live(ds, "settings.hostname").as_deref(),
+            Some("from user data")
+        );
+        assert!(ds.list_transactions().unwrap().is_empty());
+
+        // The order of commits does not decide: a yielding commit that only holds stale keys
+        // changes nothing.
+        stage(ds, "a", &[("settings.motd", "from a")]);
+        stage(ds, "b", &[("settings.motd", "from b")]);
+        ds.commit_transaction("b").unwrap();
+        let record = ds.commit_transaction_keeping_newer("a").unwrap();
+        assert_eq!(record.id, 0, "{record:?}");
+        assert_eq!(live(ds, "settings.motd").as_deref(), Some("from b"));
+        assert!(ds.list_transactions().unwrap().is_empty());
+
+        // An ordinary commit still commits everything: the last commit wins.
+        stage(ds, "a", &[("settings.motd", "from a")]);
+        stage(ds, "b", &[("settings.motd", "from b")]);
+        ds.commit_transaction("b").unwrap();
+        let record = ds.commit_transaction("a").unwrap();
+        assert_eq!(changed(&record), ["settings.motd"]);
+        assert_eq!(live(ds, "settings.motd").as_deref(), Some("from a"));
+
+        // An undo is a commit too.
+        stage(ds, "c", &[("settings.motd", "from c")]);
+        ds.undo(None).unwrap();
+        ds.commit_transaction_keeping_newer("c").unwrap();
+        assert_eq!(live(ds, "settings.motd").as_deref(), Some("from b"));
+
+        // Staging and committing with nothing in between is unaffected, and restaging a key
+        // makes it current again.
+        stage(ds, "d", &[("settings.motd", "old plan")]);
+        stage(ds, "e", &[("settings.motd", "from e")]);
+        ds.commit_transaction("e").unwrap();
+        stage(ds, "d", &[("settings.motd", "new plan")]);
+        let record = ds.commit_transaction_keeping_newer("d").unwrap();
+        assert_eq!(changed(&record), ["settings.motd"]);
+        assert_eq!(live(ds, "settings.motd").as_deref(), Some("new plan"));
+    }
+
+    #[test]
+    fn memory_store_keeps_commits_newer_than_staged_values() {
+        a_commit_beats_values_staged_before_it(&mut MemoryDataStore::new());
+    }
+
+    #[test]
+    fn filesystem_store_keeps_commits_newer_than_staged_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ds = FilesystemDataStore::create(dir.path(), "1").unwrap();
+        a_commit_beats_values_staged_before_it(&mut ds);
+    }
+
+    #[test]
+    fn staging_times_survive_reopening_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ds = FilesystemDataStore::create(dir.path(), "1").unwrap();
+        stage(&mut ds, "seed", &[("settings.timezone", "UTC")]);
+        ds.commit_transaction("seed").unwrap();
+        stage(
+            &mut ds,
+            "launch",
+            &[
+                ("settings.motd", "default"),
+                ("settings.timezone", "Etc/UTC"),
+            ],
+        );
+        drop(ds);
+        let mut ds = FilesystemDataStore::open(&dir.path().join("current")).unwrap();
+        stage(&mut ds, "user", &[("settings.motd", "mine")]);
+        ds.commit_transaction("user").unwrap();
+        drop(ds);
+        let mut ds = FilesystemDataStore::open(&dir.path().join("current")).unwrap();
+        let record = ds.commit_transaction_keeping_newer("launch").unwrap();
+        assert_eq!(changed(&record), ["settings.timezone"]);
+        assert_eq!(live(&ds, "settings.motd").as_deref(), Some("mine"));
+        assert_eq!(live(&ds, "settings.timezone").as_deref(), Some("Etc/UTC"));
     }
 
     #[test]

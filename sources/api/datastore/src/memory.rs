@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub struct MemoryDataStore {
     live: BTreeMap<Key, String>,
     pending: BTreeMap<String, BTreeMap<Key, String>>,
+    /// tx -> pending key -> id of the newest commit when the key was staged
+    staged_at: BTreeMap<String, BTreeMap<Key, u64>>,
     /// data key -> metadata key -> value
     metadata: BTreeMap<Key, BTreeMap<Key, String>>,
     history: VecDeque<CommitRecord>,
@@ -56,6 +58,7 @@ impl MemoryDataStore {
         MemoryDataStore {
             live: BTreeMap::new(),
             pending: BTreeMap::new(),
+            staged_at: BTreeMap::new(),
             metadata: BTreeMap::new(),
             history: VecDeque::new(),
             history_limit: DEFAULT_HISTORY_LIMIT,
@@ -94,6 +97,37 @@ impl MemoryDataStore {
                 self.pending.entry(tx.clone()).or_default()
             }
         })
+    }
+
+    /// Commits `tx`; with `keeping_newer`, keys changed by a commit since they were staged
+    /// keep their live value.
+    fn commit_pending(&mut self, tx: &str, keeping_newer: bool) -> Result<CommitRecord> {
+        validate_transaction_name(tx)?;
+        let mut pending = self.pending.get(tx).cloned().unwrap_or_default();
+        ensure!(!pending.is_empty(), EmptyTransactionSnafu { tx });
+        if let (true, Some(staged_at)) = (keeping_newer, self.staged_at.get(tx)) {
+            let mut stale = BTreeSet::new();
+            let oldest = staged_at.values().min().copied().unwrap_or(self.last_id);
+            for record in self.history.iter().filter(|r| r.id > oldest) {
+                crate::mark_stale(staged_at, record, &mut stale);
+            }
+            crate::drop_stale(tx, &mut pending, &stale);
+        }
+        let changes = pending
+            .into_iter()
+            .filter_map(|(key, new)| {
+                let old = self.live.get(&key).cloned();
+                (old.as_ref() != Some(&new)).then(|| Change {
+                    key: key.name().to_string(),
+                    old,
+                    new: Some(new),
+                })
+            })
+            .collect();
+        let record = self.run_commit(tx, changes)?;
+        self.pending.remove(tx);
+        self.staged_at.remove(tx);
+        Ok(record)
     }
 
     fn run_commit(&mut self, transaction: &str, changes: Vec<Change>) -> Result<CommitRecord> {
@@ -183,6 +217,12 @@ impl DataStore for MemoryDataStore {
         for (key, value) in pairs {
             map.insert(key.clone(), value.clone());
         }
+        if let Committed::Pending { tx } = committed {
+            let staged = self.staged_at.entry(tx.clone()).or_default();
+            for key in pairs.keys() {
+                staged.insert(key.clone(), self.last_id);
+            }
+        }
         Ok(())
     }
 
@@ -196,6 +236,9 @@ impl DataStore for MemoryDataStore {
                 validate_transaction_name(tx)?;
                 if let Some(map) = self.pending.get_mut(tx) {
                     map.remove(key);
+                }
+                if let Some(staged) = self.staged_at.get_mut(tx) {
+                    staged.remove(key);
                 }
             }
         }
@@ -298,6 +341,7 @@ impl DataStore for MemoryDataStore {
 
     fn delete_transaction(&mut self, tx: &str) -> Result<BTreeSet<Key>> {
         validate_transaction_name(tx)?;
+        self.staged_at.remove(tx);
         Ok(self
             .pending
             .remove(tx)
@@ -306,23 +350,11 @@ impl DataStore for MemoryDataStore {
     }
 
     fn commit_transaction(&mut self, tx: &str) -> Result<CommitRecord> {
-        validate_transaction_name(tx)?;
-        let pending = self.pending.get(tx).cloned().unwrap_or_default();
-        ensure!(!pending.is_empty(), EmptyTransactionSnafu { tx });
-        let changes = pending
-            .into_iter()
-            .filter_map(|(key, new)| {
-                let old = self.live.get(&key).cloned();
-                (old.as_ref() != Some(&new)).then(|| Change {
-                    key: key.name().to_string(),
-                    old,
-                    new: Some(new),
-                })
-            })
-            .collect();
-        let record = self.run_commit(tx, changes)?;
-        self.pending.remove(tx);
-        Ok(record)
+        self.commit_pending(tx, false)
+    }
+
+    fn commit_transaction_keeping_newer(&mut self, tx: &str) -> Result<CommitRecord> {
+        self.commit_pending(tx, true)
     }
 
     fn history(&self) -> Result<Vec<CommitRecord>> {

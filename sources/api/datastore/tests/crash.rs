@@ -1,5 +1,6 @@
-//! Crash consistency: a child process commits generation after generation (and every seventh
-//! one it also undoes and redoes) and is killed with SIGKILL at random moments; after every kill
+//! Crash consistency: a child process commits generation after generation (every seventh one it
+//! also undoes and redoes, and some pairs of generations it commits as one group commit of two
+//! transactions) and is killed with SIGKILL at random moments; after every kill
 //! the store is reopened and must hold exactly one complete generation: the state the child last
 //! reported durable, or the one its operation in flight was producing.
 //!
@@ -11,7 +12,7 @@ use datastore::{Committed, DataStore, FilesystemDataStore, Key, KeyType};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 const WORKER_ENV: &str = "DATASTORE_CRASH_WORKER";
 const KILLS_ENV: &str = "DATASTORE_CRASH_KILLS";
 const TX: &str = "crash";
+/// The second transaction of a group commit.
+const TX_B: &str = "crash-b";
 const FIXED: usize = 5;
 const VARY: u64 = 10;
 const BULK: u64 = 13;
@@ -87,6 +90,17 @@ fn check_live(ds: &FilesystemDataStore) -> u64 {
 /// Every seventh generation is undone and redone, to crash inside undo commits too.
 const UNDO_EVERY: u64 = 7;
 
+/// The step after live reached generation `g` by a commit: generations n and n+1 with
+/// n % 7 == 3 are committed together, as one group commit of two transactions (never next to an
+/// undo); every other generation alone.
+fn next_commit(g: u64) -> Step {
+    if (g + 1) % UNDO_EVERY == 3 {
+        Step::Group(g + 2)
+    } else {
+        Step::Commit(g + 1)
+    }
+}
+
 /// The child: commits generations until it is killed, printing each step once it is durable.
 #[test]
 fn crash_worker() {
@@ -96,13 +110,28 @@ fn crash_worker() {
     let mut ds = FilesystemDataStore::open(&Path::new(&base).join("current")).unwrap();
     let start = check_live(&ds);
     println!("ready {start}");
-    for n in start + 1.. {
-        let tx = Committed::Pending { tx: TX.into() };
-        ds.set_keys(&generation(n), &tx).unwrap();
-        let record = ds.commit_transaction(TX).unwrap();
-        assert_eq!(record.changes.len(), generation(n).len());
+    let mut n = start;
+    loop {
+        let tx = |name: &str| Committed::Pending { tx: name.into() };
+        match next_commit(n) {
+            Step::Group(m) => {
+                ds.set_keys(&generation(m - 1), &tx(TX)).unwrap();
+                ds.set_keys(&generation(m), &tx(TX_B)).unwrap();
+                let records = ds.commit_transactions(&[TX, TX_B]);
+                for (record, g) in records.into_iter().zip([m - 1, m]) {
+                    assert_eq!(record.unwrap().changes.len(), generation(g).len());
+                }
+                n = m;
+            }
+            _ => {
+                n += 1;
+                ds.set_keys(&generation(n), &tx(TX)).unwrap();
+                let record = ds.commit_transaction(TX).unwrap();
+                assert_eq!(record.changes.len(), generation(n).len());
+            }
+        }
         println!("done {n}");
-        if n % UNDO_EVERY == 0 {
+        if n.is_multiple_of(UNDO_EVERY) {
             ds.undo(None).unwrap();
             println!("undone {n}");
             ds.undo(None).unwrap();
@@ -115,6 +144,8 @@ fn crash_worker() {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Step {
     Commit(u64),
+    /// Generations n-1 and n in one group commit: live goes from n-2 to n, never to n-1.
+    Group(u64),
     Undo(u64),
     Redo(u64),
 }
@@ -122,7 +153,7 @@ enum Step {
 impl Step {
     fn target(self) -> u64 {
         match self {
-            Step::Commit(n) | Step::Redo(n) => n,
+            Step::Commit(n) | Step::Group(n) | Step::Redo(n) => n,
             Step::Undo(n) => n - 1,
         }
     }
@@ -132,16 +163,16 @@ impl Step {
 fn after_line(line: &str) -> Option<(u64, Step)> {
     let number = |tag: &str| -> Option<u64> { Some(line.split_once(tag)?.1.parse().unwrap()) };
     if let Some(g) = number("ready ") {
-        Some((g, Step::Commit(g + 1)))
+        Some((g, next_commit(g)))
     } else if let Some(n) = number("undone ") {
         Some((n - 1, Step::Redo(n)))
     } else if let Some(n) = number("redone ") {
-        Some((n, Step::Commit(n + 1)))
+        Some((n, next_commit(n)))
     } else if let Some(n) = number("done ") {
         let next = if n % UNDO_EVERY == 0 {
             Step::Undo(n)
         } else {
-            Step::Commit(n + 1)
+            next_commit(n)
         };
         Some((n, next))
     } else {
@@ -154,7 +185,10 @@ struct KillOnDrop(u32);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.0 as i32), Signal::SIGKILL);
+        let _ = kill(
+            Pid::from_raw(i32::try_from(self.0).unwrap()),
+            Signal::SIGKILL,
+        );
     }
 }
 
@@ -179,7 +213,12 @@ fn journal_outstanding(version_dir: &Path) -> bool {
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(body) else {
         return false;
     };
-    let id = body["id"].as_u64().unwrap();
+    // One commit, or a group of them (the newest last).
+    let newest = match body.get("commits") {
+        Some(commits) => commits.as_array().unwrap().last().unwrap().clone(),
+        None => body,
+    };
+    let id = newest["id"].as_u64().unwrap();
     let newest_recorded = std::fs::read_dir(version_dir.join("history"))
         .unwrap()
         .filter_map(|e| {
@@ -271,7 +310,11 @@ fn commits_survive_sigkill() {
             }
             std::thread::sleep(Duration::from_micros(rng.random_range(0..20_000)));
         }
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+        kill(
+            Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            Signal::SIGKILL,
+        )
+        .unwrap();
         let status = child.wait().unwrap();
         std::mem::forget(guard);
         reader.join().unwrap();
@@ -317,21 +360,28 @@ fn commits_survive_sigkill() {
             assert!(pending_tx.is_empty(), "committed transaction still pending");
         } else if !pending_tx.is_empty() {
             // A commit in flight may have written part of its pending keys, never live ones.
-            let Step::Commit(m) = step else {
-                panic!("pending keys left while {step:?} was in flight");
+            let expected: &[(&str, u64)] = match step {
+                Step::Commit(m) => &[(TX, m)],
+                Step::Group(m) => &[(TX, m - 1), (TX_B, m)],
+                _ => panic!("pending keys left while {step:?} was in flight"),
             };
-            assert_eq!(pending_tx, BTreeSet::from([TX.to_string()]));
             totals.partial_pending += 1;
-            let pending = ds
-                .get_prefix("", &Committed::Pending { tx: TX.into() })
-                .unwrap();
-            assert!(
-                pending.values().all(|v| *v == m.to_string()),
-                "stale pending values"
-            );
+            for tx in &pending_tx {
+                let (_, m) = expected
+                    .iter()
+                    .find(|(name, _)| name == tx)
+                    .unwrap_or_else(|| panic!("unexpected pending transaction {tx}"));
+                let pending = ds
+                    .get_prefix("", &Committed::Pending { tx: tx.clone() })
+                    .unwrap();
+                assert!(
+                    pending.values().all(|v| *v == m.to_string()),
+                    "stale pending values in {tx}"
+                );
+            }
         }
         // A new worker starts from what live holds.
-        step = Step::Commit(state + 1);
+        step = next_commit(state);
 
         // The newest history record produced generation g, and ids only grow.
         let history = ds.history().unwrap();

@@ -3,7 +3,7 @@
 //! A node learns its first settings from *user data*: a TOML document with a `[settings]`
 //! table, given by whoever starts the node. early-boot-config runs at boot after the API
 //! server is up and before settings are committed; it reads user data from each provider in
-//! turn and PATCHes it into the launch transaction ([`storewolf::LAUNCH_TX`]), where storewolf
+//! turn and PATCHes it into the launch transaction ([`constants::LAUNCH_TX`]), where storewolf
 //! has left the defaults. Later providers win key by key, since each document is one PATCH into
 //! the same transaction. sundog then generates what is still missing, settings-committer makes
 //! it live, and the renderer writes the files.
@@ -43,14 +43,14 @@
 //! * Only plain `http://` metadata services, and only the IMDSv2 flow (no IMDSv1 fallback).
 //! * User data is settings only: no Bottlerocket-style `[metadata]` or other tables, and no
 //!   `user-data` hints such as MIME multipart or cloud-init scripts.
+#![forbid(unsafe_code)]
 
-pub mod cmdline;
 pub mod document;
 pub mod error;
 pub mod imds;
 
 use base64::Engine;
-use cmdline::{KernelCmdline, IMDS_PARAM, USER_DATA_PARAM};
+use boot_params::{Cmdline, IMDS as IMDS_PARAM, USER_DATA as USER_DATA_PARAM};
 pub use error::{Error, Result};
 use error::{RefusedSnafu, RequestSnafu, StatusSnafu};
 use imds::{Fetched, Imds};
@@ -90,7 +90,7 @@ impl Config {
     pub fn new(socket_path: impl Into<PathBuf>) -> Config {
         Config {
             socket_path: socket_path.into(),
-            tx: storewolf::LAUNCH_TX.to_string(),
+            tx: constants::LAUNCH_TX.to_string(),
             local_file: PathBuf::from(DEFAULT_LOCAL_FILE),
             cmdline: PathBuf::from(DEFAULT_CMDLINE),
             imds_url: None,
@@ -155,14 +155,14 @@ impl fmt::Display for Report {
 /// Reads every provider in order and applies what passes the checks.
 pub async fn run(config: &Config) -> Report {
     let (cmdline, cmdline_problem) = match std::fs::read_to_string(&config.cmdline) {
-        Ok(text) => (KernelCmdline::parse(&text), None),
+        Ok(text) => (Cmdline::parse(&text), None),
         Err(e) => {
             let reason = format!(
                 "cannot read the kernel command line {}: {e}",
                 config.cmdline.display()
             );
             tracing::warn!("{reason}");
-            (KernelCmdline::default(), Some(reason))
+            (Cmdline::default(), Some(reason))
         }
     };
 
@@ -226,7 +226,7 @@ fn read_local_file(path: &Path) -> Result<Option<Vec<u8>>, String> {
 
 /// The decoded `ballast.user-data` parameter; `None` when absent or empty. Standard or
 /// URL-safe base64, with or without padding.
-fn cmdline_user_data(cmdline: &KernelCmdline) -> Result<Option<Vec<u8>>, String> {
+fn cmdline_user_data(cmdline: &Cmdline) -> Result<Option<Vec<u8>>, String> {
     use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
     use base64::engine::DecodePaddingMode;
     let Some(encoded) = cmdline.get(USER_DATA_PARAM).filter(|v| !v.is_empty()) else {
@@ -244,7 +244,7 @@ fn cmdline_user_data(cmdline: &KernelCmdline) -> Result<Option<Vec<u8>>, String>
 }
 
 /// The metadata service client, or `None` when it is turned off.
-fn imds_client(config: &Config, cmdline: &KernelCmdline) -> Result<Option<Imds>, String> {
+fn imds_client(config: &Config, cmdline: &Cmdline) -> Result<Option<Imds>, String> {
     let (url, origin) = match (
         cmdline.get(IMDS_PARAM).filter(|v| !v.is_empty()),
         config.imds_url.as_deref(),
@@ -376,14 +376,14 @@ mod tests {
         let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
         assert_ne!(standard.trim_end_matches('='), url_safe);
         for encoded in [standard, url_safe] {
-            let cmdline = KernelCmdline::parse(&format!("quiet {USER_DATA_PARAM}={encoded}"));
+            let cmdline = Cmdline::parse(&format!("quiet {USER_DATA_PARAM}={encoded}"));
             assert_eq!(
                 cmdline_user_data(&cmdline).unwrap().unwrap(),
                 text.as_bytes()
             );
         }
-        assert_eq!(cmdline_user_data(&KernelCmdline::parse("quiet")), Ok(None));
-        let bad = KernelCmdline::parse(&format!("{USER_DATA_PARAM}=!!!"));
+        assert_eq!(cmdline_user_data(&Cmdline::parse("quiet")), Ok(None));
+        let bad = Cmdline::parse(&format!("{USER_DATA_PARAM}=!!!"));
         assert!(cmdline_user_data(&bad)
             .unwrap_err()
             .contains("not valid base64"));
@@ -391,23 +391,19 @@ mod tests {
 
     #[test]
     fn imds_url_comes_from_cmdline_then_flag_then_default() {
-        let mut config = Config::new("/run/api.sock");
-        let none = KernelCmdline::default();
-        let base = |c: &Config, k: &KernelCmdline| {
-            imds_client(c, k).unwrap().map(|i| i.base().to_string())
-        };
+        let mut config = Config::new(constants::API_SOCKET);
+        let none = Cmdline::default();
+        let base =
+            |c: &Config, k: &Cmdline| imds_client(c, k).unwrap().map(|i| i.base().to_string());
         assert_eq!(base(&config, &none).unwrap(), "http://169.254.169.254/");
         config.imds_url = Some("http://10.0.0.1:80".into());
         assert_eq!(base(&config, &none).unwrap(), "http://10.0.0.1/");
-        let cmdline = KernelCmdline::parse("ballast.imds=http://127.0.0.1:9");
+        let cmdline = Cmdline::parse("ballast.imds=http://127.0.0.1:9");
         assert_eq!(base(&config, &cmdline).unwrap(), "http://127.0.0.1:9/");
-        assert_eq!(
-            base(&config, &KernelCmdline::parse("ballast.imds=off")),
-            None
-        );
+        assert_eq!(base(&config, &Cmdline::parse("ballast.imds=off")), None);
         config.imds_url = Some("off".into());
         assert_eq!(base(&config, &none), None);
-        let err = imds_client(&config, &KernelCmdline::parse("ballast.imds=ftp://x")).unwrap_err();
+        let err = imds_client(&config, &Cmdline::parse("ballast.imds=ftp://x")).unwrap_err();
         assert!(
             err.contains("ballast.imds on the kernel command line"),
             "{err}"

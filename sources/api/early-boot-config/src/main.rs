@@ -1,7 +1,7 @@
 //! `early-boot-config`: applies user data at boot; see the library documentation.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,10 +12,10 @@ use std::time::Duration;
 #[command(version, about)]
 struct Args {
     /// The API server's socket.
-    #[arg(long, default_value = apiclient::DEFAULT_SOCKET_PATH)]
+    #[arg(long, default_value = constants::API_SOCKET)]
     socket_path: PathBuf,
     /// The pending transaction that receives the settings.
-    #[arg(long, default_value = storewolf::LAUNCH_TX)]
+    #[arg(long, default_value = constants::LAUNCH_TX)]
     tx: String,
     /// User data on the data partition.
     #[arg(long, default_value = early_boot_config::DEFAULT_LOCAL_FILE)]
@@ -32,19 +32,14 @@ struct Args {
     imds_timeout_seconds: u64,
     /// trace, debug, info, warn or error.
     #[arg(long, default_value = "info")]
-    log_level: tracing_subscriber::filter::LevelFilter,
+    log_level: logging::LevelFilter,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        // The journal stamps each line itself, and colors only help on a terminal.
-        .without_time()
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // The journal stamps each line itself.
+    logging::Logging::new(args.log_level).without_time().init();
     let config = early_boot_config::Config {
         socket_path: args.socket_path,
         tx: args.tx,

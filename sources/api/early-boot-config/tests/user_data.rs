@@ -148,7 +148,7 @@ fn invalid_user_data_is_refused_whole_while_other_providers_apply() {
         assert_eq!(tx["motd"], "valid");
         server.raw(
             "PATCH",
-            "/settings?tx=ballast-launch",
+            &format!("/settings?tx={}", constants::LAUNCH_TX),
             Some(r#"{"motd": "reset"}"#),
         );
     }

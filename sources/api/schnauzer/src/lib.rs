@@ -31,6 +31,7 @@
 //! assert_eq!(err.line(), Some(2));
 //! assert!(err.to_string().starts_with("template t failed to render at line 2"));
 //! ```
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod helpers;

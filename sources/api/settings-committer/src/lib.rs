@@ -1,7 +1,7 @@
 //! # Background
 //!
 //! At boot, settings are gathered in the pending transaction `ballast-launch`
-//! ([`storewolf::LAUNCH_TX`]): storewolf seeds the defaults that are not live yet,
+//! ([`constants::LAUNCH_TX`]): storewolf seeds the defaults that are not live yet,
 //! early-boot-config adds user data and sundog adds generated values. Nothing of that is live
 //! until settings-committer commits the transaction, just before the renderer writes every
 //! configuration file from the live settings.
@@ -9,6 +9,11 @@
 //! The commit is one `POST /tx/commit?tx=ballast-launch`, which the API server performs all or
 //! nothing. It only commits; applying (rendering files, restarting services) is the next unit's
 //! job, because at boot everything is rendered anyway.
+//!
+//! The API server answers before this commit, so a user may already have set some of the
+//! launch transaction's keys. The server commits the launch transaction so that such keys keep
+//! the user's value (a key committed after it was staged is left out); the keys the user did not
+//! set get their default, user data or generated value as usual.
 //!
 //! # Usage
 //!
@@ -24,6 +29,7 @@
 //! # Current limitations
 //!
 //! * No retry: the unit is ordered after the API server, which answers as soon as it is up.
+#![forbid(unsafe_code)]
 
 pub mod error;
 

@@ -1,7 +1,7 @@
 //! `settings-committer`: commits the boot-time settings transaction; see the library docs.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,26 +10,21 @@ use std::process::ExitCode;
 #[command(version, about)]
 struct Args {
     /// The API server's socket.
-    #[arg(long, default_value = apiclient::DEFAULT_SOCKET_PATH)]
+    #[arg(long, default_value = constants::API_SOCKET)]
     socket_path: PathBuf,
     /// The transaction to commit.
-    #[arg(long, default_value = storewolf::LAUNCH_TX)]
+    #[arg(long, default_value = constants::LAUNCH_TX)]
     tx: String,
     /// trace, debug, info, warn or error.
     #[arg(long, default_value = "info")]
-    log_level: tracing_subscriber::filter::LevelFilter,
+    log_level: logging::LevelFilter,
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        // The journal stamps each line itself, and colors only help on a terminal.
-        .without_time()
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // The journal stamps each line itself.
+    logging::Logging::new(args.log_level).without_time().init();
     match settings_committer::run(&args.socket_path, &args.tx).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

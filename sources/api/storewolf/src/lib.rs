@@ -6,7 +6,11 @@
 //! and every OS version, while settings that a new OS version introduces get their default.
 //!
 //! Settings defaults go into the pending launch transaction (`ballast-launch`), so that user data
-//! and generators can still change them before the boot-time commit. Metadata, services and
+//! and generators can still change them before the boot-time commit. "A value a user set" is
+//! any live value; and since the API server answers before the launch transaction is committed,
+//! a value a user commits in that window also wins: the launch transaction is committed with the
+//! datastore's `commit_transaction_keeping_newer` (by the API server, and by `--commit` here),
+//! which keeps every key committed after it was staged. Metadata, services and
 //! configuration files belong to the image, not to the user: they are written straight to live
 //! and always reflect the running OS version.
 //!
@@ -19,15 +23,13 @@
 //! # Current limitations
 //!
 //! - Metadata of settings that a newer OS version no longer declares is left in place.
+#![forbid(unsafe_code)]
 
 use datastore::{serialization, Committed, DataStore, FilesystemDataStore, Key, KeyType};
 use models::Defaults;
 use snafu::{ResultExt, Snafu};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Transaction that holds boot-time settings until the committer makes them live.
-pub const LAUNCH_TX: &str = "ballast-launch";
 
 #[derive(Debug, Snafu)]
 pub enum Error {
@@ -87,7 +89,7 @@ pub fn seed<D: DataStore + ?Sized>(ds: &mut D, defaults: &Defaults) -> Result<Se
         ds.set_keys(
             &missing,
             &Committed::Pending {
-                tx: LAUNCH_TX.to_string(),
+                tx: constants::LAUNCH_TX.to_string(),
             },
         )
         .context(StoreSnafu)?;
@@ -141,7 +143,8 @@ pub fn run(base: &Path, version: &str, defaults: &Defaults, commit: bool) -> Res
     let mut ds = FilesystemDataStore::create(base, version).context(StoreSnafu)?;
     let seeded = seed(&mut ds, defaults)?;
     if commit && !seeded.settings.is_empty() {
-        ds.commit_transaction(LAUNCH_TX).context(StoreSnafu)?;
+        ds.commit_transaction_keeping_newer(constants::LAUNCH_TX)
+            .context(StoreSnafu)?;
     }
     Ok(seeded)
 }
@@ -169,7 +172,7 @@ mod test {
         assert_eq!(seeded.dropped_transactions, vec!["stale".to_string()]);
         assert!(!seeded.settings.contains(&"settings.motd".to_string()));
         assert!(seeded.settings.contains(&"settings.timezone".to_string()));
-        ds.commit_transaction(LAUNCH_TX).unwrap();
+        ds.commit_transaction(constants::LAUNCH_TX).unwrap();
         assert_eq!(
             ds.get_key(&key("settings.motd"), &live).unwrap().as_deref(),
             Some("\"mine\"")

@@ -1,7 +1,7 @@
 //! `storewolf`: seeds the datastore with defaults; see the library documentation.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +12,7 @@ use std::process::ExitCode;
 #[command(version, about, disable_version_flag = true)]
 struct Args {
     /// Directory that holds the versioned datastore and its `current` link.
-    #[arg(long, default_value = "/var/lib/ballast/datastore")]
+    #[arg(long, default_value = constants::DATASTORE_DIR)]
     datastore_path: PathBuf,
     /// Datastore version to create when the store does not exist yet.
     #[arg(long, default_value = "0.1")]
@@ -24,17 +24,12 @@ struct Args {
     #[arg(long)]
     commit: bool,
     #[arg(long, default_value = "info")]
-    log_level: tracing_subscriber::filter::LevelFilter,
+    log_level: logging::LevelFilter,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        // Colour codes only help on a terminal; in the journal they are noise.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    logging::init(args.log_level);
     let result = storewolf::load_defaults(&args.defaults).and_then(|defaults| {
         storewolf::run(&args.datastore_path, &args.version, &defaults, args.commit)
     });

@@ -4,7 +4,7 @@
 //! update-wave seed is the shipped example. Their metadata names a *setting generator*, a
 //! command whose output becomes the value. sundog runs at boot after early-boot-config (user
 //! data) and before settings-committer: for every key that has a generator and still has no
-//! value, neither live nor pending in the launch transaction ([`storewolf::LAUNCH_TX`]), it
+//! value, neither live nor pending in the launch transaction ([`constants::LAUNCH_TX`]), it
 //! runs the generator and stores the output in that transaction. A user's value (from user
 //! data or set earlier) is therefore never replaced, and a generated value, once committed,
 //! is live and is not generated again on later boots.
@@ -45,6 +45,7 @@
 //!   key, which it does not yet.
 //! * A generator cannot see values that other generators produce in the same pass.
 //! * Generators get sundog's environment; there is no per-generator environment or user.
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod generator;

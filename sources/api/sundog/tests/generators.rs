@@ -46,7 +46,7 @@ fn summary(output: &Output) -> String {
 }
 
 fn launch_tx(server: &TestServer) -> Value {
-    server.json("GET", "/tx?tx=ballast-launch", None)
+    server.json("GET", &format!("/tx?tx={}", constants::LAUNCH_TX), None)
 }
 
 #[test]
@@ -84,7 +84,11 @@ fn generates_missing_values_from_json_and_plain_output() {
     assert_eq!(tx["motd"], "hello");
     assert_eq!(server.json("GET", "/settings", None), json!({}));
 
-    server.json("POST", "/tx/commit?tx=ballast-launch", None);
+    server.json(
+        "POST",
+        &format!("/tx/commit?tx={}", constants::LAUNCH_TX),
+        None,
+    );
     let live = server.json("GET", "/settings", None);
     assert_eq!(live["network"]["hostname"], "node-1");
     assert_eq!(live["updates"]["seed"], 1234);
@@ -293,7 +297,11 @@ fn keys_that_have_a_value_are_not_regenerated() {
     assert_eq!(launch_tx(&server)["motd"], "from defaults");
 
     // Once committed, the generated value is live and is not generated again on the next boot.
-    server.json("POST", "/tx/commit?tx=ballast-launch", None);
+    server.json(
+        "POST",
+        &format!("/tx/commit?tx={}", constants::LAUNCH_TX),
+        None,
+    );
     let second = sundog(&server, &[], None);
     assert!(second.status.success(), "{}", stderr(&second));
     assert_eq!(

@@ -87,6 +87,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[snafu(display(
+        "cannot take the render lock {}: {source}; check that its directory exists and is \
+         writable, or pass --lock-file",
+        path.display()
+    ))]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
     #[snafu(display("restart command '{command}' of service '{service}' is empty"))]
     EmptyCommand { service: String, command: String },
 

@@ -23,6 +23,22 @@
 //!
 //! `--no-restart` skips restart commands; `--root DIR` puts every configuration file and
 //! template path under DIR.
+//!
+//! # One render at a time
+//!
+//! Two renders can overlap: the API server runs one per commit_and_apply (its own queue runs
+//! them one at a time), while at boot `settings-applier.service` runs `--all` on its own. If an
+//! older render finished last, it would write the settings it read before a newer commit, and
+//! a user's change would be silently reverted on disk while the API shows it. So every render
+//! that writes (all modes but `--dry-run`) first takes an exclusive `flock` on a lock file
+//! (`--lock-file`, by default [`DEFAULT_LOCK_FILE`], or `run/thar-be-settings.lock` under
+//! `--root`) and holds it until its restart commands are done, and only then reads the
+//! settings. Renders therefore run one after the other, each with settings at least as new as
+//! the previous one's; and as the render of a commit always starts after that commit, the
+//! last render to finish has read every commit made before it, so the files end up matching
+//! the newest settings.
+
+#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod error;
@@ -34,7 +50,6 @@ pub use error::{Error, Result};
 use crate::api::Api;
 use crate::files::Rendered;
 use models::{ConfigurationFile, Service};
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 use snafu::ResultExt;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,10 +57,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Socket used when neither `--socket-path` nor the environment names one.
-pub const DEFAULT_SOCKET: &str = "/run/api.sock";
-/// Environment variable through which the API server passes its socket.
-pub const SOCKET_ENV: &str = "BALLAST_API_SOCKET";
+/// The lock that keeps renders from overlapping (see "One render at a time").
+pub const DEFAULT_LOCK_FILE: &str = "/run/thar-be-settings.lock";
 
 /// Command line of the `thar-be-settings` binary.
 #[derive(Debug, Clone, clap::Parser)]
@@ -55,7 +68,7 @@ pub const SOCKET_ENV: &str = "BALLAST_API_SOCKET";
 )]
 pub struct Args {
     /// The API server's socket.
-    #[arg(long, env = SOCKET_ENV, default_value = DEFAULT_SOCKET)]
+    #[arg(long, env = constants::API_SOCKET_ENV, default_value = constants::API_SOCKET)]
     pub socket_path: PathBuf,
 
     /// Render every configuration file of every service, instead of reading changed keys from
@@ -79,13 +92,18 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
+    /// The file locked while rendering, so that renders never overlap [default:
+    /// /run/thar-be-settings.lock, under --root when given].
+    #[arg(long, value_name = "FILE")]
+    pub lock_file: Option<PathBuf>,
+
     /// Seconds a restart command may run before it is killed.
     #[arg(long, value_name = "SECONDS", default_value_t = restart::DEFAULT_TIMEOUT.as_secs())]
     pub restart_timeout: u64,
 
     /// trace, debug, info, warn or error.
     #[arg(long, default_value = "info")]
-    pub log_level: tracing_subscriber::filter::LevelFilter,
+    pub log_level: logging::LevelFilter,
 }
 
 /// What to render.
@@ -127,12 +145,51 @@ pub async fn run(args: Args) -> Result<()> {
             .context(error::ReadStdinSnafu)?;
         Selection::Keys(parse_keys(&text)?)
     };
+    let lock_path = args.lock_file.unwrap_or_else(|| match &args.root {
+        Some(root) => root.join(DEFAULT_LOCK_FILE.trim_start_matches('/')),
+        None => PathBuf::from(DEFAULT_LOCK_FILE),
+    });
     let options = Options {
         root: args.root,
         restart: !args.no_restart,
         restart_timeout: Duration::from_secs(args.restart_timeout),
     };
+    // Held until the end of this function: reading settings, writing files, restarting.
+    let _lock = lock_renders(lock_path).await?;
     apply(&api, &selection, &options).await
+}
+
+/// Waits for the exclusive render lock at `path` (creating the file and its directory) and
+/// returns the open file that holds it; the lock goes away when the file is closed, also when
+/// the process dies.
+pub async fn lock_renders(path: PathBuf) -> Result<std::fs::File> {
+    let locked = tokio::task::spawn_blocking(move || {
+        let open = || -> std::io::Result<std::fs::File> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    tracing::info!("waiting for another render to finish ({})", path.display());
+                    file.lock()?;
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+            Ok(file)
+        };
+        open().context(error::LockSnafu { path: &path })
+    })
+    .await;
+    match locked {
+        Ok(result) => result,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 /// Parses the JSON array of changed keys the API server writes on stdin.
@@ -280,41 +337,9 @@ pub async fn apply(api: &Api, selection: &Selection, options: &Options) -> Resul
     }
 }
 
-/// One setting that would change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Change {
-    pub key: String,
-    pub old: Value,
-    pub new: Value,
-}
-
-/// One affected service and whether it would restart.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ServicePlan {
-    pub name: String,
-    pub restart_commands: Vec<String>,
-    pub would_restart: bool,
-}
-
-/// One configuration file whose content would change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct FilePlan {
-    pub path: String,
-    pub service: String,
-    pub diff: String,
-}
-
-/// The dry-run document (what `POST /tx/dry-run` answers).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Preview {
-    pub changes: Vec<Change>,
-    pub services: Vec<ServicePlan>,
-    pub files: Vec<FilePlan>,
-}
+/// The dry-run document (what `POST /tx/dry-run` answers), declared once in
+/// `api_types::preview` for this producer and its readers.
+pub use api_types::preview::{Change, FilePlan, Preview, ServicePlan};
 
 /// Works out what committing transaction `tx` would do, changing nothing: the settings that
 /// differ, the services they affect, and a diff of each of those services' files rendered with

@@ -360,3 +360,47 @@ fn dry_run_previews_and_changes_nothing() {
     );
     assert!(env.runs(2).iter().all(|l| l.contains("--dry-run")));
 }
+
+/// A render that has to wait for another one reads the settings only once it runs, so it never
+/// writes values older than a commit made while it waited (the boot's `--all` against a user's
+/// commit_and_apply, issue 14).
+#[test]
+fn a_waiting_render_reads_the_settings_committed_while_it_waited() {
+    let env = setup(None);
+    let lock_path = env.root.path().join("run/thar-be-settings.lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let held = std::fs::File::create(&lock_path).unwrap();
+    held.lock().unwrap();
+
+    let mut all = Command::new(testserver::workspace_bin("thar-be-settings"))
+        .arg("--socket-path")
+        .arg(&env.server.socket)
+        .arg("--root")
+        .arg(env.root.path())
+        .arg("--all")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(all.try_wait().unwrap().is_none(), "--all did not wait");
+    assert!(
+        !env.path("motd").exists(),
+        "--all wrote while another render ran"
+    );
+
+    // Commit without apply, so that only the waiting --all can render the new value.
+    let (status, body) = env.server.raw(
+        "PATCH",
+        "/settings?tx=while-waiting",
+        Some(r#"{"motd": "committed while waiting"}"#),
+    );
+    assert_eq!(status, 204, "{body}");
+    env.server.json("POST", "/tx/commit?tx=while-waiting", None);
+    drop(held);
+
+    let output = all.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(env.read("motd"), "committed while waiting\n");
+}

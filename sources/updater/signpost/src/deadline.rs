@@ -23,7 +23,7 @@ use std::time::Duration;
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Kernel command line parameter that sets the deadline in seconds (`0`: no deadline).
-pub const CMDLINE_PARAM: &str = "ballast.boot-deadline";
+pub const CMDLINE_PARAM: &str = boot_params::BOOT_DEADLINE;
 
 /// How a watch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +42,7 @@ pub enum Outcome {
 /// default when the parameter is absent, and an error text for a value that is not a number
 /// of seconds (the caller then uses the default, so a typo never disables the watch).
 pub fn from_cmdline(cmdline: &str) -> std::result::Result<Option<Duration>, String> {
-    let prefix = format!("{CMDLINE_PARAM}=");
-    match cmdline
-        .split_whitespace()
-        .rev()
-        .find_map(|word| word.strip_prefix(&prefix))
-    {
+    match boot_params::Cmdline::parse(cmdline).get(CMDLINE_PARAM) {
         None => Ok(Some(DEFAULT_DEADLINE)),
         Some(value) => match value.parse::<u64>() {
             Ok(0) => Ok(None),
@@ -117,6 +112,11 @@ mod tests {
         assert_eq!(
             from_cmdline("ballast.boot-deadline=10 ballast.boot-deadline=20"),
             Ok(Some(Duration::from_secs(20)))
+        );
+        // Quotes are removed, as the kernel does.
+        assert_eq!(
+            from_cmdline("quiet \"ballast.boot-deadline=30\"\n"),
+            Ok(Some(Duration::from_secs(30)))
         );
         let err = from_cmdline("ballast.boot-deadline=soon").unwrap_err();
         assert!(err.contains("not a number of seconds"), "{err}");

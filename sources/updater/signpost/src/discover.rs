@@ -13,14 +13,11 @@ use crate::error::{
     AmbiguousRootSnafu, BadRootParamSnafu, DiskNodeMissingSnafu, NoRootParamSnafu,
     NotARootPartitionSnafu, ParentDiskSnafu, Result, RootNotFoundSnafu, ScanSysfsSnafu,
 };
+use boot_params::{Cmdline, DeviceSpec, ROOT};
 use disk_layout::{BootSet, PartitionRole};
-use early_init::cmdline::split;
 use early_init::uevent::{parse_block_uevent, BlockDevice};
 use snafu::{ensure, OptionExt, ResultExt};
 use std::path::{Path, PathBuf};
-
-/// The kernel parameter naming the verity data partition, whose name carries the set letter.
-pub const ROOT_PARAM: &str = "ballast.root";
 
 /// The boot disk and the running set of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,23 +41,23 @@ enum RootSpec {
 /// the device nodes in `dev` (normally `/dev`).
 pub fn find_boot_disk(cmdline: &str, sys_class_block: &Path, dev: &Path) -> Result<BootDisk> {
     // The last occurrence wins, as for any kernel parameter.
-    let value = split(cmdline)
-        .into_iter()
-        .filter(|(key, _)| key == ROOT_PARAM)
-        .filter_map(|(_, value)| value)
-        .next_back()
-        .context(NoRootParamSnafu)?;
-    let spec = if let Some(label) = value.strip_prefix("PARTLABEL=") {
-        RootSpec::Label(label.to_string())
-    } else if let Some(name) = value.strip_prefix("/dev/").filter(|n| !n.contains('/')) {
-        RootSpec::DevName(name.to_string())
-    } else {
-        return BadRootParamSnafu { value }.fail();
+    let value = Cmdline::parse(cmdline)
+        .get(ROOT)
+        .context(NoRootParamSnafu)?
+        .to_string();
+    // The early init accepts any /dev path; a partition of a disk is /dev/<name>.
+    let spec = match DeviceSpec::parse(ROOT, &value) {
+        Ok(DeviceSpec::PartLabel(label)) => RootSpec::Label(label),
+        Ok(DeviceSpec::Path(path)) => match path
+            .to_str()
+            .and_then(|p| p.strip_prefix("/dev/"))
+            .filter(|name| !name.contains('/'))
+        {
+            Some(name) => RootSpec::DevName(name.to_string()),
+            None => return BadRootParamSnafu { value }.fail(),
+        },
+        Err(_) => return BadRootParamSnafu { value }.fail(),
     };
-    ensure!(
-        !matches!(&spec, RootSpec::Label(l) | RootSpec::DevName(l) if l.is_empty()),
-        BadRootParamSnafu { value: &value }
-    );
     if let RootSpec::Label(label) = &spec {
         // Fail early on a label that cannot be a Ballast root, before looking at devices.
         ensure!(

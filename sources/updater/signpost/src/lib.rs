@@ -67,6 +67,7 @@
 //!   `ballast.root=` outside the A/B plan is refused rather than guessed.
 //! * `has-boot-ever-succeeded` prints `true` or `false`; it does not write
 //!   `/etc/has-boot-ever-succeeded` itself (a unit can redirect its output).
+#![forbid(unsafe_code)]
 
 pub mod deadline;
 pub mod discover;

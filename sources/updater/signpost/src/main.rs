@@ -1,15 +1,14 @@
 //! `signpost`: see the library's documentation for the commands. This file parses arguments,
 //! sets up logging and prints the outcome.
+#![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand, ValueEnum};
 use disk_layout::BootSet;
 use signpost::deadline::{self, Outcome};
 use signpost::{Operation, Signpost};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -205,12 +204,10 @@ fn reboot(command: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new(format!("signpost={}", cli.log_level)))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    logging::Logging::new(cli.log_level.into())
+        .only_crate("signpost")
         .without_time()
-        .with_target(false)
+        .without_target()
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

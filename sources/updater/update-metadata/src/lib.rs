@@ -39,6 +39,7 @@
 //! * Only the fields Bottlerocket's manifest has today; unknown fields are refused, so a newer
 //!   manifest with extra fields needs a newer reader.
 //! * Wave times are whole seconds.
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod manifest;

@@ -1,19 +1,15 @@
 //! The command line, parsed with clap. It lives in the library so that tests drive the same
 //! surface as the binary.
 
-use crate::config::{Paths, CONFIG_PATH, OS_RELEASE_PATH};
+use crate::config::Paths;
 use crate::state::set_letter;
 use clap::{Parser, Subcommand};
 use disk_layout::BootSet;
 use std::path::PathBuf;
 use update_metadata::Version;
 
-/// Where the image ships the root of trust.
-pub const ROOT_JSON_PATH: &str = "/usr/share/updates/root.json";
 /// Where the updater keeps its state and tough's metadata cache.
 pub const CACHE_DIR: &str = "/var/lib/updog";
-/// Where the migrations mirror goes.
-pub const MIGRATIONS_DIR: &str = "/var/lib/ballast/migrations";
 /// The command `--reboot` runs.
 pub const REBOOT_COMMAND: &str = "systemctl reboot";
 
@@ -22,19 +18,19 @@ pub const REBOOT_COMMAND: &str = "systemctl reboot";
 #[command(name = "updog", version)]
 pub struct Args {
     /// Updater configuration (rendered from settings.updates).
-    #[arg(long, global = true, default_value = CONFIG_PATH)]
+    #[arg(long, global = true, default_value = constants::UPDOG_CONFIG)]
     pub config: PathBuf,
     /// What is running: VARIANT_ID, ARCH, VERSION_ID, BUILD_ID.
-    #[arg(long, global = true, default_value = OS_RELEASE_PATH)]
+    #[arg(long, global = true, default_value = constants::OS_RELEASE)]
     pub os_release: PathBuf,
     /// The trusted TUF root.json.
-    #[arg(long, global = true, default_value = ROOT_JSON_PATH)]
+    #[arg(long, global = true, default_value = constants::TRUSTED_ROOT_JSON)]
     pub root_json: PathBuf,
     /// State (sets.json) and tough's metadata cache.
     #[arg(long, global = true, default_value = CACHE_DIR)]
     pub cache_dir: PathBuf,
     /// Where update-image saves the signed metadata and migrations for the migrator.
-    #[arg(long, global = true, default_value = MIGRATIONS_DIR)]
+    #[arg(long, global = true, default_value = constants::MIGRATIONS_DIR)]
     pub migrations_dir: PathBuf,
     /// The disk (device or image file); by default the boot disk of this node.
     #[arg(long, global = true, requires = "active")]
@@ -157,7 +153,7 @@ mod tests {
         assert!(Args::try_parse_from(["updog", "--disk", "d", "status"]).is_err());
         assert!(Args::try_parse_from(["updog", "--disk", "d", "--active", "C", "status"]).is_err());
         let args = Args::try_parse_from(["updog", "check-update", "-a"]).unwrap();
-        assert_eq!(args.config, PathBuf::from("/etc/updog.toml"));
+        assert_eq!(args.config, PathBuf::from(constants::UPDOG_CONFIG));
         assert!(matches!(
             args.command,
             Command::CheckUpdate { all: true, .. }

@@ -2,16 +2,12 @@
 //! `/etc/os-release` (what is running).
 
 use crate::error::{self, Result};
+use os_release::OsRelease;
 use serde::{Deserialize, Serialize};
 use snafu::{ensure, OptionExt, ResultExt};
 use std::path::{Path, PathBuf};
 use update_metadata::{Version, MAX_SEED};
 use url::Url;
-
-/// Default location of the configuration.
-pub const CONFIG_PATH: &str = "/etc/updog.toml";
-/// Default location of the OS release file.
-pub const OS_RELEASE_PATH: &str = "/etc/os-release";
 
 /// `/etc/updog.toml`. See the crate documentation for the format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,28 +184,26 @@ impl ImageId {
         Self::parse_os_release(&text, path)
     }
 
-    /// Parses os-release text (`KEY=value` lines, values optionally quoted); `path` is only
-    /// used in error messages.
+    /// Parses os-release text with the one os-release reader ([`os_release::OsRelease`]);
+    /// `path` is only used in error messages.
     pub fn parse_os_release(text: &str, path: &Path) -> Result<ImageId> {
+        let fields = OsRelease::parse(text).context(error::OsReleaseSyntaxSnafu { path })?;
         let get = |key: &'static str| -> Result<String> {
-            text.lines()
-                .filter_map(|line| line.trim().split_once('='))
-                .filter(|(k, _)| k.trim() == key)
-                .map(|(_, v)| unquote(v.trim()))
-                .next_back()
-                .filter(|v| !v.is_empty())
+            fields
+                .non_empty(key)
+                .map(str::to_string)
                 .context(error::OsReleaseKeySnafu { path, key })
         };
-        let version_text = get("VERSION_ID")?;
+        let version_text = get(os_release::VERSION_ID)?;
         let version = Version::parse(&version_text).context(error::OsReleaseVersionSnafu {
             path,
             value: &version_text,
         })?;
         Ok(ImageId {
-            variant: get("VARIANT_ID")?,
-            arch: get("ARCH")?,
+            variant: get(os_release::VARIANT_ID)?,
+            arch: get(os_release::ARCH)?,
             version,
-            build_id: get("BUILD_ID").ok(),
+            build_id: get(os_release::BUILD_ID).ok(),
         })
     }
 
@@ -236,18 +230,6 @@ impl ImageId {
     }
 }
 
-fn unquote(value: &str) -> String {
-    for quote in ['"', '\''] {
-        if let Some(inner) = value
-            .strip_prefix(quote)
-            .and_then(|v| v.strip_suffix(quote))
-        {
-            return inner.to_string();
-        }
-    }
-    value.to_string()
-}
-
 /// The paths the commands work with; the defaults are the node's.
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -264,7 +246,7 @@ mod tests {
 
     #[test]
     fn config_file() {
-        let path = Path::new("/etc/updog.toml");
+        let path = Path::new(constants::UPDOG_CONFIG);
         let config = Config::parse(
             "metadata_base_url = \"https://updates.example.com/dev/x86_64\"\n\
              targets_base_url = \"https://updates.example.com/targets/\"\n\
@@ -317,7 +299,7 @@ mod tests {
         ] {
             let err = Config::parse(&bad, path).unwrap_err().to_string();
             assert!(
-                err.contains(why) && err.contains("/etc/updog.toml"),
+                err.contains(why) && err.contains(constants::UPDOG_CONFIG),
                 "{why}: {err}"
             );
         }
@@ -325,7 +307,7 @@ mod tests {
 
     #[test]
     fn os_release_and_update_names() {
-        let path = Path::new("/etc/os-release");
+        let path = Path::new(constants::OS_RELEASE);
         let text = "NAME=Ballast\nID=ballast\nVERSION_ID=1.2.0\n\
                     PRETTY_NAME=\"Ballast 1.2.0 (dev)\"\nVARIANT_ID=dev\nBUILD_ID=\"4f2a9c1\"\n\
                     ARCH=x86_64\n";
@@ -340,6 +322,13 @@ mod tests {
             }
         );
         let err = ImageId::parse_os_release("VERSION_ID=1.2.0\n", path).unwrap_err();
+        assert!(err.to_string().contains("VARIANT_ID"), "{err}");
+        let err = ImageId::parse_os_release("VARIANT_ID=dev\nJUNK\n", path).unwrap_err();
+        assert!(
+            err.to_string().contains("line 2: expected KEY=value"),
+            "{err}"
+        );
+        let err = ImageId::parse_os_release("VERSION_ID=1.2.0\nVARIANT_ID=\n", path).unwrap_err();
         assert!(err.to_string().contains("VARIANT_ID"), "{err}");
         let err = ImageId::parse_os_release(&text.replace("1.2.0", "1.2"), path).unwrap_err();
         assert!(err.to_string().contains("not a semantic version"), "{err}");

@@ -28,6 +28,12 @@ pub enum Error {
     #[snafu(display("cannot read the OS release file '{}': {source}", path.display()))]
     ReadOsRelease { path: PathBuf, source: io::Error },
 
+    #[snafu(display("the OS release file '{}' is malformed: {source}", path.display()))]
+    OsReleaseSyntax {
+        path: PathBuf,
+        source: os_release::SyntaxError,
+    },
+
     #[snafu(display("the OS release file '{}' has no {key}", path.display()))]
     OsReleaseKey { path: PathBuf, key: &'static str },
 

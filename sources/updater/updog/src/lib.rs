@@ -122,6 +122,7 @@
 //! * No telemetry query parameters (Bottlerocket adds seed and version to its requests).
 //! * Old bytes after the end of a new, smaller image stay in its partition (dm-verity only
 //!   reads the blocks the hash tree covers).
+#![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
@@ -577,22 +578,20 @@ async fn write_all(
     node.apply(Operation::MarkInactiveValid)
 }
 
-/// The result of `status`, `update-apply` and `update-revert`.
-#[derive(Debug, Serialize)]
+/// The result of `status`, `update-apply` and `update-revert`. Its JSON is
+/// `api_types::updater::NodeStatus`, the document the API server reads.
+#[derive(Debug)]
 pub struct StatusReport {
     pub running: ImageId,
-    #[serde(with = "state::set_letter")]
     pub active_set: BootSet,
-    #[serde(with = "state::set_letter")]
     pub next_boot: BootSet,
     pub inactive: InactiveReport,
     pub failed_update: Option<state::FailedUpdate>,
 }
 
 /// The inactive set in [`StatusReport`].
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct InactiveReport {
-    #[serde(with = "state::set_letter")]
     pub set: BootSet,
     pub image: Option<ImageId>,
     /// It holds a complete update with a try left.
@@ -600,6 +599,47 @@ pub struct InactiveReport {
     pub bootable: bool,
     /// It booted successfully before.
     pub successful: bool,
+}
+
+fn image_info(image: &ImageId) -> api_types::updater::ImageInfo {
+    api_types::updater::ImageInfo {
+        variant: image.variant.clone(),
+        arch: image.arch.clone(),
+        version: image.version.to_string(),
+        build_id: image.build_id.clone(),
+    }
+}
+
+impl StatusReport {
+    /// The document printed with `--json`.
+    pub fn document(&self) -> api_types::updater::NodeStatus {
+        let i = &self.inactive;
+        api_types::updater::NodeStatus {
+            running: image_info(&self.running),
+            active_set: self.active_set.letter().to_string(),
+            next_boot: self.next_boot.letter().to_string(),
+            inactive: api_types::updater::InactiveSet {
+                set: i.set.letter().to_string(),
+                image: i.image.as_ref().map(image_info),
+                valid: i.valid,
+                bootable: i.bootable,
+                successful: i.successful,
+            },
+            failed_update: self
+                .failed_update
+                .as_ref()
+                .map(|f| api_types::update::FailedUpdate {
+                    version: f.version.clone(),
+                    set: f.set.letter().to_string(),
+                }),
+        }
+    }
+}
+
+impl Serialize for StatusReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.document().serialize(s)
+    }
 }
 
 impl StatusReport {

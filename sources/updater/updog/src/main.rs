@@ -1,22 +1,15 @@
 //! The `updog` binary: parses the command line, sets up logging and the proxy environment, and
 //! runs the command from the library. See the library documentation for the commands.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use updog::{Args, Config, EXIT_ERROR};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log_level)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only help on a terminal: the update API keeps this stderr in its status.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // Plain text for the update status, which keeps this stderr: colour only on a terminal.
+    logging::Logging::directives(&args.log_level).init();
     // The HTTP client reads the proxy from the environment; set it while this is the only
     // thread. A configuration that does not load is reported by the command that needs it.
     if let Ok(config) = Config::load(&args.config) {
@@ -41,7 +34,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("updog: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_ERROR as u8);
+            return exit(EXIT_ERROR);
         }
     };
     let mut stdout = std::io::stdout().lock();
@@ -50,11 +43,16 @@ fn main() -> ExitCode {
             if outcome == updog::Outcome::NoUpdate {
                 eprintln!("updog: no update to apply");
             }
-            ExitCode::from(outcome.exit_code() as u8)
+            exit(outcome.exit_code())
         }
         Err(e) => {
             eprintln!("updog: {e}");
-            ExitCode::from(EXIT_ERROR as u8)
+            exit(EXIT_ERROR)
         }
     }
+}
+
+/// The process exit status for one of updog's exit codes (all of them fit a byte).
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -14,9 +14,9 @@ use update_metadata::MANIFEST_TARGET;
 use url::Url;
 
 /// Signed metadata inside the mirror.
-pub const METADATA_DIR: &str = "metadata";
+pub const METADATA_DIR: &str = constants::REPO_METADATA_DIR;
 /// Targets inside the mirror.
-pub const TARGETS_DIR: &str = "targets";
+pub const TARGETS_DIR: &str = constants::REPO_TARGETS_DIR;
 
 /// Replaces the mirror in `dir` with the metadata `loaded` fetched, `manifest.json` and the
 /// migration targets `migrations`, each verified through tough as it is saved. The new mirror

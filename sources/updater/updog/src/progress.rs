@@ -14,9 +14,12 @@
 //! size when the zstd frame declares it, else `null`. `download_bytes` and `download_expected`
 //! count the compressed target as downloaded and as listed in the signed metadata, so there is
 //! always a known total to show a percentage against.
+//!
+//! The file's shape is declared once, as `api_types::update::ProgressFile`: the API server reads
+//! the same type and shows its first six fields as the update status document's `progress`.
 
 use crate::error::{self, Result};
-use serde::Serialize;
+use api_types::update::{ProgressFile, UpdateProgress, PHASE_DONE, PHASE_DOWNLOAD, PHASE_FAILED};
 use snafu::ResultExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,26 +32,26 @@ pub const INTERVAL: Duration = Duration::from_millis(500);
 const LOG_EVERY: u32 = 10;
 
 /// The phase of an update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Download,
     Done,
     Failed,
 }
 
-/// One snapshot of the progress, as written to the file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Report {
-    pub phase: Phase,
-    pub target: Option<String>,
-    pub bytes_written: u64,
-    pub bytes_expected: Option<u64>,
-    pub download_bytes: u64,
-    pub download_expected: Option<u64>,
-    pub targets_done: u32,
-    pub targets_total: u32,
+impl Phase {
+    /// The name the progress file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Download => PHASE_DOWNLOAD,
+            Phase::Done => PHASE_DONE,
+            Phase::Failed => PHASE_FAILED,
+        }
+    }
 }
+
+/// One snapshot of the progress, as written to the file.
+pub type Report = ProgressFile;
 
 #[derive(Debug)]
 struct Fields {
@@ -98,15 +101,17 @@ impl Progress {
     /// The current snapshot.
     pub fn report(&self) -> Report {
         let fields = self.fields.lock().unwrap_or_else(|e| e.into_inner());
-        Report {
-            phase: fields.phase,
-            target: fields.target.clone(),
-            bytes_written: self.written.load(Ordering::Relaxed),
-            bytes_expected: fields.bytes_expected,
+        ProgressFile {
+            progress: UpdateProgress {
+                phase: fields.phase.as_str().to_string(),
+                target: fields.target.clone(),
+                bytes_written: self.written.load(Ordering::Relaxed),
+                bytes_expected: fields.bytes_expected,
+                targets_done: fields.targets_done,
+                targets_total: fields.targets_total,
+            },
             download_bytes: self.downloaded.load(Ordering::Relaxed),
             download_expected: fields.download_expected,
-            targets_done: fields.targets_done,
-            targets_total: fields.targets_total,
         }
     }
 
@@ -176,14 +181,14 @@ impl Progress {
                 }
                 if ticks.is_multiple_of(LOG_EVERY) {
                     let r = progress.report();
-                    if let Some(target) = &r.target {
+                    if let Some(target) = &r.progress.target {
                         tracing::info!(
                             target_name = %target,
                             "{}: {} of {} MiB downloaded, {} MiB written",
                             target,
                             r.download_bytes >> 20,
                             r.download_expected.map_or("?".to_string(), |n| (n >> 20).to_string()),
-                            r.bytes_written >> 20,
+                            r.progress.bytes_written >> 20,
                         );
                     }
                 }

@@ -22,7 +22,7 @@ fn render(settings: Value) -> Config {
         &json!({ "settings": settings }),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    Config::parse(&rendered, Path::new("/etc/updog.toml"))
+    Config::parse(&rendered, Path::new(constants::UPDOG_CONFIG))
         .unwrap_or_else(|e| panic!("updog refuses the rendered file: {e}\n{rendered}"))
 }
 

@@ -3,7 +3,7 @@
 //! program, thar-be-updates; here the API server does it in-process and runs the updater
 //! (`--updater-command`, `updog` by default) as a child for each action.
 //!
-//! An action is checked against the current state ([`status::UpdateStatus::check`]: 409 when
+//! An action is checked against the current state ([`status::Transitions::check`]: 409 when
 //! the state does not allow it, 423 while another action runs), the updater is started, the
 //! status says `Running`, and the request is answered with 204 at once. A background task waits
 //! for the updater, keeps the tail of its stderr, parses its JSON, asks `updog status` about the
@@ -51,8 +51,11 @@ pub mod status;
 pub mod updater;
 
 use crate::error::ApiError;
+use api_types::update::DaemonReport;
 use axum::http::StatusCode;
-use status::{CommandType, Outcome, Partitions, Refusal, UpdateProgress, UpdateStatus};
+use status::{
+    CommandType, Outcome, Partitions, Refusal, Transitions, UpdateProgress, UpdateStatus,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -63,6 +66,8 @@ use updater::CommandLine;
 
 /// Name of the saved status document inside the status directory.
 pub const STATUS_FILE: &str = "status.json";
+/// Name of the update daemon's last report inside the status directory.
+pub const DAEMON_FILE: &str = "daemon.json";
 /// Name of the progress file the updater writes while preparing.
 pub const PROGRESS_FILE: &str = "progress.json";
 /// How much of the updater's stderr is kept in the status.
@@ -103,6 +108,8 @@ struct Shared {
     config: UpdatesConfig,
     /// `None` until the first request that needs it loads or builds the status.
     status: Mutex<Option<UpdateStatus>>,
+    /// The update daemon's last report (`PUT /updates/daemon`), shown as the status's `daemon`.
+    daemon: Mutex<Option<DaemonReport>>,
 }
 
 impl Updates {
@@ -111,6 +118,7 @@ impl Updates {
     pub fn new(config: UpdatesConfig) -> Updates {
         Updates {
             shared: Arc::new(Shared {
+                daemon: Mutex::new(read_daemon_report(&config.status_dir)),
                 config,
                 status: Mutex::new(None),
             }),
@@ -136,7 +144,25 @@ impl Updates {
         {
             status.progress = read_progress(&self.progress_path());
         }
+        status.daemon = self.shared.daemon.lock().await.clone();
         Ok(status)
+    }
+
+    /// Keeps the update daemon's latest decision for the status document, and saves it beside
+    /// the status so that a restarted API server still shows it.
+    pub async fn record_daemon(&self, report: DaemonReport) -> Result<(), ApiError> {
+        let dir = &self.config().status_dir;
+        ensure_dir(dir)?;
+        let bytes = serde_json::to_vec_pretty(&report)
+            .map_err(|e| ApiError::internal(format!("cannot encode the daemon report: {e}")))?;
+        if let Err(e) = write_atomic(dir, DAEMON_FILE, &bytes) {
+            tracing::error!(
+                "cannot save the update daemon's report in {}: {e}",
+                dir.display()
+            );
+        }
+        *self.shared.daemon.lock().await = Some(report);
+        Ok(())
     }
 
     /// Starts `cmd` in the background if the state allows it.
@@ -245,7 +271,7 @@ impl Updates {
                     }
                     saved
                 }
-                None => UpdateStatus::new(self.partitions().await?),
+                None => status::initial(self.partitions().await?),
             };
             self.save(&status);
             *slot = Some(status);
@@ -339,8 +365,8 @@ impl Updates {
                 String::from_utf8_lossy(&output.stderr).trim()
             )));
         }
-        let status = updater::Status::parse(&output.stdout).map_err(ApiError::internal)?;
-        Ok(status.partitions())
+        let status = updater::parse_status(&output.stdout).map_err(ApiError::internal)?;
+        Ok(updater::partitions(status))
     }
 
     /// Waits for the updater of a running action and records how it went.
@@ -466,6 +492,12 @@ fn cannot_run(what: &str, command: &CommandLine, flag: &str, e: &std::io::Error)
     )
 }
 
+/// The saved daemon report, if there is a readable one.
+fn read_daemon_report(dir: &Path) -> Option<DaemonReport> {
+    let bytes = std::fs::read(dir.join(DAEMON_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 fn read_progress(path: &Path) -> Option<UpdateProgress> {
     let bytes = std::fs::read(path).ok()?;
     match serde_json::from_slice(&bytes) {
@@ -485,20 +517,45 @@ fn remove_if_present(path: &Path) {
     }
 }
 
+/// Mode of the status directory: only the server (and the updater it runs) use it.
+pub const STATUS_DIR_MODE: u32 = 0o700;
+/// Mode of the saved status.
+pub const STATUS_FILE_MODE: u32 = 0o600;
+
+/// Creates the status directory (and missing parents) with [`STATUS_DIR_MODE`]; the umask can
+/// only take bits away, so it is never more open than that, even for an instant.
+fn create_status_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(STATUS_DIR_MODE)
+        .create(dir)
+}
+
 fn ensure_dir(dir: &Path) -> Result<(), ApiError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        ApiError::internal(format!(
-            "cannot create the update status directory {}: {e} (check --updater-status-dir)",
+    create_status_dir(dir).map_err(|e| {
+        tracing::error!(
+            "cannot create the update status directory {}: {e}",
             dir.display()
+        );
+        ApiError::internal(format!(
+            "cannot create the update status directory: {e} (check --updater-status-dir)"
         ))
     })
 }
 
 /// Writes `name` in `dir` through a temporary file, fsync and rename, then syncs the directory.
+/// The file has [`STATUS_FILE_MODE`] from its creation.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    create_status_dir(dir)?;
     let temp = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&temp)?;
+    remove_if_present(&temp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(STATUS_FILE_MODE)
+        .open(&temp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);

@@ -1,6 +1,8 @@
-//! The update status document served at `GET /updates/status`, and the rules that move it from
-//! one state to the next. Nothing here runs a process or touches a file, so every transition can
-//! be tested on its own; [`super::Updates`] runs the updater and feeds the results in.
+//! The rules that move the update status document (`GET /updates/status`) from one state to the
+//! next. The document itself is declared once, in `api_types::update`, for the server and its
+//! clients; it is re-exported here. Nothing here runs a process or touches a file, so every
+//! transition can be tested on its own; [`super::Updates`] runs the updater and feeds the
+//! results in.
 //!
 //! States and transitions follow Bottlerocket's thar-be-updates:
 //!
@@ -11,136 +13,10 @@
 //!                +--prepare failed----+ +<---deactivate----+
 //! ```
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use utoipa::ToSchema;
-
-/// Where the node stands in the update flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub enum UpdateState {
-    /// No update is known to be available (or no check was made yet).
-    Idle,
-    /// The last check found an update to prepare (`chosen_update`).
-    Available,
-    /// An update is written to the inactive partition set, but the node will not boot it.
-    Staged,
-    /// The staged update boots next (once); reboot to use it.
-    Ready,
-}
-
-impl fmt::Display for UpdateState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            UpdateState::Idle => "Idle",
-            UpdateState::Available => "Available",
-            UpdateState::Staged => "Staged",
-            UpdateState::Ready => "Ready",
-        };
-        f.write_str(name)
-    }
-}
-
-/// An OS image: what is running, what is staged, or what an update would install.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct UpdateImage {
-    pub arch: String,
-    pub version: String,
-    pub variant: String,
-}
-
-/// One partition set and whether the node boots it next.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PartitionInfo {
-    pub image: UpdateImage,
-    pub next_to_boot: bool,
-}
-
-/// The update actions, named as in Bottlerocket's status document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CommandType {
-    Refresh,
-    Prepare,
-    Activate,
-    Deactivate,
-}
-
-impl CommandType {
-    /// The route that starts this action.
-    pub fn route(self) -> &'static str {
-        match self {
-            CommandType::Refresh => "/actions/refresh-updates",
-            CommandType::Prepare => "/actions/prepare-update",
-            CommandType::Activate => "/actions/activate-update",
-            CommandType::Deactivate => "/actions/deactivate-update",
-        }
-    }
-}
-
-impl fmt::Display for CommandType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            CommandType::Refresh => "refresh",
-            CommandType::Prepare => "prepare",
-            CommandType::Activate => "activate",
-            CommandType::Deactivate => "deactivate",
-        };
-        f.write_str(name)
-    }
-}
-
-/// How the most recent action went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub enum CommandStatus {
-    Success,
-    Failed,
-    /// Still running in the background; poll `GET /updates/status`.
-    Running,
-}
-
-/// The most recent update action and its outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CommandRecord {
-    pub cmd_type: CommandType,
-    pub cmd_status: CommandStatus,
-    /// RFC 3339 time (UTC) the action started.
-    pub timestamp: String,
-    /// The updater's exit code; null while running, or when it was killed by a signal.
-    pub exit_status: Option<i32>,
-    /// What the updater wrote on stderr (its last 16 KiB), or why the action failed.
-    pub stderr: String,
-}
-
-/// Progress of a running prepare, as the updater reports it in its progress file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct UpdateProgress {
-    /// "download" while writing, then "done" or "failed".
-    #[serde(default)]
-    pub phase: String,
-    /// The target being written ("boot", "root", "hash" or the target's name).
-    #[serde(default)]
-    pub target: Option<String>,
-    /// Bytes of this target written so far.
-    #[serde(default)]
-    pub bytes_written: u64,
-    /// Size of this target, when known.
-    #[serde(default)]
-    pub bytes_expected: Option<u64>,
-    /// Targets finished.
-    #[serde(default)]
-    pub targets_done: u32,
-    /// Targets to write in all.
-    #[serde(default)]
-    pub targets_total: u32,
-}
-
-/// An update the node tried and rolled back from: its new image never marked a boot successful.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct FailedUpdate {
-    pub version: String,
-    /// The partition set ("A" or "B") that held it.
-    pub set: String,
-}
+pub use api_types::update::{
+    CommandRecord, CommandStatus, CommandType, FailedUpdate, PartitionInfo, UpdateImage,
+    UpdateProgress, UpdateState, UpdateStatus,
+};
 
 /// What the updater's `status` reports about the partition sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,29 +24,6 @@ pub struct Partitions {
     pub active: PartitionInfo,
     /// The inactive set, when it holds a complete image.
     pub staging: Option<PartitionInfo>,
-    pub failed_update: Option<FailedUpdate>,
-}
-
-/// The document served at `GET /updates/status`: Bottlerocket's fields, then Ballast's own
-/// (`progress`, `failed_update`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct UpdateStatus {
-    pub update_state: UpdateState,
-    /// Versions the last refresh found in the repository for this variant and arch, newest first.
-    pub available_updates: Vec<String>,
-    /// The update the last refresh chose (honouring version lock and waves), if any.
-    pub chosen_update: Option<UpdateImage>,
-    /// The running partition set.
-    pub active_partition: PartitionInfo,
-    /// The other partition set, when it holds a complete image.
-    pub staging_partition: Option<PartitionInfo>,
-    /// The most recent action; null until the first one.
-    pub most_recent_command: Option<CommandRecord>,
-    /// Progress of the running prepare; null otherwise.
-    #[serde(default)]
-    pub progress: Option<UpdateProgress>,
-    /// The update this node rolled back from since it booted, if any.
-    #[serde(default)]
     pub failed_update: Option<FailedUpdate>,
 }
 
@@ -204,33 +57,53 @@ pub struct Outcome {
 pub const INTERRUPTED: &str = "the API server stopped while this action ran, and the updater \
     was stopped with it; its outcome is unknown. Check the state below and run the action again";
 
-impl UpdateStatus {
-    /// The status of a node whose update history this server does not know (first start since
-    /// boot): Ready when an update is already set to boot next, else Idle.
-    pub fn new(partitions: Partitions) -> UpdateStatus {
-        let mut status = UpdateStatus {
-            update_state: UpdateState::Idle,
-            available_updates: Vec::new(),
-            chosen_update: None,
-            active_partition: partitions.active.clone(),
-            staging_partition: None,
-            most_recent_command: None,
-            progress: None,
-            failed_update: None,
-        };
-        status.set_partitions(partitions);
-        status
-    }
+/// The status of a node whose update history this server does not know (first start since
+/// boot): Ready when an update is already set to boot next, else Idle.
+pub fn initial(partitions: Partitions) -> UpdateStatus {
+    let mut status = UpdateStatus {
+        update_state: UpdateState::Idle,
+        available_updates: Vec::new(),
+        chosen_update: None,
+        active_partition: partitions.active.clone(),
+        staging_partition: None,
+        most_recent_command: None,
+        progress: None,
+        failed_update: None,
+        daemon: None,
+    };
+    status.set_partitions(partitions);
+    status
+}
 
-    /// The running action, if any.
-    pub fn running(&self) -> Option<&CommandRecord> {
-        self.most_recent_command
-            .as_ref()
-            .filter(|c| c.cmd_status == CommandStatus::Running)
-    }
+fn staged_version_text(status: &UpdateStatus) -> String {
+    status
+        .staging_partition
+        .as_ref()
+        .map(|p| format!(" {}", p.image.version))
+        .unwrap_or_default()
+}
 
+/// The rules that move the status document from one state to the next. The document itself is
+/// declared in the `api-types` crate (the contract with apiclient); its transitions are the
+/// server's business and live here.
+pub trait Transitions {
     /// Whether `cmd` may start now; the refusal says why not and what to do instead.
-    pub fn check(&self, cmd: CommandType) -> Result<(), Refusal> {
+    fn check(&self, cmd: CommandType) -> Result<(), Refusal>;
+    /// Records that `cmd` started at `timestamp` (RFC 3339).
+    fn begin(&mut self, cmd: CommandType, timestamp: String);
+    /// Records how the running action ended and moves to the state that follows.
+    fn end(&mut self, outcome: Outcome);
+    /// An action marked Running in a status saved by an earlier server process was cut short
+    /// with it: mark it failed and pick the state the partitions support. Call after
+    /// [`Transitions::set_partitions`] with fresh partition facts when possible.
+    fn recover_interrupted(&mut self) -> bool;
+    /// Takes in fresh facts about the partition sets and keeps the state consistent with them
+    /// when the updater was driven by hand: Ready exactly when the staged image boots next.
+    fn set_partitions(&mut self, partitions: Partitions);
+}
+
+impl Transitions for UpdateStatus {
+    fn check(&self, cmd: CommandType) -> Result<(), Refusal> {
         if let Some(running) = self.running() {
             return Err(Refusal::Busy(format!(
                 "the update action '{}' started at {} is still running; wait until \
@@ -259,13 +132,13 @@ impl UpdateStatus {
                 "cannot prepare an update: the update state is Ready, the staged update{} \
                  boots next. Reboot to use it (POST /actions/reboot), or deactivate it first \
                  (POST /actions/deactivate-update, apiclient update cancel)",
-                self.staged_version_text()
+                staged_version_text(self)
             )),
             (CommandType::Activate, UpdateState::Staged) => Ok(()),
             (CommandType::Activate, UpdateState::Ready) => refuse(format!(
                 "the update{} is already activated (update state Ready); reboot to use it \
                  (POST /actions/reboot)",
-                self.staged_version_text()
+                staged_version_text(self)
             )),
             (CommandType::Activate, _) => refuse(format!(
                 "cannot activate an update: the update state is {state} and no update is \
@@ -280,15 +153,7 @@ impl UpdateStatus {
         }
     }
 
-    fn staged_version_text(&self) -> String {
-        self.staging_partition
-            .as_ref()
-            .map(|p| format!(" {}", p.image.version))
-            .unwrap_or_default()
-    }
-
-    /// Records that `cmd` started at `timestamp` (RFC 3339).
-    pub fn begin(&mut self, cmd: CommandType, timestamp: String) {
+    fn begin(&mut self, cmd: CommandType, timestamp: String) {
         self.most_recent_command = Some(CommandRecord {
             cmd_type: cmd,
             cmd_status: CommandStatus::Running,
@@ -299,8 +164,7 @@ impl UpdateStatus {
         self.progress = None;
     }
 
-    /// Records how the running action ended and moves to the state that follows.
-    pub fn end(&mut self, outcome: Outcome) {
+    fn end(&mut self, outcome: Outcome) {
         let Some(record) = self.most_recent_command.as_mut() else {
             return;
         };
@@ -338,10 +202,7 @@ impl UpdateStatus {
         };
     }
 
-    /// An action marked Running in a status saved by an earlier server process was cut short
-    /// with it: mark it failed and pick the state the partitions support. Call after
-    /// [`UpdateStatus::set_partitions`] with fresh partition facts when possible.
-    pub fn recover_interrupted(&mut self) -> bool {
+    fn recover_interrupted(&mut self) -> bool {
         let Some(cmd) = self.running().map(|r| r.cmd_type) else {
             return false;
         };
@@ -368,9 +229,7 @@ impl UpdateStatus {
         true
     }
 
-    /// Takes in fresh facts about the partition sets and keeps the state consistent with them
-    /// when the updater was driven by hand: Ready exactly when the staged image boots next.
-    pub fn set_partitions(&mut self, partitions: Partitions) {
+    fn set_partitions(&mut self, partitions: Partitions) {
         self.active_partition = partitions.active;
         self.staging_partition = partitions.staging;
         self.failed_update = partitions.failed_update;
@@ -466,7 +325,7 @@ mod test {
 
     #[test]
     fn full_cycle_follows_thar_be_updates() {
-        let mut s = UpdateStatus::new(partitions(None));
+        let mut s = initial(partitions(None));
         assert_eq!(s.update_state, UpdateState::Idle);
         run(&mut s, CommandType::Refresh, refreshed(None));
         assert_eq!(s.update_state, UpdateState::Idle);
@@ -486,7 +345,7 @@ mod test {
 
     #[test]
     fn wrong_transitions_say_the_state_and_what_to_do() {
-        let mut s = UpdateStatus::new(partitions(None));
+        let mut s = initial(partitions(None));
         let text = not_allowed(&s, CommandType::Prepare);
         assert!(
             text.contains("Idle") && text.contains("refresh-updates"),
@@ -510,7 +369,7 @@ mod test {
 
     #[test]
     fn a_running_action_blocks_every_other() {
-        let mut s = UpdateStatus::new(partitions(None));
+        let mut s = initial(partitions(None));
         s.begin(CommandType::Refresh, "2024-01-01T00:00:00Z".into());
         for cmd in [
             CommandType::Refresh,
@@ -527,7 +386,7 @@ mod test {
 
     #[test]
     fn failures_keep_or_fall_back() {
-        let mut s = UpdateStatus::new(partitions(None));
+        let mut s = initial(partitions(None));
         run(&mut s, CommandType::Refresh, refreshed(Some("1.1.0")));
         run(&mut s, CommandType::Refresh, failed("network down"));
         assert_eq!(s.update_state, UpdateState::Available);
@@ -555,17 +414,17 @@ mod test {
     #[test]
     fn first_status_after_boot_comes_from_the_partitions() {
         assert_eq!(
-            UpdateStatus::new(partitions(Some(("1.1.0", false)))).update_state,
+            initial(partitions(Some(("1.1.0", false)))).update_state,
             UpdateState::Idle
         );
-        let s = UpdateStatus::new(partitions(Some(("1.1.0", true))));
+        let s = initial(partitions(Some(("1.1.0", true))));
         assert_eq!(s.update_state, UpdateState::Ready);
         assert!(!s.active_partition.next_to_boot);
     }
 
     #[test]
     fn partitions_changed_by_hand_correct_the_state() {
-        let mut s = UpdateStatus::new(partitions(None));
+        let mut s = initial(partitions(None));
         run(&mut s, CommandType::Refresh, refreshed(Some("1.1.0")));
         run(&mut s, CommandType::Prepare, ok());
         run(&mut s, CommandType::Activate, ok());
@@ -578,7 +437,7 @@ mod test {
 
     #[test]
     fn an_interrupted_action_is_failed_on_reload() {
-        let mut s = UpdateStatus::new(partitions(None));
+        let mut s = initial(partitions(None));
         run(&mut s, CommandType::Refresh, refreshed(Some("1.1.0")));
         s.begin(CommandType::Prepare, "2024-01-01T00:00:00Z".into());
         let text = serde_json::to_string(&s).unwrap();
@@ -590,7 +449,7 @@ mod test {
         assert_eq!(record.stderr, INTERRUPTED);
         assert_eq!(record.exit_status, None);
 
-        let mut s = UpdateStatus::new(partitions(Some(("1.1.0", true))));
+        let mut s = initial(partitions(Some(("1.1.0", true))));
         s.begin(CommandType::Deactivate, "2024-01-01T00:00:00Z".into());
         assert!(s.recover_interrupted());
         assert_eq!(s.update_state, UpdateState::Ready);
@@ -599,7 +458,7 @@ mod test {
 
     #[test]
     fn document_has_bottlerocket_field_names() {
-        let mut s = UpdateStatus::new(partitions(None));
+        let mut s = initial(partitions(None));
         run(&mut s, CommandType::Refresh, refreshed(Some("1.1.0")));
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["update_state"], "Available");

@@ -10,10 +10,11 @@
 //! | deactivate | `updog update-revert`                                               |
 //!
 //! Exit codes: 0 success, 1 failure (message on stderr), 3 `update-image` found nothing to
-//! apply. Only the fields the API needs are read from the JSON; others are ignored, so the
-//! updater can add fields without breaking the API server.
+//! apply. The `status` output is `api_types::updater::NodeStatus`, declared once for updog and
+//! this reader. Of `check-update` only the fields the API needs are read; others are ignored,
+//! so the updater can add fields without breaking the API server.
 
-use super::status::{FailedUpdate, PartitionInfo, Partitions, Refreshed, UpdateImage};
+use super::status::{PartitionInfo, Partitions, Refreshed, UpdateImage};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -131,56 +132,39 @@ impl CheckUpdate {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct InactiveSet {
-    pub set: String,
-    pub image: Option<Image>,
-    #[serde(default)]
-    pub valid: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct StatusFailedUpdate {
-    pub version: String,
-    pub set: String,
-}
-
 /// `updog --json status`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Status {
-    pub running: Image,
-    pub active_set: String,
-    pub next_boot: String,
-    pub inactive: InactiveSet,
-    pub failed_update: Option<StatusFailedUpdate>,
+pub use api_types::updater::NodeStatus as Status;
+
+/// Parses the output of `updog --json status`.
+pub fn parse_status(stdout: &[u8]) -> Result<Status, String> {
+    serde_json::from_slice(stdout).map_err(|e| describe_bad_json("status", stdout, &e))
 }
 
-impl Status {
-    pub fn parse(stdout: &[u8]) -> Result<Status, String> {
-        serde_json::from_slice(stdout).map_err(|e| describe_bad_json("status", stdout, &e))
+fn update_image(i: api_types::updater::ImageInfo) -> UpdateImage {
+    UpdateImage {
+        arch: i.arch,
+        version: i.version,
+        variant: i.variant,
     }
+}
 
-    /// The partition facts of the status document. The inactive set counts as staging only when
-    /// it holds a complete (valid) image.
-    pub fn partitions(self) -> Partitions {
-        let staging = match self.inactive.image {
-            Some(image) if self.inactive.valid => Some(PartitionInfo {
-                image: image.into(),
-                next_to_boot: self.next_boot == self.inactive.set,
-            }),
-            _ => None,
-        };
-        Partitions {
-            active: PartitionInfo {
-                image: self.running.into(),
-                next_to_boot: self.next_boot == self.active_set,
-            },
-            staging,
-            failed_update: self.failed_update.map(|f| FailedUpdate {
-                version: f.version,
-                set: f.set,
-            }),
-        }
+/// The partition facts of the status document. The inactive set counts as staging only when it
+/// holds a complete (valid) image.
+pub fn partitions(status: Status) -> Partitions {
+    let staging = match status.inactive.image {
+        Some(image) if status.inactive.valid => Some(PartitionInfo {
+            image: update_image(image),
+            next_to_boot: status.next_boot == status.inactive.set,
+        }),
+        _ => None,
+    };
+    Partitions {
+        active: PartitionInfo {
+            image: update_image(status.running),
+            next_to_boot: status.next_boot == status.active_set,
+        },
+        staging,
+        failed_update: status.failed_update,
     }
 }
 
@@ -272,7 +256,7 @@ mod test {
             "inactive":{"set":"B","image":{"variant":"dev","arch":"x86_64","version":"1.1.0","build_id":"d"},
                         "valid":true,"bootable":true,"successful":false},
             "failed_update":{"version":"0.9.0","set":"B"}}"#;
-        let p = Status::parse(out).unwrap().partitions();
+        let p = partitions(parse_status(out).unwrap());
         assert!(!p.active.next_to_boot);
         assert_eq!(p.active.image.version, "1.0.0");
         let staging = p.staging.unwrap();
@@ -284,7 +268,7 @@ mod test {
             "active_set":"A","next_boot":"A",
             "inactive":{"set":"B","image":{"variant":"dev","arch":"x86_64","version":"1.1.0"},
                         "valid":false,"bootable":false,"successful":false},"failed_update":null}"#;
-        let p = Status::parse(half_written).unwrap().partitions();
+        let p = partitions(parse_status(half_written).unwrap());
         assert!(p.staging.is_none());
         assert!(p.active.next_to_boot);
     }

@@ -797,3 +797,122 @@ fn stray_files_are_not_keys() {
         ["settings.ok"]
     );
 }
+
+#[test]
+fn a_group_commit_is_one_commit_after_the_other_with_one_journal() {
+    let (dir, mut ds) = new_store();
+    ds.set_keys(
+        &pairs(&[("settings.a", "0"), ("settings.g.x", "0")]),
+        &Committed::Live,
+    )
+    .unwrap();
+    ds.set_keys(
+        &pairs(&[("settings.a", "1"), ("settings.b", "1")]),
+        &tx("one"),
+    )
+    .unwrap();
+    // The same key as "one": the later value wins.
+    ds.set_keys(&pairs(&[("settings.a", "2")]), &tx("two"))
+        .unwrap();
+    // Equal to what "one" and "two" leave: a commit that changes nothing.
+    ds.set_keys(&pairs(&[("settings.b", "1")]), &tx("same"))
+        .unwrap();
+    // Would turn settings.b, which "one" gives a value, into a group: refused, as it would be
+    // one commit after the other, and only in a batch that sees "one" applied.
+    ds.set_keys(&pairs(&[("settings.b.c", "3")]), &tx("below"))
+        .unwrap();
+    ds.set_keys(&pairs(&[("settings.g.x", "4")]), &tx("four"))
+        .unwrap();
+    let results = ds.commit_transactions(&["one", "two", "same", "empty", "below", "four", "two"]);
+    let ids: Vec<_> = results
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .map(|record| record.id)
+                .map_err(|e| e.to_string())
+        })
+        .collect();
+    assert_eq!(
+        ids[..4],
+        [
+            Ok(1),
+            Ok(2),
+            Ok(0),
+            Err("Transaction 'empty' has no pending changes".to_string())
+        ]
+    );
+    assert!(
+        matches!(results[4], Err(Error::KeyConflict { .. })),
+        "{:?}",
+        results[4]
+    );
+    assert_eq!(ids[5], Ok(3));
+    assert!(matches!(results[6], Err(Error::EmptyTransaction { .. })));
+    let two = results[1].as_ref().unwrap();
+    assert_eq!(two.changes.len(), 1);
+    assert_eq!(
+        two.changes[0].old.as_deref(),
+        Some("1"),
+        "old value is the one commit one left"
+    );
+    assert_eq!(live(&ds, "settings.a").as_deref(), Some("2"));
+    assert_eq!(live(&ds, "settings.b").as_deref(), Some("1"));
+    assert_eq!(live(&ds, "settings.g.x").as_deref(), Some("4"));
+    assert_eq!(
+        ds.list_transactions().unwrap(),
+        BTreeSet::from(["below".to_string()])
+    );
+    ds.sync().unwrap();
+    let history: Vec<u64> = ds.history().unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(history, [1, 2, 3]);
+    // "one" and "two" shared a journal; "four" came in the next batch.
+    let journal = frame::decode_batch(&fs::read(dir.path().join("v1.0/journal")).unwrap()).unwrap();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].record.id, 3);
+    drop(ds);
+    let ds = FilesystemDataStore::open(&dir.path().join("current")).unwrap();
+    assert_eq!(live(&ds, "settings.a").as_deref(), Some("2"));
+    assert_eq!(ds.history().unwrap().len(), 3);
+}
+
+#[test]
+fn open_finishes_a_group_journal_from_its_first_unrecorded_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let mut ds = FilesystemDataStore::create(base, "1").unwrap();
+    ds.set_keys(&pairs(&[("settings.a", "1")]), &tx("t"))
+        .unwrap();
+    ds.commit_transaction("t").unwrap();
+    drop(ds);
+    let vdir = base.join("v1");
+    // Commits 2 and 3 in one journal; a crash left commit 2 recorded and 3 not applied.
+    let batch = [
+        journal(2, "u", &[("settings.a", Some("1"), Some("2"))]),
+        journal(
+            3,
+            "v",
+            &[
+                ("settings.a", Some("2"), Some("3")),
+                ("settings.b", None, Some("3")),
+            ],
+        ),
+    ];
+    let bytes = frame::encode_batch(&batch).unwrap();
+    assert_eq!(frame::decode_batch(&bytes).unwrap(), batch);
+    assert!(frame::decode(&bytes).is_err(), "a group is not one commit");
+    fs::write(vdir.join("journal"), &bytes).unwrap();
+    fs::write(vdir.join("live/settings/a"), "2").unwrap();
+    fs::write(
+        vdir.join("history/00000000000000000002.json"),
+        serialize_record(&batch[0].record).unwrap(),
+    )
+    .unwrap();
+    let mut ds = FilesystemDataStore::open(&base.join("current")).unwrap();
+    assert_eq!(live(&ds, "settings.a").as_deref(), Some("3"));
+    assert_eq!(live(&ds, "settings.b").as_deref(), Some("3"));
+    let ids: Vec<u64> = ds.history().unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    ds.set_keys(&pairs(&[("settings.a", "4")]), &tx("t"))
+        .unwrap();
+    assert_eq!(ds.commit_transaction("t").unwrap().id, 4);
+}

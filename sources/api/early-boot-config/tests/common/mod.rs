@@ -212,5 +212,5 @@ pub fn b64(text: &[u8]) -> String {
 }
 
 pub fn launch_tx(server: &TestServer) -> serde_json::Value {
-    server.json("GET", "/tx?tx=ballast-launch", None)
+    server.json("GET", &format!("/tx?tx={}", constants::LAUNCH_TX), None)
 }

@@ -50,6 +50,7 @@
 //! - Only live data and metadata are migrated; the migrator drops pending transactions.
 //! - [`ReplaceDefault`] cannot tell a value the user set on purpose from the untouched default
 //!   when the two are equal (no datastore records who wrote a value).
+#![forbid(unsafe_code)]
 
 pub mod error;
 
@@ -67,14 +68,14 @@ use snafu::ResultExt;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing::{debug, info, warn};
 
 /// Directory inside a datastore version directory that keeps values removed by a migration.
-pub const SAVED_DIR: &str = "migration-saved";
+pub const SAVED_DIR: &str = constants::MIGRATION_SAVED_DIR;
 
 /// Which way a migration runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,12 +195,8 @@ tuple_migration!(A: 0, B: 1, C: 2, D: 3, E: 4, F: 5; 5, 4, 3, 2, 1, 0);
 /// The whole of a migration's `main()`: parses the command line, logs to stderr, runs
 /// `migration` on the target datastore and reports an error on stderr with a failing exit code.
 pub fn migrate(migration: impl Migration) -> ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
-        // The migrator relays these lines to the journal, where colour codes are noise.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    // The migrator relays these lines to the journal; `logging` keeps colour codes out of it.
+    logging::init(logging::LevelFilter::INFO);
     let name = std::env::args()
         .next()
         .and_then(|arg0| {

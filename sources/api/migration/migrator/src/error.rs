@@ -223,6 +223,15 @@ pub enum Error {
     },
 
     #[snafu(display(
+        "os-release file {} is malformed: {source}; pass --target-version instead",
+        path.display()
+    ))]
+    OsReleaseSyntax {
+        path: PathBuf,
+        source: os_release::SyntaxError,
+    },
+
+    #[snafu(display(
         "os-release file {} has no VERSION_ID; pass --target-version instead",
         path.display()
     ))]

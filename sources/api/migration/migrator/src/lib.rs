@@ -110,7 +110,8 @@ use datastore::FilesystemDataStore;
 use error::{
     BadMigrationNameSnafu, InvalidVersionSnafu, IoSnafu, LockedSnafu, MigrationFailedSnafu,
     MoveSnafu, NoVersionIdSnafu, NotExecutableSnafu, OpenCopySnafu, OpenSourceSnafu,
-    ReadMigrationsDirSnafu, ReadOsReleaseSnafu, SpawnSnafu, UnversionedStoreSnafu,
+    OsReleaseSyntaxSnafu, ReadMigrationsDirSnafu, ReadOsReleaseSnafu, SpawnSnafu,
+    UnversionedStoreSnafu,
 };
 use nix::fcntl::{Flock, FlockArg};
 use sealed::SealedProgram;
@@ -127,19 +128,15 @@ use tracing::{debug, info, warn};
 pub const CURRENT: &str = "current";
 /// The lock file that keeps two migrators apart.
 pub const LOCK_FILE: &str = "migrator.lock";
-/// Values removed by migrations, kept for a downgrade (same name as in `migration-helpers`).
-pub const SAVED_DIR: &str = "migration-saved";
+/// Values removed by migrations, kept for a downgrade.
+pub const SAVED_DIR: &str = constants::MIGRATION_SAVED_DIR;
 /// The part of a store that is copied from version to version, besides [`SAVED_DIR`].
 const LIVE: &str = "live";
 const STAGING_PREFIX: &str = ".migrating-";
 const TRASH_PREFIX: &str = ".trash-";
 const TMP_LINK_PREFIX: &str = ".tmp-current-";
 /// File name prefix of a migration program.
-pub const MIGRATION_PREFIX: &str = "migrate_v";
-/// Where the updater saves the signed mirror of the repository for the migrator.
-pub const DEFAULT_REPO_DIR: &str = "/var/lib/ballast/migrations";
-/// The root of trust of updates, shipped in the image.
-pub const DEFAULT_ROOT_JSON: &str = "/usr/share/updates/root.json";
+pub const MIGRATION_PREFIX: &str = constants::MIGRATION_PREFIX;
 /// What happens after the migrator fails at boot; the end of every [`console_line`].
 pub const AFTER_FAILURE: &str = "the datastore is unchanged; this boot stops and the node goes \
      back to the previous OS version after the boot deadline";
@@ -236,13 +233,8 @@ impl std::fmt::Display for Version {
 /// The `VERSION_ID` of an os-release file: the version the running OS expects its store at.
 pub fn version_from_os_release(path: &Path) -> Result<Version> {
     let text = fs::read_to_string(path).context(ReadOsReleaseSnafu { path })?;
-    let value = text
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("VERSION_ID="))
-        .next_back()
-        .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\''))
-        .filter(|v| !v.is_empty());
-    match value {
+    let fields = os_release::OsRelease::parse(&text).context(OsReleaseSyntaxSnafu { path })?;
+    match fields.non_empty(os_release::VERSION_ID) {
         Some(v) => Version::parse(v),
         None => NoVersionIdSnafu { path }.fail(),
     }
@@ -994,5 +986,8 @@ mod test {
         fs::write(&path, "NAME=Ballast\n").unwrap();
         let err = version_from_os_release(&path).unwrap_err().to_string();
         assert!(err.contains("VERSION_ID"), "{err}");
+        fs::write(&path, "NAME=Ballast OS\nVERSION_ID=1.4.0\n").unwrap();
+        let err = version_from_os_release(&path).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("quotes"), "{err}");
     }
 }

@@ -3,7 +3,6 @@
 
 use clap::Parser;
 use migrator::{MigrationSource, Options, Outcome, Version};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,14 +14,14 @@ use std::process::ExitCode;
     .args(["target_version", "migrate_to_version_from_os_release"])))]
 struct Args {
     /// Directory holding `current` and the `v<version>` stores (its `current` link works too).
-    #[arg(long, default_value = "/var/lib/ballast/datastore")]
+    #[arg(long, default_value = constants::DATASTORE_DIR)]
     datastore_path: PathBuf,
     /// The signed mirror of the update repository saved by the updater (metadata/ and
     /// targets/).
-    #[arg(long, default_value = migrator::DEFAULT_REPO_DIR)]
+    #[arg(long, default_value = constants::MIGRATIONS_DIR)]
     repo_dir: PathBuf,
     /// The root of trust the mirror is verified against.
-    #[arg(long, visible_alias = "root-path", default_value = migrator::DEFAULT_ROOT_JSON)]
+    #[arg(long, visible_alias = "root-path", default_value = constants::TRUSTED_ROOT_JSON)]
     root_json: PathBuf,
     /// DEVELOPMENT ONLY: run the `migrate_v<version>_<name>` programs of this plain directory
     /// without verifying anything. Images never pass it.
@@ -34,20 +33,15 @@ struct Args {
     /// Migrate to the VERSION_ID of the running OS (read from --os-release).
     #[arg(long)]
     migrate_to_version_from_os_release: bool,
-    #[arg(long, default_value = "/etc/os-release")]
+    #[arg(long, default_value = constants::OS_RELEASE)]
     os_release: PathBuf,
     #[arg(long, default_value = "info")]
-    log_level: tracing_subscriber::filter::LevelFilter,
+    log_level: logging::LevelFilter,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        // Colour codes only help on a terminal; in the journal and on the console they are noise.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    logging::init(args.log_level);
     let target = match &args.target_version {
         Some(text) => Version::parse(text),
         None => migrator::version_from_os_release(&args.os_release),

@@ -33,9 +33,9 @@ use update_metadata::{Manifest, MANIFEST_TARGET};
 use url::Url;
 
 /// Signed metadata inside the mirror.
-pub const METADATA_DIR: &str = "metadata";
+pub const METADATA_DIR: &str = constants::REPO_METADATA_DIR;
 /// Targets inside the mirror.
-pub const TARGETS_DIR: &str = "targets";
+pub const TARGETS_DIR: &str = constants::REPO_TARGETS_DIR;
 /// Prefix of tough's scratch directory inside the datastore base (removed with the leftovers
 /// of an interrupted run).
 pub(crate) const TUF_SCRATCH_PREFIX: &str = ".tuf-";

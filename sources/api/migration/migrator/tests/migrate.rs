@@ -56,7 +56,7 @@ fn a_failing_migration_leaves_everything_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let base = seed_store(dir.path());
     // Runs after add-colour (1.1.0) and before rename-motd within 1.2.0 (name order).
-    let dir_path = migrations_dir(dir.path(), &[("migrate_v1.2.0_explode", EXPLODE)]);
+    let dir_path = migrations_dir(dir.path(), &[("migrate_v1.2.0_explode", *EXPLODE)]);
     let migrations = Source::Unsigned(dir_path.clone());
     let before = snapshot(&base.join("v1.0.0"));
 

@@ -109,7 +109,7 @@ async fn build_repo() -> Shared {
         ("1.0.0", "1.1.0", CHAIN[0]),
         ("1.1.0", "1.2.0", CHAIN[1]),
         ("1.2.0", "1.3.0", CHAIN[2]),
-        ("1.3.0", "1.4.0", ("migrate_v1.4.0_explode", EXPLODE)),
+        ("1.3.0", "1.4.0", ("migrate_v1.4.0_explode", *EXPLODE)),
     ];
     for (from, to, (name, program)) in pairs {
         add_migrations_with(
@@ -123,7 +123,7 @@ async fn build_repo() -> Shared {
         .await
         .unwrap();
     }
-    sign_unlisted_target(&repo, &keys, &file("migrate_v1.2.0_explode", EXPLODE)).await;
+    sign_unlisted_target(&repo, &keys, &file("migrate_v1.2.0_explode", *EXPLODE)).await;
     Shared {
         _dir: dir,
         repo,
@@ -338,7 +338,7 @@ fn a_migration_changed_after_signing_is_refused() {
     );
 
     // Another program in its place.
-    replace_file(&file, &fs::read(EXPLODE).unwrap());
+    replace_file(&file, &fs::read(*EXPLODE).unwrap());
     assert_refused(
         dir.path(),
         &base,
@@ -422,7 +422,7 @@ fn metadata_not_signed_by_the_trusted_root_is_refused() {
         .max()
         .unwrap();
     let text = fs::read_to_string(&targets).unwrap();
-    let sha_of_explode = hex::encode(Sha256::digest(fs::read(EXPLODE).unwrap()));
+    let sha_of_explode = hex::encode(Sha256::digest(fs::read(*EXPLODE).unwrap()));
     let sha_of_drop = hex::encode(Sha256::digest(fs::read(CHAIN[2].1).unwrap()));
     fs::write(&targets, text.replace(&sha_of_drop, &sha_of_explode)).unwrap();
     assert_refused(dir.path(), &base, &source, &["does not verify"]);
@@ -435,7 +435,7 @@ fn migrations_the_manifest_does_not_list_never_run() {
     let mirror = mirror(dir.path());
     // Besides the signed but unlisted migrate_v1.2.0_explode, unsigned programs in targets/
     // under a migration's plain name and under a consistent-snapshot name.
-    let explode = fs::read(EXPLODE).unwrap();
+    let explode = fs::read(*EXPLODE).unwrap();
     let sha = hex::encode(Sha256::digest(&explode));
     for name in [
         "migrate_v1.2.0_sneaky".to_string(),

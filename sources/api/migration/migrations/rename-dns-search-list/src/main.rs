@@ -35,6 +35,7 @@
 //! - Test only: in no image package, and no real release renames this setting.
 //! - When a store holds both names (set by hand behind the API), it refuses, leaving the
 //!   datastore unchanged, and says which key to remove.
+#![forbid(unsafe_code)]
 
 use migration_helpers::{migrate, RenameSetting};
 use std::process::ExitCode;

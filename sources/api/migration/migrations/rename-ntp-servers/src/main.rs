@@ -35,6 +35,7 @@
 //! - Not in any image package: it exists for the demo and runs only as a signed migration.
 //! - When a store holds both names (set by hand behind the API), it refuses, leaving the
 //!   datastore unchanged, and says which key to remove.
+#![forbid(unsafe_code)]
 
 use migration_helpers::{migrate, RenameSetting};
 use std::process::ExitCode;

@@ -7,25 +7,34 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::LazyLock;
 
 pub const MIGRATOR: &str = env!("CARGO_BIN_EXE_migrator");
+/// A test migration program from `tools/migration-fixtures`, built on first use.
+fn fixture(bin: &str) -> &'static str {
+    let path = testserver::build_workspace_bin("migration-fixtures", bin);
+    Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+}
+
 /// The chain 1.0.0 -> 1.1.0 -> 1.2.0 -> 1.3.0: each migration's name and its program.
-pub const CHAIN: [(&str, &str); 3] = [
-    (
-        "migrate_v1.1.0_add-colour",
-        env!("CARGO_BIN_EXE_migrator-test-add-colour"),
-    ),
-    (
-        "migrate_v1.2.0_rename-motd",
-        env!("CARGO_BIN_EXE_migrator-test-rename-motd"),
-    ),
-    (
-        "migrate_v1.3.0_drop-legacy",
-        env!("CARGO_BIN_EXE_migrator-test-drop-legacy"),
-    ),
-];
+pub static CHAIN: LazyLock<[(&str, &str); 3]> = LazyLock::new(|| {
+    [
+        (
+            "migrate_v1.1.0_add-colour",
+            fixture("migrator-test-add-colour"),
+        ),
+        (
+            "migrate_v1.2.0_rename-motd",
+            fixture("migrator-test-rename-motd"),
+        ),
+        (
+            "migrate_v1.3.0_drop-legacy",
+            fixture("migrator-test-drop-legacy"),
+        ),
+    ]
+});
 /// A migration that writes into its copy and then fails.
-pub const EXPLODE: &str = env!("CARGO_BIN_EXE_migrator-test-explode");
+pub static EXPLODE: LazyLock<&str> = LazyLock::new(|| fixture("migrator-test-explode"));
 
 pub fn data(name: &str) -> Key {
     Key::new(KeyType::Data, name).unwrap()

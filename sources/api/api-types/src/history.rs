@@ -1,0 +1,29 @@
+//! The settings history: `GET /history` answers with a list of [`HistoryEntry`], oldest first,
+//! and `POST /history/undo` with the entry of the revert. Ballast's own route; Bottlerocket
+//! keeps no history.
+
+use serde::{Deserialize, Serialize};
+
+/// One key changed by a commit: old and new values as the stored JSON text (`"\"hi\""` for the
+/// string `hi`), null when the key was unset before or after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryChange {
+    pub key: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// A commit in the settings history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryEntry {
+    /// Sequence number, increasing with every commit.
+    pub id: u64,
+    /// RFC 3339 time of the commit, UTC.
+    pub time: String,
+    /// The transaction committed ("undo-N" for an undo).
+    pub transaction: String,
+    /// Only the keys whose value changed, sorted by key.
+    pub changes: Vec<HistoryChange>,
+}

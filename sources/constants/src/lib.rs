@@ -1,0 +1,236 @@
+//! The paths and names that more than one program of a Ballast node agrees on.
+//!
+//! # Background
+//!
+//! A node is a set of small programs that meet at fixed places: the API server listens on a
+//! socket that every client dials, storewolf seeds a transaction that early-boot-config adds to
+//! and settings-committer commits, the migrator and the updater share the migration repository
+//! and the trusted TUF root, and the build host puts files where the node later looks for them.
+//! When each program spells such a place itself, a rename reaches some of them and not others;
+//! here each is written once (as Bottlerocket's `constants` crate does), and a test of this
+//! crate fails if one of these values comes back as a string literal anywhere else in the
+//! workspace.
+//!
+//! The crate has no dependencies and no I/O, so the smallest node program and the build tools
+//! can import it alike.
+//!
+//! # Usage
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! assert_eq!(Path::new(constants::API_SOCKET), Path::new("/run/api.sock"));
+//! // The image builder writes below a staging directory, so it takes the relative form.
+//! assert_eq!(constants::TRUSTED_ROOT_JSON_IN_IMAGE, "usr/share/updates/root.json");
+//! ```
+//!
+//! Values are `&str` so that they also work as clap defaults
+//! (`#[arg(long, default_value = constants::API_SOCKET)]`).
+//!
+//! # Current limitations
+//!
+//! * systemd units, tmpfiles.d entries and `etc/group` under `packages/` are data, not Rust:
+//!   they still spell these values themselves (`--socket-path /run/api.sock`,
+//!   `api:x:274:`), and only the VM tests notice if they drift.
+//! * Names private to one crate (a file inside the datastore, the updater's cache files) stay in
+//!   that crate; this is only for what crosses a crate boundary.
+#![forbid(unsafe_code)]
+
+/// The datastore's base directory, as a literal so that [`DATASTORE_CURRENT`] can extend it.
+macro_rules! datastore_dir {
+    () => {
+        "/var/lib/ballast/datastore"
+    };
+}
+
+/// The API's virtio-serial port name, as a literal so that [`API_PORT`] can extend it.
+macro_rules! api_port_name {
+    () => {
+        "ballast.api"
+    };
+}
+
+/// The name of the virtio-serial port through which a VM's host reaches the API: the VM
+/// harness gives the port this name, and `apibridge` in the guest connects it to [`API_SOCKET`].
+pub const API_PORT_NAME: &str = api_port_name!();
+
+/// The device the guest sees for [`API_PORT_NAME`].
+pub const API_PORT: &str = concat!("/dev/virtio-ports/", api_port_name!());
+
+/// The Unix socket the API server listens on and every client connects to.
+pub const API_SOCKET: &str = "/run/api.sock";
+
+/// The environment variable that tells a program started by the API server (the settings
+/// applier, `thar-be-settings`) which socket to call back on.
+pub const API_SOCKET_ENV: &str = "BALLAST_API_SOCKET";
+
+/// The group that owns [`API_SOCKET`]; its members may use the API.
+pub const API_GROUP: &str = "api";
+
+/// The numeric id of [`API_GROUP`], as the image's `/etc/group` and `apiserver --socket-gid`
+/// give it.
+pub const API_GID: u32 = 274;
+
+/// The datastore's base directory: one versioned store per OS version, and the `current` link.
+pub const DATASTORE_DIR: &str = datastore_dir!();
+
+/// The link to the datastore of the running version, which the API server opens.
+pub const DATASTORE_CURRENT: &str = concat!(datastore_dir!(), "/current");
+
+/// The pending transaction that collects settings during boot: storewolf seeds it with
+/// defaults, early-boot-config and sundog add to it, settings-committer commits it.
+pub const LAUNCH_TX: &str = "ballast-launch";
+
+/// Where the updater leaves the signed migration repository for the migrator.
+pub const MIGRATIONS_DIR: &str = "/var/lib/ballast/migrations";
+
+/// The TUF root of trust shipped in the image, used by the updater and the migrator.
+pub const TRUSTED_ROOT_JSON: &str = "/usr/share/updates/root.json";
+
+/// [`TRUSTED_ROOT_JSON`] relative to the image's root, where the image build writes it.
+pub const TRUSTED_ROOT_JSON_IN_IMAGE: &str = in_image(TRUSTED_ROOT_JSON);
+
+/// The updater's configuration, rendered from `settings.updates`.
+pub const UPDOG_CONFIG: &str = "/etc/updog.toml";
+
+/// The running image's os-release file (a link into `/usr/lib`).
+pub const OS_RELEASE: &str = "/etc/os-release";
+
+/// Where the image build writes os-release, relative to the image's root; [`OS_RELEASE`]
+/// links to it.
+pub const OS_RELEASE_IN_IMAGE: &str = "usr/lib/os-release";
+
+/// The factory copy of `/etc` in the image, relative to its root: early-init copies it into
+/// the tmpfs `/etc` at every boot.
+pub const FACTORY_ETC_IN_IMAGE: &str = "usr/share/factory/etc";
+
+/// The boot read-ahead list, relative to the image's root: written by the build, read by
+/// early-init right after it mounts the root.
+pub const READAHEAD_LIST_IN_IMAGE: &str = "usr/share/ballast/boot-readahead";
+
+/// The merged settings defaults storewolf loads, relative to the image's root.
+pub const DEFAULTS_IN_IMAGE: &str = "usr/share/ballast/defaults.toml";
+
+/// The initramfs's list of kernel modules to load, in order, relative to the initramfs root.
+pub const MODULES_ORDER_IN_INITRAMFS: &str = "etc/modules.order";
+
+/// [`MODULES_ORDER_IN_INITRAMFS`] as early-init sees it, running inside the initramfs.
+pub const MODULES_ORDER: &str = "/etc/modules.order";
+
+/// The directory inside a datastore version directory that keeps the values a migration
+/// removed, so that a downgrade can bring them back: written by `migration-helpers`, moved
+/// along by the migrator.
+pub const MIGRATION_SAVED_DIR: &str = "migration-saved";
+
+/// The first part of every migration's name, `migrate_v<version>_<name>`: the repository tool
+/// names them so and the migrator finds them by it.
+pub const MIGRATION_PREFIX: &str = "migrate_v";
+
+/// Signed TUF metadata inside an update repository and inside the migration mirror the updater
+/// writes for the migrator ([`MIGRATIONS_DIR`]).
+pub const REPO_METADATA_DIR: &str = "metadata";
+
+/// Target files inside an update repository and inside the migration mirror.
+pub const REPO_TARGETS_DIR: &str = "targets";
+
+/// Every distinctive path and name above, for the test that keeps them from
+/// being spelled out again elsewhere.
+pub const ALL: &[&str] = &[
+    API_SOCKET,
+    API_SOCKET_ENV,
+    API_PORT_NAME,
+    API_PORT,
+    DATASTORE_DIR,
+    DATASTORE_CURRENT,
+    LAUNCH_TX,
+    MIGRATIONS_DIR,
+    TRUSTED_ROOT_JSON,
+    TRUSTED_ROOT_JSON_IN_IMAGE,
+    UPDOG_CONFIG,
+    OS_RELEASE,
+    OS_RELEASE_IN_IMAGE,
+    FACTORY_ETC_IN_IMAGE,
+    READAHEAD_LIST_IN_IMAGE,
+    DEFAULTS_IN_IMAGE,
+    MODULES_ORDER_IN_INITRAMFS,
+    MODULES_ORDER,
+    MIGRATION_SAVED_DIR,
+    MIGRATION_PREFIX,
+    // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
+    // common words with other meanings (JSON fields, test fixtures).
+];
+
+/// An absolute node path relative to the image's root (the leading `/` removed). Fails to
+/// compile when used on a path that is not absolute.
+pub const fn in_image(path: &'static str) -> &'static str {
+    match path.as_bytes().split_first() {
+        Some((b'/', rest)) => match std::str::from_utf8(rest) {
+            Ok(relative) => relative,
+            Err(_) => panic!("a path built from a &str stays UTF-8 after its leading '/'"),
+        },
+        _ => panic!("in_image needs an absolute path"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_forms_match_node_forms() {
+        assert_eq!(format!("/{TRUSTED_ROOT_JSON_IN_IMAGE}"), TRUSTED_ROOT_JSON);
+        assert_eq!(format!("/{MODULES_ORDER_IN_INITRAMFS}"), MODULES_ORDER);
+        assert_eq!(in_image("/etc/os-release"), "etc/os-release");
+    }
+
+    #[test]
+    fn current_is_below_the_datastore() {
+        let current = std::path::Path::new(DATASTORE_CURRENT);
+        assert_eq!(current.parent(), Some(std::path::Path::new(DATASTORE_DIR)));
+        assert_eq!(current.file_name().unwrap(), "current");
+    }
+
+    #[test]
+    fn the_port_device_is_named_after_the_port() {
+        let port = std::path::Path::new(API_PORT);
+        assert_eq!(port.file_name().unwrap(), API_PORT_NAME);
+        assert_eq!(
+            port.parent(),
+            Some(std::path::Path::new("/dev/virtio-ports"))
+        );
+    }
+
+    #[test]
+    fn node_paths_are_absolute_and_image_paths_are_not() {
+        for path in [
+            API_SOCKET,
+            DATASTORE_DIR,
+            DATASTORE_CURRENT,
+            MIGRATIONS_DIR,
+            TRUSTED_ROOT_JSON,
+            UPDOG_CONFIG,
+            OS_RELEASE,
+            MODULES_ORDER,
+        ] {
+            assert!(path.starts_with('/'), "{path}");
+        }
+        for path in [
+            TRUSTED_ROOT_JSON_IN_IMAGE,
+            OS_RELEASE_IN_IMAGE,
+            FACTORY_ETC_IN_IMAGE,
+            READAHEAD_LIST_IN_IMAGE,
+            DEFAULTS_IN_IMAGE,
+            MODULES_ORDER_IN_INITRAMFS,
+        ] {
+            assert!(!path.starts_with('/') && !path.is_empty(), "{path}");
+        }
+    }
+
+    #[test]
+    fn all_values_are_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for value in ALL {
+            assert!(seen.insert(value), "{value} listed twice");
+        }
+    }
+}
