@@ -2,12 +2,16 @@
 //! the renderer command (`--apply-command`) with the changed keys as a JSON array on stdin, or
 //! with `--all` to render everything. Requests are queued and run one at a time, in order, so
 //! two renderers never race on the same files; the HTTP answer does not wait for them.
+//!
+//! Whatever reads rendered files (the updater reads its repository URLs from its rendered
+//! configuration) must not run on files an earlier commit has not reached yet, so
+//! [`Applier::settled`] waits until every apply queued before it has finished.
 
 use crate::error::ApiError;
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// What to render: some keys, or everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,13 +20,24 @@ pub enum ApplyRequest {
     All,
 }
 
+/// One entry in the worker's queue.
+#[derive(Debug)]
+enum Job {
+    Apply(ApplyRequest),
+    /// Answered when the worker reaches it, i.e. after every earlier apply has finished.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// How long [`Applier::settled`] waits for earlier applies before giving up.
+pub const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// How long a dry run may take before the server gives up on it.
 const DRY_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A handle to the queue of apply requests. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Applier {
-    queue: Option<mpsc::UnboundedSender<ApplyRequest>>,
+    queue: Option<mpsc::UnboundedSender<Job>>,
     command: Option<PathBuf>,
     socket: PathBuf,
 }
@@ -39,12 +54,20 @@ impl Applier {
                 socket,
             };
         };
-        let (tx, mut rx) = mpsc::unbounded_channel::<ApplyRequest>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         let worker_command = command.clone();
         let worker_socket = socket.clone();
         tokio::spawn(async move {
             let command = worker_command;
-            while let Some(request) = rx.recv().await {
+            while let Some(job) = rx.recv().await {
+                let request = match job {
+                    Job::Apply(request) => request,
+                    Job::Barrier(done) => {
+                        // The waiter may have given up; nothing to tell it then.
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
                 if let Err(e) = run(&command, &worker_socket, &request).await {
                     tracing::error!(
                         "applying {request:?} with {} failed: {e}",
@@ -116,11 +139,40 @@ impl Applier {
                 tracing::info!("no renderer configured; not applying {request:?}");
                 Ok(())
             }
-            Some(queue) => queue.send(request).map_err(|_| {
-                ApiError::internal("the apply worker has stopped; restart the API server")
-            }),
+            Some(queue) => queue
+                .send(Job::Apply(request))
+                .map_err(|_| worker_stopped()),
         }
     }
+
+    /// Waits until every apply queued before this call has finished (successfully or not), so
+    /// that the rendered files reflect every commit answered so far. Gives up with 503 after
+    /// `timeout`, since a renderer that hangs must not hang its callers with it.
+    pub async fn settled(&self, timeout: std::time::Duration) -> Result<(), ApiError> {
+        let Some(queue) = &self.queue else {
+            return Ok(());
+        };
+        let (done, wait) = oneshot::channel();
+        queue
+            .send(Job::Barrier(done))
+            .map_err(|_| worker_stopped())?;
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(worker_stopped()),
+            Err(_) => Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "settings committed earlier are still being applied after {} s; check the \
+                     apiserver journal for a renderer that hangs, then try again",
+                    timeout.as_secs()
+                ),
+            )),
+        }
+    }
+}
+
+fn worker_stopped() -> ApiError {
+    ApiError::internal("the apply worker has stopped; restart the API server")
 }
 
 async fn run(command: &PathBuf, socket: &PathBuf, request: &ApplyRequest) -> std::io::Result<()> {

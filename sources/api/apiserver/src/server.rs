@@ -967,6 +967,9 @@ async fn put_daemon_report(
 }
 
 async fn start_update_action(state: &AppState, cmd: CommandType) -> Result<StatusCode, ApiError> {
+    // The updater reads its configuration from rendered files: a setting committed just before
+    // this request (say, the repository URL) must have reached them before the updater runs.
+    state.applier.settled(crate::apply::SETTLE_TIMEOUT).await?;
     state.updates.start(cmd).await?;
     Ok(StatusCode::NO_CONTENT)
 }

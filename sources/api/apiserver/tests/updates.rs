@@ -7,7 +7,7 @@ use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use testserver::TestServer;
+use testserver::{build_test_updater, TestServer};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -586,4 +586,64 @@ fn apiclient_reboot() {
     let server = TestServer::start();
     assert_ok(&server.apiclient(&["reboot"]));
     assert_eq!(server.reboots(), 1);
+}
+
+/// A setting committed just before an update action reaches the rendered files before the
+/// updater runs: the updater reads its repository URLs from them, so running it on the old
+/// files would check the wrong repository (this raced in the VM test under load).
+#[test]
+fn update_actions_wait_for_earlier_applies_to_finish() {
+    build_test_updater();
+    let defaults = storewolf::load_defaults(&[]).expect("shared defaults");
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("rendered");
+    // A renderer that takes its time and marks the file only for the key the test sets.
+    let apply = dir.path().join("slow-apply");
+    std::fs::write(
+        &apply,
+        format!(
+            "#!/bin/sh\ninput=$(cat)\nsleep 2\ncase \"$input\" in *settings.motd*) touch {};; esac\n",
+            rendered.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&apply, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut server = TestServer::start_with(&defaults, true, Some(apply));
+    // An updater that notes whether the render had finished when it was started.
+    let seen = dir.path().join("seen");
+    let wrapper = dir.path().join("updater");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *check-update*)\n  if [ -e {r} ]; then echo rendered >> {s}; else echo stale >> {s}; fi;;\nesac\nexec {u} \"$@\"\n",
+            r = rendered.display(),
+            s = seen.display(),
+            u = server.updater_command,
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    server.kill();
+    server.updater_command = wrapper.display().to_string();
+    server.spawn();
+
+    let (code, body) = server.raw(
+        "PATCH",
+        "/settings?tx=race",
+        Some(r#"{"motd": "a new repository"}"#),
+    );
+    assert_eq!(code, 204, "{body}");
+    let (code, body) = server.raw("POST", "/tx/commit_and_apply?tx=race", None);
+    assert_eq!(code, 200, "{body}");
+    act(&server, "/actions/refresh-updates");
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert_eq!(
+        seen.trim(),
+        "rendered",
+        "the updater ran before the committed setting was rendered: {seen}"
+    );
 }
