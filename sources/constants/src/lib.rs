@@ -133,6 +133,16 @@ pub const REPO_METADATA_DIR: &str = "metadata";
 /// Target files inside an update repository and inside the migration mirror.
 pub const REPO_TARGETS_DIR: &str = "targets";
 
+/// The setting that pauses the update daemon: `apiclient update pause|resume` writes it, the
+/// model validates it, the daemon obeys it.
+pub const UPDATES_PAUSE_UNTIL_KEY: &str = "settings.updates.pause-until";
+
+/// [`UPDATES_PAUSE_UNTIL_KEY`]'s value when the daemon is not paused.
+pub const UPDATES_PAUSE_NONE: &str = "none";
+
+/// [`UPDATES_PAUSE_UNTIL_KEY`]'s value for a pause that lasts until it is resumed.
+pub const UPDATES_PAUSE_INDEFINITE: &str = "indefinite";
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[
@@ -156,6 +166,7 @@ pub const ALL: &[&str] = &[
     MODULES_ORDER,
     MIGRATION_SAVED_DIR,
     MIGRATION_PREFIX,
+    UPDATES_PAUSE_UNTIL_KEY,
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];

@@ -1377,9 +1377,10 @@ string_type! {
     ),
 }
 
-/// The two words [`PauseUntil`] takes besides a time.
-const PAUSE_NONE: &str = "none";
-const PAUSE_INDEFINITE: &str = "indefinite";
+/// The two words [`PauseUntil`] takes besides a time (their home is `constants`, which the
+/// apiclient that writes them shares).
+const PAUSE_NONE: &str = constants::UPDATES_PAUSE_NONE;
+const PAUSE_INDEFINITE: &str = constants::UPDATES_PAUSE_INDEFINITE;
 
 fn check_pause_until(input: &str) -> Result<(), String> {
     no_control(input)?;

@@ -529,7 +529,7 @@ mod tests {
             ),
             (
                 json!({"pause-until": "tomorrow"}),
-                "settings.updates.pause-until",
+                constants::UPDATES_PAUSE_UNTIL_KEY,
                 "RFC 3339",
             ),
         ];

@@ -178,6 +178,18 @@ pub enum UpdateCommand {
     Apply(UpdateApplyArgs),
     /// Deactivate an activated update: the node keeps booting its current image.
     Cancel,
+    /// Pause the update daemon (no checks, downloads or reboots), across reboots, until
+    /// `update resume` or for the time given.
+    Pause(UpdatePauseArgs),
+    /// End a pause of the update daemon.
+    Resume,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdatePauseArgs {
+    /// Pause for this long (a number with s, m, h or d) instead of until resumed.
+    #[arg(long = "for", value_name = "DURATION", value_parser = duration_arg)]
+    pub duration: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -346,6 +358,19 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
                         "Update deactivated; the node boots its current image next"
                     )
                     .context(error::WriteOutputSnafu)?;
+                }
+                UpdateCommand::Pause(pause) => {
+                    let until = update::pause(socket, pause.duration).await?;
+                    let when = if until == constants::UPDATES_PAUSE_INDEFINITE {
+                        "until `apiclient update resume`".to_string()
+                    } else {
+                        format!("until {until}")
+                    };
+                    writeln!(messages, "Updates paused {when}").context(error::WriteOutputSnafu)?;
+                }
+                UpdateCommand::Resume => {
+                    update::resume(socket).await?;
+                    writeln!(messages, "Updates resumed").context(error::WriteOutputSnafu)?;
                 }
             }
         }
@@ -572,6 +597,21 @@ mod test {
         assert!(matches!(
             parse(&["reboot"]).unwrap().command,
             Command::Reboot
+        ));
+        let Command::Update(args) = parse(&["update", "pause", "--for", "6h"]).unwrap().command
+        else {
+            panic!("not update")
+        };
+        let UpdateCommand::Pause(pause) = args.command else {
+            panic!("not pause")
+        };
+        assert_eq!(pause.duration, Some(Duration::from_secs(6 * 3600)));
+        let Command::Update(args) = parse(&["update", "pause"]).unwrap().command else {
+            panic!("not update")
+        };
+        assert!(matches!(
+            args.command,
+            UpdateCommand::Pause(UpdatePauseArgs { duration: None })
         ));
 
         let err = parse(&["update", "apply", "--timeout", "soon"]).unwrap_err();

@@ -241,6 +241,12 @@ pub enum Error {
     ))]
     UpdateStatusShape { source: serde_json::Error },
 
+    #[snafu(display(
+        "A pause of {requested} is longer than {max_days} days; run `apiclient update pause` \
+         without --for to pause until `apiclient update resume`"
+    ))]
+    PauseTooLong { requested: String, max_days: u64 },
+
     /// The action ran and failed; `stderr` is the updater's whole stderr (the display shows its
     /// last line).
     #[snafu(display("The update action '{action}' failed ({exit}): {}", last_line(stderr)))]

@@ -203,6 +203,55 @@ pub async fn reboot(socket_path: &Path) -> Result<()> {
     }
 }
 
+/// The longest pause `update pause --for` takes; a longer one is an indefinite pause.
+pub const PAUSE_MAX: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// `update pause [--for D]`: pauses the update daemon for `duration`, or until resumed when
+/// `None`, by setting [`constants::UPDATES_PAUSE_UNTIL_KEY`] (kept across reboots like every
+/// setting). Returns the value set: an RFC 3339 time or `indefinite`.
+pub async fn pause(socket_path: &Path, duration: Option<Duration>) -> Result<String> {
+    let value = match duration {
+        None => constants::UPDATES_PAUSE_INDEFINITE.to_string(),
+        Some(d) => pause_end(jiff::Timestamp::now(), d)?.to_string(),
+    };
+    set_pause(socket_path, &value).await?;
+    Ok(value)
+}
+
+/// `update resume`: ends a pause of the update daemon.
+pub async fn resume(socket_path: &Path) -> Result<()> {
+    set_pause(socket_path, constants::UPDATES_PAUSE_NONE).await
+}
+
+/// When a pause of `duration` from `now` ends, to the second.
+pub fn pause_end(now: jiff::Timestamp, duration: Duration) -> Result<jiff::Timestamp> {
+    let too_long = || {
+        error::PauseTooLongSnafu {
+            requested: format!("{} s", duration.as_secs()),
+            max_days: PAUSE_MAX.as_secs() / 86_400,
+        }
+        .build()
+    };
+    if duration > PAUSE_MAX {
+        return Err(too_long());
+    }
+    let span = jiff::SignedDuration::try_from(duration).map_err(|_| too_long())?;
+    now.checked_add(span)
+        .and_then(|end| end.round(jiff::Unit::Second))
+        .map_err(|_| too_long())
+}
+
+async fn set_pause(socket_path: &Path, value: &str) -> Result<()> {
+    let pair: crate::set::KeyPair =
+        format!("{}={value}", constants::UPDATES_PAUSE_UNTIL_KEY).parse()?;
+    crate::set::set(
+        socket_path,
+        &crate::set::SettingsInput::KeyPairs(vec![pair]),
+    )
+    .await?;
+    Ok(())
+}
+
 /// One progress line: "Preparing update 1.2.0: root 32.0 of 64.0 MiB (target 2 of 3)".
 pub fn progress_line(version: &str, p: &Progress) -> String {
     const MIB: f64 = 1024.0 * 1024.0;
@@ -242,19 +291,20 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     };
     let value: u64 = number
         .parse()
-        .map_err(|_| format!("'{text}' is not a duration; write e.g. 90, 90s, 10m or 1h"))?;
+        .map_err(|_| format!("'{text}' is not a duration; write e.g. 90, 90s, 10m, 1h or 2d"))?;
     let seconds = match unit {
         "s" => value,
         "m" => value.saturating_mul(60),
         "h" => value.saturating_mul(3600),
+        "d" => value.saturating_mul(86_400),
         _ => {
             return Err(format!(
-                "'{text}' has an unknown unit '{unit}'; use s, m or h (e.g. 10m)"
+                "'{text}' has an unknown unit '{unit}'; use s, m, h or d (e.g. 10m)"
             ))
         }
     };
     if seconds == 0 {
-        return Err("the timeout must be at least one second".to_string());
+        return Err("a duration must be at least one second".to_string());
     }
     Ok(Duration::from_secs(seconds))
 }
@@ -270,9 +320,20 @@ mod test {
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("0").is_err());
-        assert!(parse_duration("10d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("10w").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn pauses_end_to_the_second_and_not_beyond_the_limit() {
+        let now: jiff::Timestamp = "2026-12-07T10:00:00.75Z".parse().unwrap();
+        let end = pause_end(now, Duration::from_secs(6 * 3600)).unwrap();
+        assert_eq!(end.to_string(), "2026-12-07T16:00:01Z");
+        assert!(pause_end(now, PAUSE_MAX).is_ok());
+        let err = pause_end(now, PAUSE_MAX + Duration::from_secs(1)).unwrap_err();
+        assert!(err.to_string().contains("without --for"), "{err}");
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));
     }
 
     #[test]

@@ -647,3 +647,47 @@ fn update_actions_wait_for_earlier_applies_to_finish() {
         "the updater ran before the committed setting was rendered: {seen}"
     );
 }
+
+fn pause_until(server: &TestServer) -> String {
+    let v = server.json(
+        "GET",
+        &format!("/settings?keys={}", constants::UPDATES_PAUSE_UNTIL_KEY),
+        None,
+    );
+    v["updates"]["pause-until"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no pause-until in {v}"))
+        .to_string()
+}
+
+#[test]
+fn apiclient_update_pause_and_resume_set_the_daemon_pause() {
+    let server = TestServer::start();
+    assert_eq!(pause_until(&server), constants::UPDATES_PAUSE_NONE);
+
+    let before = jiff::Timestamp::now();
+    let (_, stderr) = assert_ok(&server.apiclient(&["update", "pause", "--for", "6h"]));
+    let until: jiff::Timestamp = pause_until(&server).parse().unwrap();
+    let six_hours = jiff::SignedDuration::from_hours(6);
+    assert!(
+        until >= before + six_hours - jiff::SignedDuration::from_secs(1)
+            && until <= jiff::Timestamp::now() + six_hours + jiff::SignedDuration::from_secs(1),
+        "a six-hour pause from {before} ends at {until}"
+    );
+    assert!(
+        stderr.contains(&format!("paused until {until}")),
+        "{stderr}"
+    );
+
+    assert_ok(&server.apiclient(&["update", "pause"]));
+    assert_eq!(pause_until(&server), constants::UPDATES_PAUSE_INDEFINITE);
+
+    // Too long a pause is refused before anything is written.
+    let stderr = assert_fails(&server.apiclient(&["update", "pause", "--for", "400d"]));
+    assert!(stderr.contains("without --for"), "{stderr}");
+    assert_eq!(pause_until(&server), constants::UPDATES_PAUSE_INDEFINITE);
+
+    let (_, stderr) = assert_ok(&server.apiclient(&["update", "resume"]));
+    assert!(stderr.contains("resumed"), "{stderr}");
+    assert_eq!(pause_until(&server), constants::UPDATES_PAUSE_NONE);
+}

@@ -186,7 +186,7 @@ fn bad_policy_settings_are_400s_naming_the_key() {
         ),
         (
             r#"{"updates": {"pause-until": "later"}}"#,
-            "settings.updates.pause-until",
+            constants::UPDATES_PAUSE_UNTIL_KEY,
         ),
     ];
     for (body, key) in cases {
