@@ -133,6 +133,10 @@ pub const REPO_METADATA_DIR: &str = "metadata";
 /// Target files inside an update repository and inside the migration mirror.
 pub const REPO_TARGETS_DIR: &str = "targets";
 
+/// The kernel's lockdown mode in securityfs (`kernel_lockdown(7)`): corndog applies
+/// `settings.kernel.lockdown` there and the VM tests read it back.
+pub const KERNEL_LOCKDOWN: &str = "/sys/kernel/security/lockdown";
+
 /// The setting that pauses the update daemon: `apiclient update pause|resume` writes it, the
 /// model validates it, the daemon obeys it.
 pub const UPDATES_PAUSE_UNTIL_KEY: &str = "settings.updates.pause-until";
@@ -167,6 +171,7 @@ pub const ALL: &[&str] = &[
     MIGRATION_SAVED_DIR,
     MIGRATION_PREFIX,
     UPDATES_PAUSE_UNTIL_KEY,
+    KERNEL_LOCKDOWN,
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];

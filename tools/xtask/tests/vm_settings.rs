@@ -258,6 +258,31 @@ fn user_data_generators_rendering_and_restarts_in_a_booted_dev_node() {
     wait_for(&mut node, "cat /etc/motd", |s| s == "set from the host");
     apiclient(&node, &["set", "kernel.sysctl.\"vm.swappiness\"=13"]);
     wait_for(&mut node, "cat /proc/sys/vm/swappiness", |s| s == "13");
+    // The hardened sysctl defaults are in force beside it.
+    assert_eq!(sh(&mut node, "cat /proc/sys/kernel/dmesg_restrict"), "1");
+    assert_eq!(
+        sh(&mut node, "cat /proc/sys/net/ipv4/conf/all/send_redirects"),
+        "0"
+    );
+
+    // Kernel lockdown: integrity by default, applied before configured.target, so raw memory
+    // is closed even to root. A lower mode cannot take effect while running; a higher one does
+    // at once (the renderer runs applies in order, so the refused `none` was handled first).
+    let lockdown = format!("cat {}", constants::KERNEL_LOCKDOWN);
+    assert_eq!(sh(&mut node, &lockdown), "none [integrity] confidentiality");
+    let (out, status) = node
+        .vm
+        .run_shell("head -c 1 /dev/mem > /dev/null", SHELL_TIMEOUT)
+        .unwrap();
+    assert!(
+        status != 0 && out.contains("Operation not permitted"),
+        "root read /dev/mem under lockdown (exit {status}): {out}"
+    );
+    apiclient(&node, &["set", "kernel.lockdown=none"]);
+    apiclient(&node, &["set", "kernel.lockdown=confidentiality"]);
+    wait_for(&mut node, &lockdown, |s| {
+        s == "none integrity [confidentiality]"
+    });
 
     // User data in a file on the data partition, read at the next boot; the metadata service
     // now serves an invalid document, which must be refused whole.
@@ -292,6 +317,11 @@ fn user_data_generators_rendering_and_restarts_in_a_booted_dev_node() {
     );
     // The seed generated at the first boot is kept.
     assert_eq!(setting(&node, "settings.updates.seed"), seed);
+    // The lockdown mode set before the reboot is applied at boot.
+    assert_eq!(
+        sh(&mut node, &format!("cat {}", constants::KERNEL_LOCKDOWN)),
+        "none integrity [confidentiality]"
+    );
 }
 
 /// Issue 14: the API answers before settings-committer commits the launch transaction, and
