@@ -354,6 +354,64 @@ fn update_through_the_api_boots_the_new_version_from_b_with_settings_kept() {
     assert_eq!(state.boot_b, flags(2, 0, true), "{state:?}");
 }
 
+/// Issue 18: under policy `auto` (no window, no lock) the update daemon takes a published
+/// update by itself: it checks, stages, reboots into it, and the new boot is marked successful,
+/// with no update call from anyone. A pause holds it back until resumed.
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn the_update_daemon_takes_an_update_by_itself_under_policy_auto() {
+    let current = built(&image::default_version());
+    let next = built(&image::later_version(1));
+    let dir = tempfile::tempdir().unwrap();
+    make_repo(
+        &dir.path().join("auto"),
+        &image_keys(),
+        &[&next],
+        AddOptions::default(),
+    );
+    let served = ServedDir::start(dir.path()).unwrap();
+
+    let name = "test-daemon";
+    let mut node = boot(&current, name, &served, false);
+    wait_until_successful(&mut node);
+    use_repo(&node, "auto");
+    // Paused first: the daemon reports the pause and does nothing.
+    apiclient(&node, &["update", "pause"]);
+    apiclient(&node, &["set", "updates.policy=auto"]);
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let status = update_status(&node);
+        let daemon = &status["daemon"];
+        if daemon["policy"] == "auto" {
+            assert_eq!(daemon["paused"], "indefinite", "{status:#}");
+            assert_eq!(daemon["last_decision"], "wait", "{status:#}");
+            assert!(status["most_recent_command"].is_null(), "{status:#}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never reported policy auto: {status:#}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // Resumed: it checks, stages and reboots by itself (QEMU exits on the reboot).
+    apiclient(&node, &["update", "resume"]);
+    node.vm
+        .wait_for_exit(Duration::from_secs(600))
+        .expect("the daemon should reboot the node into the update");
+    drop(node);
+
+    let mut node = boot(&current, name, &served, true);
+    assert_eq!(os_version(&node), next.manifest.version);
+    wait_until_successful(&mut node);
+    let status = update_status(&node);
+    assert_eq!(status["update_state"], "Idle", "{status:#}");
+    assert!(status["failed_update"].is_null(), "{status:#}");
+    power_off(node);
+    let state = disk_flags(&run_dir(name));
+    assert_eq!(state.boot_b, flags(2, 0, true), "{state:?}");
+}
+
 #[test]
 #[ignore = "boots a VM; run by `cargo xtask test`"]
 fn an_update_that_never_finishes_booting_is_rolled_back_by_itself() {
