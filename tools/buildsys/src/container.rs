@@ -30,12 +30,13 @@
 //! container's `/etc` is its own.
 
 use crate::error::{
-    InvalidDefinitionSnafu, IoSnafu, KeepMatchedNothingSnafu, MissingBinarySnafu,
-    ParseDefinitionSnafu, ReadDefinitionSnafu, Result, UnknownContainerImageSnafu,
+    InvalidDefinitionSnafu, ParseDefinitionSnafu, ReadDefinitionSnafu, Result,
+    UnknownContainerImageSnafu,
 };
-use crate::lock::{load_lock, lock_path, lock_subset};
 use crate::package::{list_definition_dirs, CargoSection, DebianSection, FILES_DIR};
-use crate::stage::{glob, make_skeleton, merge_usr, tree_size, FORBIDDEN_PREFIXES};
+use crate::stage::{
+    copy_ours, keep_matching, make_skeleton, tree_size, unpack_locked, FORBIDDEN_PREFIXES,
+};
 use crate::tree::{self, Kind};
 use serde::Deserialize;
 use snafu::{ensure, ResultExt};
@@ -189,30 +190,15 @@ pub fn stage_container_root(
     out: &Path,
 ) -> Result<StagedContainer> {
     let started = Instant::now();
-    let lock = load_lock(root)?;
-    let subset = lock_subset(&lock, &image.debian.packages, &lock_path(root))?;
-    info!(
-        "container image {}: {} Debian packages ({:.1} MiB)",
-        image.name,
-        subset.packages.len(),
-        subset.total_size() as f64 / 1048576.0
-    );
-    let debs = debian::fetch(&subset, cache_dir)?;
-
-    tree::mkdir_p(out)?;
     let rootfs = out.join("rootfs");
-    let scratch = out.join("scratch");
-    let unpack_dir = out.join("unpack");
-    for dir in [&rootfs, &scratch, &unpack_dir] {
-        tree::remove(dir)?;
-    }
-    make_skeleton(&scratch)?;
-    for deb in &debs {
-        tree::remove(&unpack_dir)?;
-        debian::extract(deb, &unpack_dir)?;
-        merge_usr(&unpack_dir, &scratch)?;
-    }
-    tree::remove(&unpack_dir)?;
+    tree::remove(&rootfs)?;
+    let scratch = unpack_locked(
+        root,
+        &image.debian.packages,
+        cache_dir,
+        out,
+        &format!("container image {}", image.name),
+    )?;
 
     let mut kept = select_debian_files(image, &scratch)?;
     // The files whose shared libraries must be there: with keep patterns, everything kept;
@@ -224,36 +210,17 @@ pub fn stage_container_root(
     } else {
         kept.clone()
     };
-    for binary in &image.cargo.binaries {
-        let from = cargo_bin_dir.join(binary);
-        ensure!(
-            from.is_file(),
-            MissingBinarySnafu {
-                package: format!("container image {}", image.name),
-                name: binary,
-                dir: cargo_bin_dir,
-            }
-        );
-        let rel = Path::new("usr/bin").join(binary);
-        tree::copy_entry(&from, &scratch.join(&rel), Some(0o755))?;
-        linked.insert(rel);
-    }
-    if let Some(files) = &image.files_dir {
-        for (rel, kind) in tree::walk(files)? {
-            if kind == Kind::Dir {
-                continue;
-            }
-            let mode = std::fs::symlink_metadata(files.join(&rel))
-                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
-                .context(IoSnafu {
-                    action: "inspect",
-                    path: files.join(&rel),
-                })?;
-            let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-            tree::copy_entry(&files.join(&rel), &scratch.join(&rel), Some(mode))?;
+    copy_ours(
+        &format!("container image {}", image.name),
+        &image.cargo.binaries,
+        image.files_dir.as_deref(),
+        cargo_bin_dir,
+        &scratch,
+        |rel| {
             linked.insert(rel);
-        }
-    }
+            Ok(())
+        },
+    )?;
     crate::elf::add_closure(&scratch, &mut linked)?;
     kept.extend(linked);
 
@@ -307,24 +274,11 @@ fn select_debian_files(image: &ContainerImage, scratch: &Path) -> Result<BTreeSe
         return Ok(candidates.into_iter().collect());
     }
     let mut kept = BTreeSet::new();
+    let owner = format!("container image {}", image.name);
     for pattern in &image.debian.keep {
-        let matcher = glob(&image.name, pattern)?;
-        let mut matched = 0;
-        for path in candidates.iter().filter(|p| matcher.is_match(p)) {
-            matched += 1;
-            for entry in tree::link_chain(scratch, path)?.unwrap_or_else(|| vec![path.clone()]) {
-                if tree::kind(scratch, &entry)? != Some(Kind::Dir) {
-                    kept.insert(entry);
-                }
-            }
-        }
-        ensure!(
-            matched > 0,
-            KeepMatchedNothingSnafu {
-                package: format!("container image {}", image.name),
-                pattern,
-            }
-        );
+        keep_matching(scratch, &candidates, &owner, pattern, |entry| {
+            kept.insert(entry);
+        })?;
     }
     Ok(kept)
 }

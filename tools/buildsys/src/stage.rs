@@ -149,38 +149,17 @@ pub fn stage_root(
     );
 
     // 1. The Debian packages of this variant, fetched and checked against the lock.
-    let lock = load_lock(root)?;
-    let subset = lock_subset(
-        &lock,
-        &variant.debian_requests(),
-        &crate::lock::lock_path(root),
-    )?;
-    info!(
-        "{} Debian packages ({:.1} MiB)",
-        subset.packages.len(),
-        subset.total_size() as f64 / 1048576.0
-    );
-    let debs = debian::fetch(&subset, cache_dir)?;
-
-    tree::mkdir_p(out)?;
     let rootfs = out.join("rootfs");
-    let scratch = out.join("scratch");
     tree::remove(&rootfs)?;
-    tree::remove(&scratch)?;
     tree::remove(&out.join("vmlinuz"))?;
-    make_skeleton(&scratch)?;
-    let unpack_dir = out.join("unpack");
-    for deb in &debs {
-        tree::remove(&unpack_dir)?;
-        debian::extract(deb, &unpack_dir)?;
-        merge_usr(&unpack_dir, &scratch)?;
-    }
-    tree::remove(&unpack_dir)?;
-    info!(
-        "unpacked {} packages ({:.1?})",
-        debs.len(),
-        started.elapsed()
-    );
+    let scratch = unpack_locked(
+        root,
+        &variant.debian_requests(),
+        cache_dir,
+        out,
+        "this variant",
+    )?;
+    info!("unpacked the Debian packages ({:.1?})", started.elapsed());
 
     // 2. Kernel and modules.
     let kernel_version = find_kernel_version(&scratch)?;
@@ -232,28 +211,12 @@ pub fn stage_root(
         .collect();
     for package in &variant.packages {
         for pattern in &package.debian.keep {
-            let matcher = glob(&package.name, pattern)?;
-            let mut matched = 0;
-            for path in candidates.iter().filter(|p| matcher.is_match(p)) {
-                matched += 1;
-                // A kept link brings what it points to.
-                for entry in tree::link_chain(&scratch, path)?.unwrap_or_else(|| vec![path.clone()])
-                {
-                    if tree::kind(&scratch, &entry)? != Some(Kind::Dir) {
-                        owners
-                            .entry(entry.clone())
-                            .or_insert_with(|| package.name.clone());
-                        kept.insert(entry);
-                    }
-                }
-            }
-            ensure!(
-                matched > 0,
-                KeepMatchedNothingSnafu {
-                    package: &package.name,
-                    pattern,
-                }
-            );
+            keep_matching(&scratch, &candidates, &package.name, pattern, |entry| {
+                owners
+                    .entry(entry.clone())
+                    .or_insert_with(|| package.name.clone());
+                kept.insert(entry);
+            })?;
         }
     }
     info!("{} entries kept from Debian packages", kept.len());
@@ -261,42 +224,25 @@ pub fn stage_root(
     // 4. Our binaries and files, laid over the Debian tree (they win over Debian files).
     let mut ours: BTreeMap<PathBuf, String> = BTreeMap::new();
     for package in &variant.packages {
-        for binary in &package.cargo.binaries {
-            let from = cargo_bin_dir.join(binary);
-            ensure!(
-                from.is_file(),
-                MissingBinarySnafu {
-                    package: &package.name,
-                    name: binary,
-                    dir: cargo_bin_dir,
-                }
-            );
-            let rel = Path::new("usr/bin").join(binary);
-            claim(&mut ours, &rel, &package.name)?;
-            tree::copy_entry(&from, &scratch.join(&rel), Some(0o755))?;
-            kept.insert(rel);
-        }
-        if let Some(files) = &package.files_dir {
-            for (rel, kind) in tree::walk(files)? {
-                if kind == Kind::Dir {
-                    continue;
-                }
+        copy_ours(
+            &package.name,
+            &package.cargo.binaries,
+            package.files_dir.as_deref(),
+            cargo_bin_dir,
+            &scratch,
+            |rel| {
                 claim(&mut ours, &rel, &package.name)?;
                 if kept.contains(&rel) {
                     debug!(
-                        "{}: files/{} replaces the Debian file",
+                        "{}: {} replaces the Debian file",
                         package.name,
                         rel.display()
                     );
                 }
-                let mode = std::fs::symlink_metadata(files.join(&rel))
-                    .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
-                    .unwrap_or(0o644);
-                let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-                tree::copy_entry(&files.join(&rel), &scratch.join(&rel), Some(mode))?;
                 kept.insert(rel);
-            }
-        }
+                Ok(())
+            },
+        )?;
     }
 
     // 5. Shared libraries and the loader the kept programs need.
@@ -408,6 +354,111 @@ pub fn stage_root(
         files,
         bytes,
     })
+}
+
+/// Fetches the locked Debian packages that `requests` need (checked against the lock) and
+/// unpacks them, merged-/usr, into a fresh `out/scratch`, which it returns. `what` names the
+/// requester in the log.
+pub(crate) fn unpack_locked(
+    root: &Path,
+    requests: &[String],
+    cache_dir: &Path,
+    out: &Path,
+    what: &str,
+) -> Result<PathBuf> {
+    let lock = load_lock(root)?;
+    let subset = lock_subset(&lock, requests, &crate::lock::lock_path(root))?;
+    info!(
+        "{what}: {} Debian packages ({:.1} MiB)",
+        subset.packages.len(),
+        subset.total_size() as f64 / 1048576.0
+    );
+    let debs = debian::fetch(&subset, cache_dir)?;
+    tree::mkdir_p(out)?;
+    let scratch = out.join("scratch");
+    let unpack_dir = out.join("unpack");
+    tree::remove(&scratch)?;
+    make_skeleton(&scratch)?;
+    for deb in &debs {
+        tree::remove(&unpack_dir)?;
+        debian::extract(deb, &unpack_dir)?;
+        merge_usr(&unpack_dir, &scratch)?;
+    }
+    tree::remove(&unpack_dir)?;
+    Ok(scratch)
+}
+
+/// Hands every entry of `scratch` that keep pattern `pattern` of `owner` selects to `keep`:
+/// each matching candidate that is not a directory, and a matching link brings what it points
+/// to. A pattern that matches nothing is an error.
+pub(crate) fn keep_matching(
+    scratch: &Path,
+    candidates: &[PathBuf],
+    owner: &str,
+    pattern: &str,
+    mut keep: impl FnMut(PathBuf),
+) -> Result<()> {
+    let matcher = glob(owner, pattern)?;
+    let mut matched = 0;
+    for path in candidates.iter().filter(|p| matcher.is_match(p)) {
+        matched += 1;
+        for entry in tree::link_chain(scratch, path)?.unwrap_or_else(|| vec![path.clone()]) {
+            if tree::kind(scratch, &entry)? != Some(Kind::Dir) {
+                keep(entry);
+            }
+        }
+    }
+    ensure!(
+        matched > 0,
+        KeepMatchedNothingSnafu {
+            package: owner,
+            pattern,
+        }
+    );
+    Ok(())
+}
+
+/// Copies `owner`'s workspace binaries (to `usr/bin`, mode 0755) and its `files/` tree (0755
+/// when executable, else 0644) into `scratch`, calling `add` with each path it wrote.
+pub(crate) fn copy_ours(
+    owner: &str,
+    binaries: &[String],
+    files_dir: Option<&Path>,
+    cargo_bin_dir: &Path,
+    scratch: &Path,
+    mut add: impl FnMut(PathBuf) -> Result<()>,
+) -> Result<()> {
+    for binary in binaries {
+        let from = cargo_bin_dir.join(binary);
+        ensure!(
+            from.is_file(),
+            MissingBinarySnafu {
+                package: owner,
+                name: binary,
+                dir: cargo_bin_dir,
+            }
+        );
+        let rel = Path::new("usr/bin").join(binary);
+        tree::copy_entry(&from, &scratch.join(&rel), Some(0o755))?;
+        add(rel)?;
+    }
+    if let Some(files) = files_dir {
+        for (rel, kind) in tree::walk(files)? {
+            if kind == Kind::Dir {
+                continue;
+            }
+            let mode = std::fs::symlink_metadata(files.join(&rel))
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
+                .context(IoSnafu {
+                    action: "inspect",
+                    path: files.join(&rel),
+                })?;
+            let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+            tree::copy_entry(&files.join(&rel), &scratch.join(&rel), Some(mode))?;
+            add(rel)?;
+        }
+    }
+    Ok(())
 }
 
 /// Where a tree path goes in the image: `etc/...` moves to the factory copy of `/etc`.
