@@ -125,6 +125,7 @@ pub mod controller;
 pub mod error;
 pub mod group_commit;
 pub mod listen;
+pub mod logs;
 pub mod openapi;
 pub mod server;
 pub mod updates;
@@ -144,6 +145,8 @@ pub struct ServerConfig {
     pub apply_command: Option<PathBuf>,
     /// The updater, its status directory and the reboot command.
     pub updates: updates::UpdatesConfig,
+    /// Where `GET /logs` reads the journal, and with what.
+    pub journal: logs::JournalConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
 }
@@ -159,6 +162,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         applier: apply::Applier::start(config.apply_command.clone(), config.socket_path.clone()),
         commits: group_commit::CommitQueue::new(),
         updates: updates::Updates::new(config.updates.clone()),
+        journal: Arc::new(config.journal.clone()),
     };
     let (app, _) = server::router(state);
     let shutdown = shutdown_signal();
