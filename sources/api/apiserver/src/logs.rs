@@ -155,9 +155,10 @@ pub fn boot_pattern() -> String {
     "^(?:0|-[1-9][0-9]{0,3}|[0-9a-fA-F]{32})$".to_string()
 }
 
-/// The documented pattern of `lines`.
+/// The documented pattern of `lines`: 1 to [`MAX_LINES`] (spelled out; a unit test holds the
+/// two together).
 pub fn lines_pattern() -> String {
-    "^[0-9]{1,5}$".to_string()
+    "^(?:[1-9][0-9]{0,3}|10000)$".to_string()
 }
 
 impl LogsQuery {
@@ -466,6 +467,12 @@ fn start(config: &JournalConfig, filter: &LogFilter) -> Result<Journalctl, ApiEr
     })
 }
 
+/// Whether journalctl's exit is its way of saying that `--grep` matched nothing: status 1
+/// with nothing on stderr.
+fn nothing_matched(filter: &LogFilter, status: std::process::ExitStatus, stderr: &str) -> bool {
+    filter.grep.is_some() && status.code() == Some(1) && stderr.is_empty()
+}
+
 /// What a failed journalctl means for the request.
 fn failure(filter: &LogFilter, status: std::process::ExitStatus, stderr: &str) -> ApiError {
     if stderr.contains("Bad pattern") {
@@ -558,7 +565,7 @@ pub async fn read(config: &JournalConfig, filter: &LogFilter) -> Result<Vec<LogE
         .await
         .map_err(|e| ApiError::internal(format!("cannot wait for journalctl: {e}")))?;
     let stderr = journal.stderr.await.unwrap_or_default();
-    if !status.success() {
+    if !status.success() && !nothing_matched(filter, status, &stderr) {
         return Err(failure(filter, status, &stderr));
     }
     Ok(entries.into())
@@ -588,7 +595,7 @@ pub async fn follow(
                 .await
                 .map_err(|e| ApiError::internal(format!("cannot wait for journalctl: {e}")))?;
             let stderr = (&mut journal.stderr).await.unwrap_or_default();
-            if !status.success() {
+            if !status.success() && !nothing_matched(filter, status, &stderr) {
                 return Err(failure(filter, status, &stderr));
             }
             None
@@ -696,6 +703,7 @@ mod tests {
             assert!(refused(&[("boot", b)]).starts_with("?boot=:"), "{b}");
         }
         assert_eq!(query(&[]).unwrap().lines, DEFAULT_LINES);
+        assert!(lines_pattern().contains(&format!("|{MAX_LINES})")));
         for n in ["0", "10001", "-1", "x", "+5"] {
             assert!(refused(&[("lines", n)]).starts_with("?lines=:"), "{n}");
         }
