@@ -92,7 +92,10 @@ fn print_entry<W: Write>(out: &mut W, entry: &LogEntry, json: bool) -> Result<()
 
 fn parse_entry(line: &[u8]) -> Result<LogEntry> {
     serde_json::from_slice(line).context(error::LogShapeSnafu {
-        line: String::from_utf8_lossy(line).chars().take(200).collect::<String>(),
+        line: String::from_utf8_lossy(line)
+            .chars()
+            .take(200)
+            .collect::<String>(),
     })
 }
 

@@ -189,7 +189,9 @@ impl LogsQuery {
             follow: match self.follow.as_deref() {
                 None | Some("false") => false,
                 Some("true") => true,
-                Some(other) => return Err(bad("follow", format!("'{other}' is not true or false"))),
+                Some(other) => {
+                    return Err(bad("follow", format!("'{other}' is not true or false")))
+                }
             },
         })
     }
@@ -245,7 +247,10 @@ fn priority(text: &str) -> Result<u8, ApiError> {
         Ok(n) if n <= 7 => Ok(n),
         _ => Err(bad(
             "priority",
-            format!("'{text}' is not a priority: give 0-7 or one of {}", PRIORITY_NAMES.join(", ")),
+            format!(
+                "'{text}' is not a priority: give 0-7 or one of {}",
+                PRIORITY_NAMES.join(", ")
+            ),
         )),
     }
 }
@@ -302,10 +307,16 @@ fn boot(text: &str) -> Result<String, ApiError> {
 
 fn grep(pattern: String) -> Result<String, ApiError> {
     if pattern.is_empty() {
-        return Err(bad("grep", "the pattern is empty; leave grep out to match every message"));
+        return Err(bad(
+            "grep",
+            "the pattern is empty; leave grep out to match every message",
+        ));
     }
     if pattern.chars().count() > MAX_GREP_LEN {
-        return Err(bad("grep", format!("the pattern is longer than {MAX_GREP_LEN} characters")));
+        return Err(bad(
+            "grep",
+            format!("the pattern is longer than {MAX_GREP_LEN} characters"),
+        ));
     }
     if pattern.contains('\0') {
         return Err(bad("grep", "the pattern holds a NUL character"));
@@ -315,9 +326,7 @@ fn grep(pattern: String) -> Result<String, ApiError> {
 
 fn lines(text: &str) -> Result<u32, ApiError> {
     match text.parse::<u32>() {
-        Ok(n) if (1..=MAX_LINES).contains(&n) && text.bytes().all(|b| b.is_ascii_digit()) => {
-            Ok(n)
-        }
+        Ok(n) if (1..=MAX_LINES).contains(&n) && text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
         _ => Err(bad(
             "lines",
             format!("'{text}' is not a number of entries from 1 to {MAX_LINES}"),
@@ -387,7 +396,11 @@ fn field_text(value: &Value) -> Option<String> {
         Value::Array(items) if items.iter().all(Value::is_number) => {
             let bytes: Vec<u8> = items
                 .iter()
-                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()).unwrap_or(b'?'))
+                .map(|b| {
+                    b.as_u64()
+                        .and_then(|b| u8::try_from(b).ok())
+                        .unwrap_or(b'?')
+                })
                 .collect();
             Some(String::from_utf8_lossy(&bytes).into_owned())
         }
@@ -450,13 +463,18 @@ fn start(config: &JournalConfig, filter: &LogFilter) -> Result<Journalctl, ApiEr
             )
         })?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(ApiError::internal("journalctl was started without its pipes"));
+        return Err(ApiError::internal(
+            "journalctl was started without its pipes",
+        ));
     };
     // Read all of stderr (so journalctl never blocks on it) but keep only its start.
     let stderr = tokio::spawn(async move {
         let mut kept = Vec::new();
         let mut stderr = stderr;
-        let _ = (&mut stderr).take(MAX_STDERR_BYTES).read_to_end(&mut kept).await;
+        let _ = (&mut stderr)
+            .take(MAX_STDERR_BYTES)
+            .read_to_end(&mut kept)
+            .await;
         let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
         String::from_utf8_lossy(&kept).trim().to_string()
     });
@@ -476,7 +494,10 @@ fn nothing_matched(filter: &LogFilter, status: std::process::ExitStatus, stderr:
 /// What a failed journalctl means for the request.
 fn failure(filter: &LogFilter, status: std::process::ExitStatus, stderr: &str) -> ApiError {
     if stderr.contains("Bad pattern") {
-        return bad("grep", format!("journalctl cannot use the pattern: {stderr}"));
+        return bad(
+            "grep",
+            format!("journalctl cannot use the pattern: {stderr}"),
+        );
     }
     if stderr.contains("specified boot") {
         let boot = filter.boot.as_deref().unwrap_or("0");
@@ -491,7 +512,10 @@ fn failure(filter: &LogFilter, status: std::process::ExitStatus, stderr: &str) -
 
 /// Reads one line into `line` (without its newline). Returns `Ok(false)` at the end of the
 /// output; a line longer than [`MAX_ENTRY_BYTES`] is read to its end but left empty.
-async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<bool> {
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<bool> {
     line.clear();
     let mut too_long = false;
     loop {
@@ -584,7 +608,8 @@ pub async fn follow(
     let mut journal = start(config, filter)?;
     // Wait for a first line or an early exit, but not for long: a quiet journal is no error.
     let mut first = Vec::new();
-    let started = tokio::time::timeout(FOLLOW_START, read_line(&mut journal.stdout, &mut first)).await;
+    let started =
+        tokio::time::timeout(FOLLOW_START, read_line(&mut journal.stdout, &mut first)).await;
     let first = match started {
         Err(_) => None,
         Ok(Ok(true)) => Some(first),
@@ -602,23 +627,26 @@ pub async fn follow(
         }
     };
     let state = (journal, first, Vec::new());
-    Ok(futures::stream::unfold(state, |(mut journal, mut first, mut line)| async move {
-        loop {
-            let next = match first.take() {
-                Some(pending) => pending,
-                None => match read_line(&mut journal.stdout, &mut line).await {
-                    Ok(true) => std::mem::take(&mut line),
-                    Ok(false) => return None,
-                    Err(e) => return Some((Err(e), (journal, None, line))),
-                },
-            };
-            if let Some(entry) = entry_from_journal(&next) {
-                let mut bytes = serde_json::to_vec(&entry).unwrap_or_default();
-                bytes.push(b'\n');
-                return Some((Ok(bytes), (journal, None, line)));
+    Ok(futures::stream::unfold(
+        state,
+        |(mut journal, mut first, mut line)| async move {
+            loop {
+                let next = match first.take() {
+                    Some(pending) => pending,
+                    None => match read_line(&mut journal.stdout, &mut line).await {
+                        Ok(true) => std::mem::take(&mut line),
+                        Ok(false) => return None,
+                        Err(e) => return Some((Err(e), (journal, None, line))),
+                    },
+                };
+                if let Some(entry) = entry_from_journal(&next) {
+                    let mut bytes = serde_json::to_vec(&entry).unwrap_or_default();
+                    bytes.push(b'\n');
+                    return Some((Ok(bytes), (journal, None, line)));
+                }
             }
-        }
-    }))
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -655,7 +683,12 @@ mod tests {
         let f = query(&[("unit", "apiserver,kubelet.socket,getty@tty1,foo.bar")]).unwrap();
         assert_eq!(
             f.units,
-            ["apiserver.service", "kubelet.socket", "getty@tty1.service", "foo.bar.service"]
+            [
+                "apiserver.service",
+                "kubelet.socket",
+                "getty@tty1.service",
+                "foo.bar.service"
+            ]
         );
         assert!(refused(&[("unit", "a/b")]).starts_with("?unit=:"));
         assert!(refused(&[("unit", "-a")]).contains("not a unit name"));
@@ -680,20 +713,28 @@ mod tests {
         assert_eq!(f.since.unwrap().to_string(), "2026-12-07T11:50:00Z");
         assert_eq!(f.until.unwrap().to_string(), "2026-12-07T12:00:00Z");
         let args = f.journalctl_args(None);
-        assert!(args.contains(&"--since=@1796644200.000000".into()), "{args:?}");
+        assert!(
+            args.contains(&"--since=@1796644200.000000".into()),
+            "{args:?}"
+        );
         assert!(refused(&[("since", "yesterday")]).starts_with("?since=:"));
         assert!(refused(&[("until", "-5y")]).starts_with("?until=:"));
         assert!(refused(&[("until", "2026-13-01T00:00:00Z")]).starts_with("?until=:"));
         // Before 1970 is the start of the journal's time.
         let old = query(&[("since", "1900-01-01T00:00:00Z")]).unwrap();
-        assert!(old.journalctl_args(None).contains(&"--since=@0.000000".into()));
+        assert!(old
+            .journalctl_args(None)
+            .contains(&"--since=@0.000000".into()));
         let backwards = query(&[("since", "-1m"), ("until", "-1h")]).unwrap();
         assert!(backwards.is_empty_range());
     }
 
     #[test]
     fn boots_lines_grep_follow() {
-        assert_eq!(query(&[("boot", "-1")]).unwrap().boot.as_deref(), Some("-1"));
+        assert_eq!(
+            query(&[("boot", "-1")]).unwrap().boot.as_deref(),
+            Some("-1")
+        );
         let id = "0123456789ABCDEF0123456789abcdef";
         assert_eq!(
             query(&[("boot", id)]).unwrap().boot.unwrap(),
@@ -715,7 +756,13 @@ mod tests {
 
     #[test]
     fn arguments_cannot_become_options() {
-        let f = query(&[("grep", "--help"), ("unit", "a"), ("lines", "5"), ("boot", "0")]).unwrap();
+        let f = query(&[
+            ("grep", "--help"),
+            ("unit", "a"),
+            ("lines", "5"),
+            ("boot", "0"),
+        ])
+        .unwrap();
         let args = f.journalctl_args(Some(std::path::Path::new("/j")));
         let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
         assert!(args.contains(&"--grep=--help"), "{args:?}");

@@ -222,7 +222,10 @@ fn all_renders_everything_and_a_commit_touches_only_its_service() {
     let mut restarted = env.restarts();
     restarted.sort();
     assert_eq!(restarted, fileless_services(&env));
-    assert!(!restarted.is_empty(), "the shared defaults have a service without files");
+    assert!(
+        !restarted.is_empty(),
+        "the shared defaults have a service without files"
+    );
     assert_eq!(env.inodes(), before);
 
     // A commit through the API re-renders only timesyncd's file and restarts only timesyncd.
