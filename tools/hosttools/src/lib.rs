@@ -67,6 +67,9 @@ const fn deb(program: &'static str, package: &'static str) -> Tool {
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 /// A GRUB module that shows the x86_64 EFI modules are installed (grub-mkimage reads them).
 pub const GRUB_EFI_MODULE: &str = "/usr/lib/grub/x86_64-efi/linux.mod";
+/// Writes journal files from the journal export format; the tests of `GET /logs` make their
+/// journals with it. Outside the bin directories, so named by path.
+pub const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 /// The keyring the Debian archive's signed indexes are checked against.
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
@@ -95,6 +98,7 @@ pub const TABLE: &[Tool] = &[
     deb("git", "git"),
     deb("gpgv", "gpgv"),
     deb("grub-mkimage", "grub-efi-amd64-bin"),
+    deb("journalctl", "systemd"),
     deb("mcopy", "mtools"),
     deb("mdir", "mtools"),
     deb("mkfs.erofs", "erofs-utils"),
@@ -114,6 +118,7 @@ pub const TABLE: &[Tool] = &[
     deb("zcat", "gzip"),
     deb(DEBIAN_KEYRING, "debian-archive-keyring"),
     deb(GRUB_EFI_MODULE, "grub-efi-amd64-bin"),
+    deb(JOURNAL_REMOTE, "systemd-journal-remote"),
     deb(OVMF_CODE, "ovmf"),
 ];
 

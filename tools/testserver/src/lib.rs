@@ -7,6 +7,9 @@
 //! line to [`TestServer::reboot_log`]: no test can update or reboot the machine it runs on.
 //! [`TestServer::start_with_updates`] builds `test-updater` first; with the other constructors
 //! a test that uses the update routes calls [`build_test_updater`] before starting the server.
+//!
+//! `GET /logs` reads [`TestServer::journal_dir`] (`--journal-dir`), an empty directory until a
+//! test writes journal files into it, never the host's journal.
 #![forbid(unsafe_code)]
 
 pub mod updater;
@@ -28,6 +31,8 @@ pub struct TestServer {
     /// `--reboot-command` of the server: a script appending a line to `reboot_log`.
     pub reboot_command: String,
     pub reboot_log: PathBuf,
+    /// `--journal-dir` of the server: empty unless a test puts journal files there.
+    pub journal_dir: PathBuf,
     child: Option<Child>,
     rt: tokio::runtime::Runtime,
 }
@@ -131,6 +136,8 @@ impl TestServer {
         std::fs::set_permissions(&reboot_script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let updater_dir = dir.path().join("updater");
         std::fs::create_dir(&updater_dir).unwrap();
+        let journal_dir = dir.path().join("journal");
+        std::fs::create_dir(&journal_dir).unwrap();
         updater::FakeNode::new("0.1.0").save(&updater_dir).unwrap();
         let mut server = TestServer {
             updater_command: format!(
@@ -140,6 +147,7 @@ impl TestServer {
             ),
             reboot_command: reboot_script.display().to_string(),
             reboot_log,
+            journal_dir,
             apply_command: apply_command.unwrap_or(script),
             socket: dir.path().join("api.sock"),
             store: base.join("current"),
@@ -203,9 +211,12 @@ impl TestServer {
             .count()
     }
 
-    /// The update flags every server of the harness gets, so none can touch the host.
+    /// The update and journal flags every server of the harness gets, so none can touch (or
+    /// read) the host.
     fn update_flags(&self, cmd: &mut Command) {
-        cmd.arg("--updater-command")
+        cmd.arg("--journal-dir")
+            .arg(&self.journal_dir)
+            .arg("--updater-command")
             .arg(&self.updater_command)
             .arg("--updater-status-dir")
             .arg(self.update_status_dir())

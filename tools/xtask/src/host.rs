@@ -103,6 +103,9 @@ impl Step {
                 "dpkg-deb",
                 "apt-cache",
                 "apt-get",
+                // GET /logs runs journalctl; its tests write journals with journal-remote.
+                "journalctl",
+                hosttools::JOURNAL_REMOTE,
             ],
             Step::BenchVerity => &["veritysetup"],
             Step::Images => &["gpgv", hosttools::DEBIAN_KEYRING],

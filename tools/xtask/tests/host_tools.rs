@@ -21,6 +21,11 @@ const IMPLIED: &[(&str, &[&str])] = &[
     ("tools/vmtest/src/config.rs", &[hosttools::OVMF_CODE]),
     ("os-image/imagebuilder/src", &[hosttools::GRUB_EFI_MODULE]),
     ("tools/debian/src", &[hosttools::DEBIAN_KEYRING]),
+    // The journal writer by its path; journalctl run by the API server the tests start.
+    (
+        "sources/api/apiserver/tests/logs.rs",
+        &[hosttools::JOURNAL_REMOTE, "journalctl"],
+    ),
 ];
 
 /// The build code path: what `cargo xtask build` runs outside its tests.

@@ -6,7 +6,7 @@
 use crate::error::{self, Result};
 use crate::get::GetRequest;
 use crate::set::{KeyPair, SettingsInput};
-use crate::{apply, get, history, raw_request, set, tx, update};
+use crate::{apply, get, history, logs, raw_request, set, tx, update};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use constants::API_SOCKET;
 use serde_json::{Map, Value};
@@ -84,6 +84,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Revert the newest committed change, or the one with the given ID.
     Undo(UndoArgs),
+    /// Show the node's journal, one line per entry, oldest first.
+    Logs(LogsArgs),
     /// Check for, apply or cancel an OS update.
     Update(UpdateArgs),
     /// Reboot the node (refused while an update action runs).
@@ -153,6 +155,48 @@ pub struct RawArgs {
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only this systemd unit's entries (repeat for more); `.service` is added to a name
+    /// without a unit type.
+    #[arg(short, long = "unit", value_name = "UNIT")]
+    pub units: Vec<String>,
+
+    /// Only entries at this priority or more important: 0-7 or emerg, alert, crit, err,
+    /// warning, notice, info, debug.
+    #[arg(short, long, value_name = "PRIO")]
+    pub priority: Option<String>,
+
+    /// Only entries from this time on: RFC 3339 (2026-12-07T06:53:05Z) or relative (-10m).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<String>,
+
+    /// Only entries up to this time, written as --since.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub until: Option<String>,
+
+    /// Only one boot's entries: 0 (the newest), -1 (the one before), ... or a boot id.
+    #[arg(short, long, value_name = "BOOT", allow_hyphen_values = true)]
+    pub boot: Option<String>,
+
+    /// Only entries whose message matches this pattern (PCRE2; case-insensitive when all
+    /// lowercase).
+    #[arg(short, long, value_name = "PATTERN", allow_hyphen_values = true)]
+    pub grep: Option<String>,
+
+    /// How many of the newest entries (the server's default is 100, its limit 10000).
+    #[arg(short = 'n', long, value_name = "LINES")]
+    pub lines: Option<u32>,
+
+    /// Keep printing new entries as they are written, until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Print each entry as one JSON object per line.
     #[arg(long)]
     pub json: bool,
 }
@@ -325,6 +369,21 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
                 let table = history::format_table(&history::records(value)?);
                 write_out(out, table.as_bytes())?;
             }
+        }
+
+        Command::Logs(args) => {
+            let options = logs::LogsOptions {
+                units: args.units,
+                priority: args.priority,
+                since: args.since,
+                until: args.until,
+                boot: args.boot,
+                grep: args.grep,
+                lines: args.lines,
+                follow: args.follow,
+                json: args.json,
+            };
+            logs::logs(socket, &options, out).await?;
         }
 
         Command::Undo(args) => {

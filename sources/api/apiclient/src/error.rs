@@ -234,6 +234,13 @@ pub enum Error {
     #[snafu(display("The server's history response has an unexpected shape: {source}"))]
     HistoryShape { source: serde_json::Error },
 
+    // ---- logs -------------------------------------------------------------------------------
+    #[snafu(display("The server's journal entry has an unexpected shape ({source}): {line}"))]
+    LogShape {
+        line: String,
+        source: serde_json::Error,
+    },
+
     // ---- update -----------------------------------------------------------------------------
     #[snafu(display(
         "The server's update status has an unexpected shape ({source}); is the API server older \

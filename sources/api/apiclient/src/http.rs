@@ -5,7 +5,7 @@
 
 use crate::error::{self, Result};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
@@ -63,6 +63,44 @@ where
 {
     let method_text = method.to_string();
     let uri_text = uri.to_string();
+    let (status, mut incoming) = send(stream, target, host, method, uri, body).await?;
+    let mut collected = Vec::new();
+    while let Some(data) = next_chunk(&mut incoming, &method_text, &uri_text, target).await? {
+        collected.extend_from_slice(&data);
+        if let Some(limit) = limit {
+            if collected.len() > limit {
+                return error::BodyTooLargeSnafu {
+                    method: &method_text,
+                    uri: &uri_text,
+                    limit,
+                }
+                .fail();
+            }
+        }
+    }
+    debug!("<- {status} ({} bytes)", collected.len());
+
+    Ok(Exchange {
+        status,
+        body: Bytes::from(collected),
+    })
+}
+
+/// Sends one request over `stream` and returns the status and the body still to be read, for
+/// answers that go on (a followed journal): read it with [`next_chunk`].
+pub(crate) async fn send<S>(
+    stream: S,
+    target: &str,
+    host: &str,
+    method: &Method,
+    uri: Uri,
+    body: Option<String>,
+) -> Result<(u16, Incoming)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let method_text = method.to_string();
+    let uri_text = uri.to_string();
 
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -98,36 +136,27 @@ where
             uri: &uri_text,
             target,
         })?;
-    let status = response.status().as_u16();
+    Ok((response.status().as_u16(), response.into_body()))
+}
 
-    let mut incoming = response.into_body();
-    let mut collected = Vec::new();
+/// The next piece of a response body as it arrives, or `None` at its end.
+pub(crate) async fn next_chunk(
+    incoming: &mut Incoming,
+    method: &str,
+    uri: &str,
+    target: &str,
+) -> Result<Option<Bytes>> {
     while let Some(frame) = incoming.frame().await {
         let frame = frame.context(error::ReadBodySnafu {
-            method: &method_text,
-            uri: &uri_text,
+            method,
+            uri,
             target,
         })?;
-        if let Some(data) = frame.data_ref() {
-            collected.extend_from_slice(data);
-            if let Some(limit) = limit {
-                if collected.len() > limit {
-                    return error::BodyTooLargeSnafu {
-                        method: &method_text,
-                        uri: &uri_text,
-                        limit,
-                    }
-                    .fail();
-                }
-            }
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
         }
     }
-    debug!("<- {status} ({} bytes)", collected.len());
-
-    Ok(Exchange {
-        status,
-        body: Bytes::from(collected),
-    })
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -35,8 +35,8 @@
 //!
 //! Module by module: [`get`] reads and merges settings, [`set`] changes individual keys or a
 //! JSON object, [`apply`] reads whole TOML/JSON settings documents, [`history`] lists and undoes
-//! committed changes, [`update`] drives the update API, and [`tx`] holds the transaction
-//! helpers they share.
+//! committed changes, [`logs`] reads (and follows) the journal, [`update`] drives the update
+//! API, and [`tx`] holds the transaction helpers they share.
 //!
 //! ## Command line
 //!
@@ -47,6 +47,8 @@
 //!   apply [INPUT ...]                apply TOML/JSON documents (paths, file:// or http:// URIs, -)
 //!   raw -u URI [-m METHOD] [-d DATA] any request; prints the body
 //!   history [--json]                 committed changes, in the server's order
+//!   logs [-u UNIT]... [-p PRIO] [--since T] [--until T] [-b BOOT] [-g PATTERN] [-n LINES]
+//!        [-f] [--json]               the node's journal, one line per entry (-f: keep following)
 //!   undo [ID]                        revert the last (or the given) committed change
 //!   update check [--timeout D]       look for updates; print the update status (JSON)
 //!   update apply [-c] [-r] [--timeout D]
@@ -97,6 +99,7 @@ pub mod error;
 pub mod get;
 pub mod history;
 mod http;
+pub mod logs;
 pub mod preview;
 pub mod set;
 pub mod tx;
@@ -144,6 +147,43 @@ pub async fn raw_request(
         answer.status,
         String::from_utf8_lossy(&answer.body).into_owned(),
     ))
+}
+
+/// Most bytes of an error answer read by [`stream_request`].
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Sends a GET to the API server and hands each piece of a 2xx answer's body to `on_data` as
+/// it arrives (for answers that go on, such as a followed journal), until the body ends or
+/// `on_data` fails. Any status outside 2xx becomes [`Error::ResponseStatus`], as in
+/// [`request`].
+pub async fn stream_request(
+    socket_path: impl AsRef<Path>,
+    uri: &str,
+    mut on_data: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let socket_path = socket_path.as_ref();
+    let method = hyper::Method::GET;
+    let parsed_uri = http::parse_origin_uri(uri)?;
+    let stream = UnixStream::connect(socket_path)
+        .await
+        .context(error::ConnectSnafu { socket_path })?;
+    let target = socket_path.display().to_string();
+    let (status, mut body) =
+        http::send(stream, &target, "localhost", &method, parsed_uri, None).await?;
+    if (200..300).contains(&status) {
+        while let Some(data) = http::next_chunk(&mut body, "GET", uri, &target).await? {
+            on_data(&data)?;
+        }
+        return Ok(());
+    }
+    let mut text = Vec::new();
+    while let Some(data) = http::next_chunk(&mut body, "GET", uri, &target).await? {
+        text.extend_from_slice(&data);
+        if text.len() > MAX_ERROR_BODY {
+            break;
+        }
+    }
+    check_status("GET", uri, status, &String::from_utf8_lossy(&text))
 }
 
 /// Like [`raw_request`], but any status outside 2xx becomes [`Error::ResponseStatus`], carrying

@@ -73,6 +73,15 @@
 //! from the updater instead of answering 404; `exit_status` is null while running; and
 //! `progress` and `failed_update` are our own fields.
 //!
+//! ## Logs
+//!
+//! `GET /logs` is the node's journal (Ballast's own route; see [`logs`]): journalctl is run
+//! with an argument vector built from checked query parameters (unit, priority, since, until,
+//! boot, grep, lines, follow) and its JSON lines become `api_types::logs::LogEntry`. A plain
+//! answer gets 10 s and 16 MiB; `follow=true` streams `application/x-ndjson` until the client
+//! leaves, and the journalctl child goes with the stream. Flags: `--journal-dir` (journalctl's
+//! `--directory`; the system journal by default) and `--journalctl` (default `journalctl`).
+//!
 //! ## Connections and limits
 //!
 //! The server runs its own accept loop over hyper (see [`listen`]) rather than `axum::serve`,
@@ -115,6 +124,15 @@
 //!   time relies on the updater's own lock. The status notices such changes at the next action
 //!   or restart, not at once.
 //! - `--updater-command` and `--reboot-command` are split on whitespace, without quoting.
+//! - A `GET /logs?follow=true` answer never ends by itself: it counts as an idle connection
+//!   once its head is sent (so it may be chosen to make room at the connection cap, though the
+//!   close waits for the stream), it holds a shutdown for the full 10 s, and the number of
+//!   followers is not limited beyond the connection cap. A follower sees entries appended to
+//!   the journal files journalctl has open (journald's own files); in tests, a journal file
+//!   added to `--journal-dir` later was not seen.
+//! - journalctl's meaning is read from its stderr ("Bad pattern", "specified boot") and, with
+//!   `grep`, from exit status 1 with nothing on stderr (no match); another journalctl version
+//!   may word them differently, which would turn those 400/404s into 500s.
 //! - The document's patterns describe a subset of what the server takes where a regular
 //!   expression cannot say it all: quoted key segments of printable ASCII only, URLs without
 //!   query strings, PEM bundles that start with a certificate, and no list or map values in
@@ -125,6 +143,7 @@ pub mod controller;
 pub mod error;
 pub mod group_commit;
 pub mod listen;
+pub mod logs;
 pub mod openapi;
 pub mod server;
 pub mod updates;
@@ -144,6 +163,8 @@ pub struct ServerConfig {
     pub apply_command: Option<PathBuf>,
     /// The updater, its status directory and the reboot command.
     pub updates: updates::UpdatesConfig,
+    /// Where `GET /logs` reads the journal, and with what.
+    pub journal: logs::JournalConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
 }
@@ -159,6 +180,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         applier: apply::Applier::start(config.apply_command.clone(), config.socket_path.clone()),
         commits: group_commit::CommitQueue::new(),
         updates: updates::Updates::new(config.updates.clone()),
+        journal: Arc::new(config.journal.clone()),
     };
     let (app, _) = server::router(state);
     let shutdown = shutdown_signal();

@@ -36,6 +36,13 @@ struct Args {
     /// What POST /actions/reboot runs, split on spaces.
     #[arg(long, default_value = "systemctl reboot")]
     reboot_command: CommandLine,
+    /// The journal directory GET /logs reads (journalctl's --directory); the system journal
+    /// when not given.
+    #[arg(long)]
+    journal_dir: Option<PathBuf>,
+    /// The journalctl program GET /logs runs.
+    #[arg(long, default_value = "journalctl")]
+    journalctl: PathBuf,
     /// Also record readiness in the kernel log (/dev/kmsg), so the boot timeline in `dmesg`
     /// shows when the API started answering.
     #[arg(long)]
@@ -94,6 +101,10 @@ async fn run() -> ExitCode {
             updater: args.updater_command,
             status_dir: args.updater_status_dir,
             reboot: args.reboot_command,
+        },
+        journal: apiserver::logs::JournalConfig {
+            journalctl: args.journalctl,
+            dir: args.journal_dir,
         },
         kmsg_ready: args.kmsg_ready,
     };

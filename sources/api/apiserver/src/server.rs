@@ -45,6 +45,8 @@ pub struct AppState {
     pub updates: Updates,
     /// Commits waiting to share the next datastore flush.
     pub commits: Arc<crate::group_commit::CommitQueue>,
+    /// Where GET /logs reads the journal.
+    pub journal: Arc<crate::logs::JournalConfig>,
 }
 
 #[derive(OpenApi)]
@@ -86,6 +88,7 @@ pub fn router(state: AppState) -> (Router, Value) {
             .routes(routes!(activate_update))
             .routes(routes!(deactivate_update))
             .routes(routes!(reboot))
+            .routes(routes!(get_logs))
             .routes(routes!(get_openapi))
             .with_state(state)
             .split_for_parts();
@@ -380,6 +383,24 @@ query_params!(NamesQuery {
 query_params!(OsQuery {
     "prefix", false, names_schema(),
         "Only the fields whose names start with this, e.g. arch or v (\"os.\" may be given too).";
+});
+query_params!(crate::logs::LogsQuery {
+    "unit", false, string_schema(crate::logs::unit_list_pattern(), 1, crate::logs::MAX_UNITS * (crate::logs::MAX_UNIT_NAME_LEN + 1) - 1),
+        "Comma-separated systemd units whose entries to show (at most 16), e.g. apiserver or kubelet.service; a name that does not end in a unit type (.service, .socket, .timer, ...) gets .service.";
+    "priority", false, string_schema(crate::logs::priority_pattern(), 1, 7),
+        "Only entries at this syslog priority or more important: 0-7, or emerg, alert, crit, err, warning, notice, info, debug.";
+    "since", false, string_schema(crate::logs::time_pattern(), 3, 40),
+        "Only entries written at or after this time: RFC 3339 (2026-12-07T06:53:05Z), or relative to now (-10m; s, m, h or d). A since after until matches nothing.";
+    "until", false, string_schema(crate::logs::time_pattern(), 3, 40),
+        "Only entries written at or before this time, written as since.";
+    "boot", false, string_schema(crate::logs::boot_pattern(), 1, 32),
+        "Only entries of one boot: 0 the newest in the journal (normally this one), -1 the one before, ..., or a 32-hex boot id. A boot the journal does not have is a 404.";
+    "grep", false, string_schema("^[^\\u0000]*$".to_string(), 1, crate::logs::MAX_GREP_LEN),
+        "Only entries whose message matches this PCRE2 pattern (journalctl --grep: case-insensitive when all lowercase). A pattern journalctl cannot compile is a 400.";
+    "lines", false, string_schema(crate::logs::lines_pattern(), 1, 5),
+        "How many of the newest matching entries (1 to 10000, default 100).";
+    "follow", false, ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["true", "false"])).build(),
+        "true: answer with the newest `lines` entries, then keep sending new ones as they are written, as application/x-ndjson (one entry per line), until the client disconnects.";
 });
 query_params!(ApplyQuery {
     "keys", false, data_key_list_schema(),
@@ -1032,6 +1053,37 @@ async fn deactivate_update(State(state): State<AppState>) -> Result<StatusCode, 
 async fn reboot(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
     state.updates.reboot().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- the journal ----
+
+/// The node's journal (Ballast only): the newest entries that match the filters, oldest first,
+/// as a JSON array; with `follow=true`, a stream of entries (application/x-ndjson, one per
+/// line) that goes on as new ones are written, until the client disconnects. Without follow the
+/// answer is bounded: journalctl gets 10 s, and when the entries would take more than 16 MiB
+/// the oldest are left out.
+#[utoipa::path(get, path = "/logs", params(crate::logs::LogsQuery),
+    responses((status = 200, description = "The entries, oldest first; with follow=true one per line, as they come",
+                content((Vec<api_types::logs::LogEntry> = "application/json"),
+                        (api_types::logs::LogEntry = "application/x-ndjson"))),
+              (status = 400, description = "A parameter is malformed (the message names it), or journalctl cannot use the grep pattern", body = ErrorBody),
+              (status = 404, description = "The journal has no such boot", body = ErrorBody),
+              (status = 500, description = "journalctl failed (its stderr is in the message) or took longer than 10 s", body = ErrorBody),
+              (status = 503, description = "journalctl cannot be run (see --journalctl)", body = ErrorBody)))]
+async fn get_logs(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<crate::logs::LogsQuery>,
+) -> Result<Response, ApiError> {
+    let filter = q.filter(jiff::Timestamp::now())?;
+    if !filter.follow {
+        return Ok(Json(crate::logs::read(&state.journal, &filter).await?).into_response());
+    }
+    let stream = crate::logs::follow(&state.journal, &filter).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, api_types::logs::NDJSON)],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// This document.
