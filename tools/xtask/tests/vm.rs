@@ -63,6 +63,36 @@ fn dev_boots_and_its_api_works_from_the_host() {
         node.vm.console_log().contains("dm-verity") || node.vm.console_log().contains("verity"),
         "the root should be a verity device"
     );
+
+    // The node's journal through the API (issue 17): the server's own start, filtered by unit
+    // and by a pattern (the image's journalctl must have PCRE2 for that), as text and JSON.
+    let text = apiclient(
+        &node,
+        &[
+            "logs",
+            "-u",
+            "apiserver",
+            "-g",
+            "serving the API",
+            "-n",
+            "5",
+        ],
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("serving the API on /run/api.sock")),
+        "{text}"
+    );
+    let json = apiclient(&node, &["logs", "-u", "apiserver", "-n", "20", "--json"]);
+    let entries: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!entries.is_empty(), "no apiserver entries");
+    assert!(
+        entries.iter().all(|e| e["unit"] == "apiserver.service"),
+        "{json}"
+    );
 }
 
 /// An operator enlarges the disk: the init grows DATA and its filesystem to the new end.
