@@ -109,7 +109,12 @@ fn resolv_conf() {
 
 #[test]
 fn sysctl_conf() {
-    let unset = render("sysctl-conf", &defaults());
+    // The shared defaults carry the hardened sysctl values; each renders as one line.
+    let hardened = render("sysctl-conf", &defaults());
+    let lines: Vec<&str> = hardened.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(lines.contains(&"kernel.kptr_restrict = 1"), "{hardened}");
+    assert!(lines.contains(&"net.ipv4.tcp_syncookies = 1"), "{hardened}");
+    let unset = render("sysctl-conf", &json!({}));
     assert!(unset.lines().all(|l| l.starts_with('#')), "{unset}");
     let set = render("sysctl-conf", &example());
     let lines: Vec<&str> = set.lines().filter(|l| !l.starts_with('#')).collect();
