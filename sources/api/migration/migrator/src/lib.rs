@@ -52,7 +52,9 @@
 //! `migrator --datastore-path BASE --repo-dir DIR --root-json ROOT --target-version V`:
 //!
 //! 1. No `BASE/current` yet (first boot, before storewolf made the store): nothing to do.
-//! 2. Takes `BASE/migrator.lock` (one migrator at a time), removes leftovers of an interrupted
+//! 2. Takes `BASE/migrator.lock` (one migrator at a time; the migrations it runs hold it too,
+//!    so after a crash the next run waits, up to ten seconds, for a migration that is still
+//!    exiting instead of deleting its copy under it), removes leftovers of an interrupted
 //!    run (`.migrating-*` copies, `.trash-*` directories, `.tmp-current-*` links, `.tuf-*`
 //!    scratch directories), and reads the store's version F from the name of the directory
 //!    `current` points at. Versions are dotted numbers compared numerically (`1.10.0` >
@@ -118,6 +120,7 @@ use sealed::SealedProgram;
 use snafu::{ensure, ResultExt};
 use std::cmp::Ordering;
 use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -128,6 +131,9 @@ use tracing::{debug, info, warn};
 pub const CURRENT: &str = "current";
 /// The lock file that keeps two migrators apart.
 pub const LOCK_FILE: &str = "migrator.lock";
+
+/// How long a migrator waits for the lock before it gives up with [`Error::Locked`].
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Values removed by migrations, kept for a downgrade.
 pub const SAVED_DIR: &str = constants::MIGRATION_SAVED_DIR;
 /// The part of a store that is copied from version to version, besides [`SAVED_DIR`].
@@ -463,7 +469,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
         info!(link = %link.display(), "no datastore yet (first boot); nothing to migrate");
         return Ok(Outcome::NoDatastore { link });
     }
-    let _lock = lock_base(&base)?;
+    let lock = lock_base(&base)?;
     remove_leftovers(&base)?;
     let Some((from_dir, from)) = current_store(&base)? else {
         // Removed while we took the lock: whoever did that owns the store now.
@@ -475,7 +481,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
         info!(version = %from, "datastore already at the target version");
         return Ok(Outcome::AlreadyCurrent { version: from });
     }
-    migrate(&base, &from_dir, &from, &options.source, &to).context(MoveSnafu {
+    migrate(&base, &lock, &from_dir, &from, &options.source, &to).context(MoveSnafu {
         from: from.clone(),
         to: to.clone(),
     })
@@ -541,6 +547,7 @@ fn load_steps(
 /// Everything after the store's version is known: load the migrations, migrate a copy, switch.
 fn migrate(
     base: &Path,
+    lock: &Flock<File>,
     from_dir: &Path,
     from: &Version,
     source: &MigrationSource,
@@ -556,7 +563,7 @@ fn migrate(
     // Finishes an interrupted commit and keeps every other writer out until the switch.
     let source = FilesystemDataStore::open(from_dir).context(OpenSourceSnafu { path: from_dir })?;
 
-    let staged = stage(base, from_dir, to, direction, &steps)?;
+    let staged = stage(base, lock, from_dir, to, direction, &steps)?;
     let target_dir = base.join(to.dir_name());
     if let Err(e) = install(base, &staged, &target_dir, to) {
         let _ = remove_dir(base, &staged);
@@ -589,25 +596,40 @@ fn dir_file_name(dir: &Path) -> &str {
     dir.file_name().and_then(|n| n.to_str()).unwrap_or_default()
 }
 
+/// Takes the base's lock. A holder may be a migration of a migrator that was just killed and
+/// is still exiting, so a held lock is waited for, up to [`LOCK_WAIT`].
 fn lock_base(base: &Path) -> Result<Flock<File>> {
     let lock = base.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&lock)
-        .context(IoSnafu { path: &lock })?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-        if errno == nix::errno::Errno::EWOULDBLOCK {
-            LockedSnafu { base, lock }.build()
-        } else {
-            Error::Io {
-                path: lock,
-                source: errno.into(),
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut said = false;
+    loop {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock)
+            .context(IoSnafu { path: &lock })?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(locked),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                if std::time::Instant::now() >= deadline {
+                    return LockedSnafu { base, lock }.fail();
+                }
+                if !said {
+                    info!(lock = %lock.display(), "waiting for another migrator or its migration to exit");
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err((_, errno)) => {
+                return Err(Error::Io {
+                    path: lock,
+                    source: errno.into(),
+                })
             }
         }
-    })
+    }
 }
 
 fn random_suffix() -> String {
@@ -618,6 +640,7 @@ fn random_suffix() -> String {
 /// Returns the staging directory holding the migrated store; on error nothing is left behind.
 fn stage(
     base: &Path,
+    lock: &Flock<File>,
     from_dir: &Path,
     to: &Version,
     direction: Direction,
@@ -635,7 +658,7 @@ fn stage(
     for step in steps {
         let target = new_staging();
         result = copy_store(&previous, &target)
-            .and_then(|()| run_migration(step, direction, &previous, &target));
+            .and_then(|()| run_migration(step, lock, direction, &previous, &target));
         if previous != from_dir {
             let _ = remove_dir(base, &previous);
         }
@@ -695,7 +718,13 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Runs one migration program on `target`, a fresh copy of `source`.
-fn run_migration(step: &Step, direction: Direction, source: &Path, target: &Path) -> Result<()> {
+fn run_migration(
+    step: &Step,
+    lock: &Flock<File>,
+    direction: Direction,
+    source: &Path,
+    target: &Path,
+) -> Result<()> {
     info!(migration = %step.name, %direction, "running migration");
     let mut command = step.command();
     command
@@ -705,13 +734,28 @@ fn run_migration(step: &Step, direction: Direction, source: &Path, target: &Path
         .arg(target)
         .arg(direction.flag())
         .stdin(Stdio::null());
-    // SAFETY: the closure runs in the child between fork and exec and only makes one
-    // async-signal-safe system call. It makes the migration die with the migrator, so that a
-    // killed migrator leaves no migration writing into a copy the next run deletes.
+    // A killed migrator must leave no migration writing into a copy the next run deletes. The
+    // migration dies with the migrator (parent-death signal; and if the migrator was already
+    // gone before that was set, the child gives up at once). A dying process still finishes
+    // the system call it is in, so the migration also shares the migrator's lock: the next
+    // migrator waits until the last holder has really exited.
+    let lock_fd = lock.as_raw_fd();
+    let migrator_pid = nix::unistd::getpid();
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // async-signal-safe system calls (prctl, getppid, fcntl); it allocates nothing.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+            if nix::unistd::getppid() != migrator_pid {
+                return Err(std::io::Error::other("the migrator has exited"));
+            }
+            nix::fcntl::fcntl(
+                lock_fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .map(|_| ())
+            .map_err(std::io::Error::from)
         });
     }
     let output = command.output().context(SpawnSnafu { name: &step.name })?;
