@@ -169,6 +169,14 @@ pub const TRUSTED_ROOT_IMAGE_PATH: &str = constants::TRUSTED_ROOT_JSON_IN_IMAGE;
 /// Where the development repository keys and root.json live (under build/, out of git).
 pub const REPO_KEYS_DIR: &str = "build/repo-keys";
 
+/// Where `cargo xtask repo add` builds the development update repository, which `cargo xtask
+/// run --repo` serves to the VM.
+pub const REPO_DIR: &str = "build/repo";
+
+/// The address at which a booted VM reaches a repository served from the host (QEMU user
+/// networking forwards its port 80 to the server on host loopback).
+pub const GUEST_REPO_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 2, 100);
+
 /// The development root.json, after making keys if there are none yet (their path is
 /// printed, so a developer knows what signs the updates their images trust).
 pub fn ensure_repo_keys() -> Result<PathBuf> {

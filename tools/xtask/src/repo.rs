@@ -21,10 +21,7 @@ use repo::{
 use std::path::{Path, PathBuf};
 use xtask::host;
 
-/// Where `keys` puts the development keys (under build/, so out of git).
-pub const KEYS_DIR: &str = "build/repo-keys";
-/// Where `add` builds the repository.
-pub const REPO_DIR: &str = "build/repo";
+use xtask::image::{REPO_DIR, REPO_KEYS_DIR as KEYS_DIR};
 
 #[derive(Debug, Args)]
 pub struct RepoArgs {

@@ -5,7 +5,7 @@
 //! lines are typed on it. Without one (a script, CI) nothing reads stdin: the VM runs until
 //! Ctrl-C or SIGTERM, or `--exit-when-up` stops it once it is up.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -23,6 +23,11 @@ pub struct RunArgs {
     /// image boots, for scripts and CI.
     #[arg(long)]
     pub exit_when_up: bool,
+    /// Serve the development update repository (build/repo, made by `cargo xtask repo add`) to
+    /// the VM and point the node's update URLs at it, so that the node can take a newer
+    /// version built and added while it runs.
+    #[arg(long)]
+    pub repo: bool,
 }
 
 /// Newest modification time below the inputs of an image build.
@@ -146,6 +151,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let has_shell = has_package("shell");
     let mut opts = BootOptions::new(&args.build.variant);
     opts.bridge = has_bridge;
+    let served = if args.repo {
+        let (served, net) = serve_repo()?;
+        opts.network = Some(net);
+        Some(served)
+    } else {
+        None
+    };
     let step = xtask::progress::step(
         &format!(
             "booting {} in QEMU (software emulation, about a minute) until its API answers",
@@ -183,6 +195,26 @@ pub fn run(args: &RunArgs) -> Result<()> {
             apiclient.display(),
             node.api_socket.display()
         );
+        if let Some(served) = &served {
+            point_updates_at_repo(&apiclient, &node.api_socket)?;
+            println!(
+                "  Updates:  {} is served to the node (at http://{}/ on its side, port {} here)",
+                served_dir().display(),
+                image::GUEST_REPO_ADDR,
+                served.port()
+            );
+            println!(
+                "            publish a newer version: cargo xtask build --version {v}, then \
+                 cargo xtask repo add --variant {variant} --version {v}",
+                v = image::later_version(1),
+                variant = args.build.variant,
+            );
+            println!(
+                "            then: {} --socket-path {} update check (or set updates.policy=auto)",
+                apiclient.display(),
+                node.api_socket.display()
+            );
+        }
         if interactive {
             println!("  Console:  below; the whole log is {}", console.display());
         } else {
@@ -212,5 +244,55 @@ pub fn run(args: &RunArgs) -> Result<()> {
     attach_console(&mut node, interactive)?;
     eprintln!("xtask: stopping the VM; console log {}", console.display());
     drop(node);
+    Ok(())
+}
+
+/// The development update repository's directory.
+fn served_dir() -> std::path::PathBuf {
+    xtask::host::root().join(image::REPO_DIR)
+}
+
+/// Serves the development repository on host loopback, and the guest network that reaches it
+/// at [`image::GUEST_REPO_ADDR`] port 80 (the guest keeps its other network access).
+fn serve_repo() -> Result<(repo::serve::ServedDir, vmtest::UserNet)> {
+    let dir = served_dir();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot make the repository directory {}", dir.display()))?;
+    if !dir.join("metadata").exists() {
+        eprintln!(
+            "xtask: {} holds no repository yet; `cargo xtask repo add --variant ... --version ...` \
+             makes one, and the node sees it at its next check",
+            dir.display()
+        );
+    }
+    let served = repo::serve::ServedDir::start(&dir)
+        .with_context(|| format!("cannot serve {}", dir.display()))?;
+    let net = vmtest::UserNet {
+        guest_forwards: vec![vmtest::GuestForward::to_host_tcp(
+            image::GUEST_REPO_ADDR,
+            80,
+            served.port(),
+        )],
+        ..Default::default()
+    };
+    Ok((served, net))
+}
+
+/// Points the node's update URLs at the served repository, through its API.
+fn point_updates_at_repo(apiclient: &Path, socket: &Path) -> Result<()> {
+    let addr = image::GUEST_REPO_ADDR;
+    let output = std::process::Command::new(apiclient)
+        .arg("--socket-path")
+        .arg(socket)
+        .arg("set")
+        .arg(format!("updates.metadata-base-url=http://{addr}/metadata/"))
+        .arg(format!("updates.targets-base-url=http://{addr}/targets/"))
+        .output()
+        .with_context(|| format!("cannot run {}", apiclient.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "setting the node's update URLs failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
     Ok(())
 }

@@ -28,7 +28,7 @@ use xtask::vm::{BootOptions, Node};
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 const SHELL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where the guest finds the repository server.
-const REPO_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+const REPO_ADDR: Ipv4Addr = image::GUEST_REPO_ADDR;
 
 fn built(version: &str) -> Built {
     image::existing("dev", version).unwrap_or_else(|| {
