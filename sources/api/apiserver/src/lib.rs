@@ -139,6 +139,7 @@
 //!   the keypair pattern (the server takes them as JSON). What the patterns allow is accepted.
 
 pub mod apply;
+pub mod audit;
 pub mod controller;
 pub mod error;
 pub mod group_commit;
@@ -165,6 +166,8 @@ pub struct ServerConfig {
     pub updates: updates::UpdatesConfig,
     /// Where `GET /logs` reads the journal, and with what.
     pub journal: logs::JournalConfig,
+    /// Where the audit trail is kept, and how many entries.
+    pub audit: audit::AuditConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
 }
@@ -174,6 +177,9 @@ pub struct ServerConfig {
 pub async fn serve(config: ServerConfig) -> Result<()> {
     let nofile = listen::raise_nofile_limit();
     let store = open_store(&config.datastore_path)?;
+    let audit = audit::AuditLog::open(&config.audit).context(OpenAuditSnafu {
+        path: &config.audit.path,
+    })?;
     let state = server::AppState {
         store: Arc::new(RwLock::new(Box::new(store))),
         os_release: config.os_release.clone(),
@@ -181,6 +187,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         commits: group_commit::CommitQueue::new(),
         updates: updates::Updates::new(config.updates.clone()),
         journal: Arc::new(config.journal.clone()),
+        audit,
     };
     let (app, _) = server::router(state);
     let shutdown = shutdown_signal();
