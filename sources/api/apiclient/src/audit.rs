@@ -86,10 +86,9 @@ pub async fn audit<W: Write>(
     out: &mut W,
 ) -> Result<()> {
     let body = request(socket_path, &options.uri(), "GET", None).await?;
-    let entries: Vec<AuditEntry> =
-        serde_json::from_str(&body).context(error::AuditShapeSnafu {
-            body: body.chars().take(200).collect::<String>(),
-        })?;
+    let entries: Vec<AuditEntry> = serde_json::from_str(&body).context(error::AuditShapeSnafu {
+        body: body.chars().take(200).collect::<String>(),
+    })?;
     for entry in &entries {
         let mut line = if options.json {
             serde_json::to_string(entry).map_err(|source| error::Error::SerializeBody { source })?

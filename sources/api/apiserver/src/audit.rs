@@ -579,7 +579,9 @@ mod tests {
             recorded_path(&uri),
             format!("/settings?tx=a&password={REDACTED}&keys=motd&flag")
         );
-        let long: Uri = format!("/tx/apply?keys={}", "a".repeat(1000)).parse().unwrap();
+        let long: Uri = format!("/tx/apply?keys={}", "a".repeat(1000))
+            .parse()
+            .unwrap();
         assert_eq!(recorded_path(&long).chars().count(), MAX_PATH_CHARS + 1);
     }
 
@@ -588,7 +590,10 @@ mod tests {
         let long = "x".repeat(500);
         let changes = Changes::with_values([
             ("settings.motd", Some("\"hi\"")),
-            ("settings.host-containers.admin.user-data", Some("\"c2VjcmV0\"")),
+            (
+                "settings.host-containers.admin.user-data",
+                Some("\"c2VjcmV0\""),
+            ),
             ("settings.ntp.time-servers", Some(long.as_str())),
         ]);
         assert_eq!(changes.changes[0].value.as_deref(), Some("\"hi\""));

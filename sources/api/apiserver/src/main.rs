@@ -100,9 +100,9 @@ fn main() -> ExitCode {
 async fn run() -> ExitCode {
     let args = Args::parse();
     logging::init(args.log_level);
-    let audit_log = args.audit_log.unwrap_or_else(|| {
-        apiserver::audit::AuditConfig::beside_datastore(&args.datastore_path)
-    });
+    let audit_log = args
+        .audit_log
+        .unwrap_or_else(|| apiserver::audit::AuditConfig::beside_datastore(&args.datastore_path));
     let config = apiserver::ServerConfig {
         datastore_path: args.datastore_path,
         socket_path: args.socket_path,

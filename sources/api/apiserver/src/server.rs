@@ -682,7 +682,10 @@ async fn delete_tx(
     let tx = q.name()?;
     let keys = write(&state, move |ds| Ok(ds.delete_transaction(&tx)?)).await?;
     let keys: Vec<String> = keys.into_iter().map(|k| k.name().to_string()).collect();
-    Ok((Extension(Changes::keys(keys.iter().map(String::as_str))), Json(keys)))
+    Ok((
+        Extension(Changes::keys(keys.iter().map(String::as_str))),
+        Json(keys),
+    ))
 }
 
 /// Names of the transactions that hold pending settings.

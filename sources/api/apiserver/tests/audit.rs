@@ -84,7 +84,9 @@ fn a_set_is_recorded_with_the_callers_credentials() {
         assert_ne!(caller.pid, Some(std::process::id()));
     }
     assert_eq!(all[0].method, "PATCH");
-    assert!(all[1].path.starts_with("/tx/commit_and_apply?tx=apiclient-set-"));
+    assert!(all[1]
+        .path
+        .starts_with("/tx/commit_and_apply?tx=apiclient-set-"));
 
     // `apiclient audit` prints them as lines of text, and as JSON with --json.
     let out = server.apiclient(&["audit", "-n", "2"]);
@@ -159,8 +161,14 @@ fn secret_values_are_never_recorded() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     for secret in [password, user_data, bad_user_data, "xyzzy"] {
         assert!(!file.contains(secret), "{secret} in the file:\n{file}");
-        assert!(!answer.contains(secret), "{secret} in GET /audit:\n{answer}");
-        assert!(!text.contains(secret), "{secret} in apiclient audit:\n{text}");
+        assert!(
+            !answer.contains(secret),
+            "{secret} in GET /audit:\n{answer}"
+        );
+        assert!(
+            !text.contains(secret),
+            "{secret} in apiclient audit:\n{text}"
+        );
     }
 
     let all = entries(&server, "");
@@ -182,7 +190,10 @@ fn secret_values_are_never_recorded() {
         (enabled.redacted, enabled.value.as_deref()),
         (false, Some("false"))
     );
-    assert_eq!(by_key("settings.motd").value.as_deref(), Some("\"not secret\""));
+    assert_eq!(
+        by_key("settings.motd").value.as_deref(),
+        Some("\"not secret\"")
+    );
     assert!(all.iter().any(|e| e.path.contains("password=REDACTED")));
     assert!(text.contains("settings.container-registry.credentials (redacted)"));
 }
