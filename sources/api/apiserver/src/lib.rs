@@ -154,7 +154,10 @@
 //!   A power cut can lose the last entries written before the background flush. The program
 //!   name is read while the request is answered, so a client that forks and exits, or a reused
 //!   PID, can give a wrong or missing name; uid, gid and pid are the kernel's. A refused PATCH
-//!   records no keys (its error message, which may quote a value, is never recorded).
+//!   records no keys (its error message, which may quote a value, is never recorded). The
+//!   line is written on the async worker that answers the request (a few microseconds); the
+//!   trim that keeps the file bounded (every quarter of `--audit-max-entries`) rewrites up to
+//!   16 MiB there too, holding that one answer for its duration.
 //! - `GET /history` does not name who made a commit: the caller would have to travel through
 //!   group commit into the datastore's commit record and journal format. The audit trail's
 //!   commit entries (same keys, same moment) say who; the history still shows secret values.
