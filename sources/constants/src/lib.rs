@@ -147,6 +147,21 @@ pub const UPDATES_PAUSE_NONE: &str = "none";
 /// [`UPDATES_PAUSE_UNTIL_KEY`]'s value for a pause that lasts until it is resumed.
 pub const UPDATES_PAUSE_INDEFINITE: &str = "indefinite";
 
+/// The API server's audit trail, a file beside the datastore versions in [`DATASTORE_DIR`], so
+/// that it outlives an OS update: one JSON object per line for every request that changes
+/// something. The server finds it next to its `--datastore-path` (by [`AUDIT_LOG_NAME`]).
+pub const AUDIT_LOG: &str = concat!(datastore_dir!(), "/api-audit.jsonl");
+
+/// The file name of [`AUDIT_LOG`], which the API server puts in the directory above its
+/// datastore link.
+pub const AUDIT_LOG_NAME: &str = "api-audit.jsonl";
+
+/// The journal `MESSAGE_ID` of the API server's audit entries (32 hex digits, as
+/// `systemd-id128 new` makes them). Each entry is logged as a line beginning
+/// `MESSAGE_ID=<this id> `, so `journalctl -u apiserver --grep MESSAGE_ID=<this id>` finds
+/// them all.
+pub const AUDIT_MESSAGE_ID: &str = "3770a9fae7f44e78a4a58c652494e5a8";
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[
@@ -172,6 +187,9 @@ pub const ALL: &[&str] = &[
     MIGRATION_PREFIX,
     UPDATES_PAUSE_UNTIL_KEY,
     KERNEL_LOCKDOWN,
+    AUDIT_LOG,
+    AUDIT_LOG_NAME,
+    AUDIT_MESSAGE_ID,
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];
@@ -204,6 +222,17 @@ mod tests {
         let current = std::path::Path::new(DATASTORE_CURRENT);
         assert_eq!(current.parent(), Some(std::path::Path::new(DATASTORE_DIR)));
         assert_eq!(current.file_name().unwrap(), "current");
+    }
+
+    #[test]
+    fn the_audit_log_is_named_beside_the_datastore() {
+        let log = std::path::Path::new(AUDIT_LOG);
+        assert_eq!(log.parent(), Some(std::path::Path::new(DATASTORE_DIR)));
+        assert_eq!(log.file_name().unwrap(), AUDIT_LOG_NAME);
+        assert_eq!(AUDIT_MESSAGE_ID.len(), 32);
+        assert!(AUDIT_MESSAGE_ID
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 
     #[test]

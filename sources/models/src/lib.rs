@@ -36,6 +36,9 @@
 //! assert!(services.contains("timesyncd"));
 //! ```
 //!
+//! Which settings are secret (registry credentials, container user data) is said once, in
+//! [`secret`]: whatever shows or records a setting's value asks [`secret::is_secret`] first.
+//!
 //! Dotted keys follow one rule everywhere (errors, metadata keys, [`affected_services`]): plain
 //! segments as is, other segments in double quotes; see [`key`].
 //!
@@ -69,6 +72,7 @@ pub mod key;
 pub mod model;
 pub mod modeled_types;
 pub mod os;
+pub mod secret;
 pub mod settings;
 pub mod validate;
 

@@ -33,6 +33,9 @@ pub struct TestServer {
     pub reboot_log: PathBuf,
     /// `--journal-dir` of the server: empty unless a test puts journal files there.
     pub journal_dir: PathBuf,
+    /// More flags for the server, given after the harness's own (e.g. `--audit-max-entries`);
+    /// a test sets them, then `kill`s and `spawn`s again.
+    pub extra_args: Vec<String>,
     child: Option<Child>,
     rt: tokio::runtime::Runtime,
 }
@@ -148,6 +151,7 @@ impl TestServer {
             reboot_command: reboot_script.display().to_string(),
             reboot_log,
             journal_dir,
+            extra_args: Vec::new(),
             apply_command: apply_command.unwrap_or(script),
             socket: dir.path().join("api.sock"),
             store: base.join("current"),
@@ -238,6 +242,7 @@ impl TestServer {
             .arg("--apply-command")
             .arg(&self.apply_command)
             .arg("--log-level=warn")
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .spawn()
             .expect("start apiserver");
@@ -257,6 +262,7 @@ impl TestServer {
             .arg("--os-release")
             .arg(self.dir.path().join("os-release"))
             .arg("--log-level=error")
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -6,7 +6,7 @@
 use crate::error::{self, Result};
 use crate::get::GetRequest;
 use crate::set::{KeyPair, SettingsInput};
-use crate::{apply, get, history, logs, raw_request, set, tx, update};
+use crate::{apply, audit, get, history, logs, raw_request, set, tx, update};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use constants::API_SOCKET;
 use serde_json::{Map, Value};
@@ -86,6 +86,8 @@ pub enum Command {
     Undo(UndoArgs),
     /// Show the node's journal, one line per entry, oldest first.
     Logs(LogsArgs),
+    /// Show the API's audit trail: who asked for which change, and the answer, oldest first.
+    Audit(AuditArgs),
     /// Check for, apply or cancel an OS update.
     Update(UpdateArgs),
     /// Reboot the node (refused while an update action runs).
@@ -155,6 +157,21 @@ pub struct RawArgs {
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only requests from this time on: RFC 3339 (2026-12-07T06:53:05Z) or relative (-10m).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<String>,
+
+    /// How many of the newest entries (the server's default is 100, its limit 10000).
+    #[arg(short = 'n', long, value_name = "LINES")]
+    pub lines: Option<u32>,
+
+    /// Print each entry as one JSON object per line.
     #[arg(long)]
     pub json: bool,
 }
@@ -384,6 +401,15 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
                 json: args.json,
             };
             logs::logs(socket, &options, out).await?;
+        }
+
+        Command::Audit(args) => {
+            let options = audit::AuditOptions {
+                since: args.since,
+                lines: args.lines,
+                json: args.json,
+            };
+            audit::audit(socket, &options, out).await?;
         }
 
         Command::Undo(args) => {

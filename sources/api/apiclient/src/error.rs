@@ -241,6 +241,16 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    // ---- audit ------------------------------------------------------------------------------
+    #[snafu(display(
+        "The server's audit trail has an unexpected shape ({source}); is the API server older \
+         than this apiclient? The answer began: {body}"
+    ))]
+    AuditShape {
+        body: String,
+        source: serde_json::Error,
+    },
+
     // ---- update -----------------------------------------------------------------------------
     #[snafu(display(
         "The server's update status has an unexpected shape ({source}); is the API server older \

@@ -35,7 +35,8 @@
 //!
 //! Module by module: [`get`] reads and merges settings, [`set`] changes individual keys or a
 //! JSON object, [`apply`] reads whole TOML/JSON settings documents, [`history`] lists and undoes
-//! committed changes, [`logs`] reads (and follows) the journal, [`update`] drives the update
+//! committed changes, [`logs`] reads (and follows) the journal, [`audit`] shows the API's audit
+//! trail, [`update`] drives the update
 //! API, and [`tx`] holds the transaction helpers they share.
 //!
 //! ## Command line
@@ -49,6 +50,8 @@
 //!   history [--json]                 committed changes, in the server's order
 //!   logs [-u UNIT]... [-p PRIO] [--since T] [--until T] [-b BOOT] [-g PATTERN] [-n LINES]
 //!        [-f] [--json]               the node's journal, one line per entry (-f: keep following)
+//!   audit [--since T] [-n LINES] [--json]
+//!                                    who changed what through the API, one line per request
 //!   undo [ID]                        revert the last (or the given) committed change
 //!   update check [--timeout D]       look for updates; print the update status (JSON)
 //!   update apply [-c] [-r] [--timeout D]
@@ -94,6 +97,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod get;

@@ -121,19 +121,22 @@ pub fn get_settings_keys<D: DataStore + ?Sized>(
 
 /// Validates a partial settings object (without the outer "settings") against the model and
 /// writes it into the pending transaction. Nothing is written when any part is refused, or
-/// when the object holds no settings.
+/// when the object holds no settings. Returns the keys and values staged, for the audit trail.
 pub fn set_settings<D: DataStore + ?Sized>(
     ds: &mut D,
     settings: &Value,
     tx: &str,
-) -> Result<(), ApiError> {
+) -> Result<crate::audit::Changes, ApiError> {
     let pairs = validated_pairs(settings)?;
     // `{}` is a valid (empty) partial settings document: accepted, as by Bottlerocket, and
     // nothing is written, so no empty transaction appears.
     if !pairs.is_empty() {
         ds.set_keys(&pairs, &Committed::Pending { tx: tx.to_string() })?;
     }
-    Ok(())
+    // What the audit trail records: the keys staged, with their values unless secret.
+    Ok(crate::audit::Changes::with_values(
+        pairs.iter().map(|(k, v)| (k.name(), Some(v.as_str()))),
+    ))
 }
 
 /// Runs the model's typed validation and returns the normalized key/value pairs.

@@ -26,6 +26,12 @@ pub enum Error {
         source: datastore::Error,
     },
 
+    #[snafu(display("Cannot open the audit file {}: {source}. Make its directory writable for the server, or pass --audit-log", path.display()))]
+    OpenAudit {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
     #[snafu(display("Cannot listen on {} (mode 0660, owned by the --socket-gid group): {source}", path.display()))]
     Bind {
         path: PathBuf,

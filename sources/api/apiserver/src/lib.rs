@@ -82,6 +82,22 @@
 //! leaves, and the journalctl child goes with the stream. Flags: `--journal-dir` (journalctl's
 //! `--directory`; the system journal by default) and `--journalctl` (default `journalctl`).
 //!
+//! ## Audit
+//!
+//! Every request that may change something (any method but GET, HEAD and OPTIONS, except
+//! `POST /tx/dry-run`) is recorded once its answer is ready, whatever its status (see
+//! [`audit`]): the caller's uid, gid and pid from the connection's `SO_PEERCRED` (read once per
+//! connection in [`listen`] and put on each request as an extension) with the program from
+//! `/proc/PID/comm`, the method and path (query values of unknown parameters replaced), the
+//! keys the handler reports as a response extension ([`audit::Changes`]: staged keys with their
+//! values, committed, dropped, applied or undone keys) with secret values left out
+//! ([`models::secret`]), and the status. Entries go to a JSON-lines file beside the datastore
+//! (`--audit-log`, default [`constants::AUDIT_LOG_NAME`] above `--datastore-path`), trimmed
+//! before it exceeds `--audit-max-entries` (10,000) entries or 16 MiB, and to the journal as a
+//! line starting `MESSAGE_ID=`[`constants::AUDIT_MESSAGE_ID`]. `GET /audit?since=&lines=`
+//! answers with the newest entries. The line is written (one `write`, page cache) before the
+//! answer leaves; `fdatasync` runs on a background thread, off the commit path.
+//!
 //! ## Connections and limits
 //!
 //! The server runs its own accept loop over hyper (see [`listen`]) rather than `axum::serve`,
@@ -133,12 +149,25 @@
 //! - journalctl's meaning is read from its stderr ("Bad pattern", "specified boot") and, with
 //!   `grep`, from exit status 1 with nothing on stderr (no match); another journalctl version
 //!   may word them differently, which would turn those 400/404s into 500s.
+//! - Audit: requests refused before routing (ambiguous framing, a `Content-Length` over the
+//!   limit) are not recorded, nor is a request whose connection closed before it was answered.
+//!   A power cut can lose the last entries written before the background flush. The program
+//!   name is read while the request is answered, so a client that forks and exits, or a reused
+//!   PID, can give a wrong or missing name; uid, gid and pid are the kernel's. A refused PATCH
+//!   records no keys (its error message, which may quote a value, is never recorded). The
+//!   line is written on the async worker that answers the request (a few microseconds); the
+//!   trim that keeps the file bounded (every quarter of `--audit-max-entries`) rewrites up to
+//!   16 MiB there too, holding that one answer for its duration.
+//! - `GET /history` does not name who made a commit: the caller would have to travel through
+//!   group commit into the datastore's commit record and journal format. The audit trail's
+//!   commit entries (same keys, same moment) say who; the history still shows secret values.
 //! - The document's patterns describe a subset of what the server takes where a regular
 //!   expression cannot say it all: quoted key segments of printable ASCII only, URLs without
 //!   query strings, PEM bundles that start with a certificate, and no list or map values in
 //!   the keypair pattern (the server takes them as JSON). What the patterns allow is accepted.
 
 pub mod apply;
+pub mod audit;
 pub mod controller;
 pub mod error;
 pub mod group_commit;
@@ -165,6 +194,8 @@ pub struct ServerConfig {
     pub updates: updates::UpdatesConfig,
     /// Where `GET /logs` reads the journal, and with what.
     pub journal: logs::JournalConfig,
+    /// Where the audit trail is kept, and how many entries.
+    pub audit: audit::AuditConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
 }
@@ -174,6 +205,9 @@ pub struct ServerConfig {
 pub async fn serve(config: ServerConfig) -> Result<()> {
     let nofile = listen::raise_nofile_limit();
     let store = open_store(&config.datastore_path)?;
+    let audit = audit::AuditLog::open(&config.audit).context(OpenAuditSnafu {
+        path: &config.audit.path,
+    })?;
     let state = server::AppState {
         store: Arc::new(RwLock::new(Box::new(store))),
         os_release: config.os_release.clone(),
@@ -181,6 +215,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         commits: group_commit::CommitQueue::new(),
         updates: updates::Updates::new(config.updates.clone()),
         journal: Arc::new(config.journal.clone()),
+        audit,
     };
     let (app, _) = server::router(state);
     let shutdown = shutdown_signal();

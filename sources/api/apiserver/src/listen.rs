@@ -375,6 +375,8 @@ async fn connection(
         slot: slot.clone(),
         registry: registry.clone(),
     };
+    // Read once: who is on the other end does not change for the life of the connection.
+    let peer = crate::audit::Peer::of(&io.inner);
     let service_slot = slot.clone();
     let service_registry = registry.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -382,6 +384,10 @@ async fn connection(
         let slot = service_slot.clone();
         let registry = service_registry.clone();
         async move {
+            let mut req = req;
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(peer);
+            }
             slot.in_flight.fetch_add(1, Ordering::AcqRel);
             slot.last_active.store(registry.now_ms(), Ordering::Relaxed);
             let head = slot

@@ -256,7 +256,7 @@ fn priority(text: &str) -> Result<u8, ApiError> {
 }
 
 /// An RFC 3339 time, or `-N` with s, m, h or d counted back from `now`.
-fn time(param: &str, text: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
+pub(crate) fn time(param: &str, text: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
     let explain = || {
         bad(
             param,
@@ -324,7 +324,7 @@ fn grep(pattern: String) -> Result<String, ApiError> {
     Ok(pattern)
 }
 
-fn lines(text: &str) -> Result<u32, ApiError> {
+pub(crate) fn lines(text: &str) -> Result<u32, ApiError> {
     match text.parse::<u32>() {
         Ok(n) if (1..=MAX_LINES).contains(&n) && text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
         _ => Err(bad(

@@ -43,6 +43,15 @@ struct Args {
     /// The journalctl program GET /logs runs.
     #[arg(long, default_value = "journalctl")]
     journalctl: PathBuf,
+    /// The audit trail file (JSON lines); by default the file named as
+    /// `constants::AUDIT_LOG_NAME` in the directory above --datastore-path.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// Most entries the audit file keeps; before it would hold more, it is trimmed to the
+    /// newest three quarters.
+    #[arg(long, default_value_t = apiserver::audit::DEFAULT_MAX_ENTRIES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    audit_max_entries: u64,
     /// Also record readiness in the kernel log (/dev/kmsg), so the boot timeline in `dmesg`
     /// shows when the API started answering.
     #[arg(long)]
@@ -91,6 +100,9 @@ fn main() -> ExitCode {
 async fn run() -> ExitCode {
     let args = Args::parse();
     logging::init(args.log_level);
+    let audit_log = args
+        .audit_log
+        .unwrap_or_else(|| apiserver::audit::AuditConfig::beside_datastore(&args.datastore_path));
     let config = apiserver::ServerConfig {
         datastore_path: args.datastore_path,
         socket_path: args.socket_path,
@@ -105,6 +117,11 @@ async fn run() -> ExitCode {
         journal: apiserver::logs::JournalConfig {
             journalctl: args.journalctl,
             dir: args.journal_dir,
+        },
+        audit: apiserver::audit::AuditConfig {
+            path: audit_log,
+            max_entries: usize::try_from(args.audit_max_entries)
+                .unwrap_or(apiserver::audit::DEFAULT_MAX_ENTRIES),
         },
         kmsg_ready: args.kmsg_ready,
     };

@@ -3,6 +3,7 @@
 //! same declarations and cannot drift apart.
 
 use crate::apply::Applier;
+use crate::audit::Changes;
 use crate::controller::{self, DEFAULT_TX};
 use crate::error::{ApiError, ErrorBody};
 use crate::updates::status::{CommandType, UpdateStatus};
@@ -14,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, St
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use datastore::{Committed, DataStore};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub commits: Arc<crate::group_commit::CommitQueue>,
     /// Where GET /logs reads the journal.
     pub journal: Arc<crate::logs::JournalConfig>,
+    /// The audit trail every changing request is recorded in.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 #[derive(OpenApi)]
@@ -62,6 +65,7 @@ struct ApiDoc;
 /// Builds the router and the OpenAPI document from the same route declarations (finished by
 /// [`crate::openapi::finish`]).
 pub fn router(state: AppState) -> (Router, Value) {
+    let audit = state.audit.clone();
     let (router, mut doc): (Router, utoipa::openapi::OpenApi) =
         OpenApiRouter::with_openapi(ApiDoc::openapi())
             .routes(routes!(get_model))
@@ -89,6 +93,7 @@ pub fn router(state: AppState) -> (Router, Value) {
             .routes(routes!(deactivate_update))
             .routes(routes!(reboot))
             .routes(routes!(get_logs))
+            .routes(routes!(get_audit))
             .routes(routes!(get_openapi))
             .with_state(state)
             .split_for_parts();
@@ -99,7 +104,11 @@ pub fn router(state: AppState) -> (Router, Value) {
         .layer(axum::Extension(spec))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(unknown_route)
-        .method_not_allowed_fallback(wrong_method);
+        .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            audit,
+            crate::audit::record,
+        ));
     (router, doc)
 }
 
@@ -402,6 +411,12 @@ query_params!(crate::logs::LogsQuery {
     "follow", false, ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["true", "false"])).build(),
         "true: answer with the newest `lines` entries, then keep sending new ones as they are written, as application/x-ndjson (one entry per line), until the client disconnects.";
 });
+query_params!(crate::audit::AuditQuery {
+    "since", false, string_schema(crate::logs::time_pattern(), 3, 40),
+        "Only entries of requests that arrived at or after this time: RFC 3339 (2026-12-07T06:53:05Z), or relative to now (-10m; s, m, h or d).";
+    "lines", false, string_schema(crate::logs::lines_pattern(), 1, 5),
+        "How many of the newest matching entries (1 to 10000, default 100).";
+});
 query_params!(ApplyQuery {
     "keys", false, data_key_list_schema(),
         "Comma-separated keys whose configuration to re-render, written in full (settings.motd); everything when absent.";
@@ -617,10 +632,10 @@ async fn patch_settings(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TxQuery>,
     ApiJson(body): ApiJson<Value>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(Extension<Changes>, StatusCode), ApiError> {
     let tx = q.name()?;
-    write(&state, move |ds| controller::set_settings(ds, &body, &tx)).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let changes = write(&state, move |ds| controller::set_settings(ds, &body, &tx)).await?;
+    Ok((Extension(changes), StatusCode::NO_CONTENT))
 }
 
 /// Like PATCH /settings, from "key=value" strings.
@@ -632,14 +647,14 @@ async fn patch_settings_keypair(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TxQuery>,
     ApiJson(body): ApiJson<KeyPairRequest>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(Extension<Changes>, StatusCode), ApiError> {
     let tx = q.name()?;
     let settings = controller::keypairs_to_settings(&body.request_payload)?;
-    write(&state, move |ds| {
+    let changes = write(&state, move |ds| {
         controller::set_settings(ds, &settings, &tx)
     })
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((Extension(changes), StatusCode::NO_CONTENT))
 }
 
 /// Pending settings of a transaction.
@@ -663,11 +678,13 @@ async fn get_tx(
 async fn delete_tx(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TxQuery>,
-) -> Result<Json<Vec<String>>, ApiError> {
+) -> Result<(Extension<Changes>, Json<Vec<String>>), ApiError> {
     let tx = q.name()?;
     let keys = write(&state, move |ds| Ok(ds.delete_transaction(&tx)?)).await?;
-    Ok(Json(
-        keys.into_iter().map(|k| k.name().to_string()).collect(),
+    let keys: Vec<String> = keys.into_iter().map(|k| k.name().to_string()).collect();
+    Ok((
+        Extension(Changes::keys(keys.iter().map(String::as_str))),
+        Json(keys),
     ))
 }
 
@@ -692,10 +709,15 @@ fn nothing_pending(tx: &str) -> ApiError {
 async fn commit_tx(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TxQuery>,
-) -> Result<Json<Vec<String>>, ApiError> {
+) -> Result<(Extension<Changes>, Json<Vec<String>>), ApiError> {
     let tx = q.name()?;
-    let changed = crate::group_commit::commit(&state.store, &state.commits, tx.clone()).await?;
-    changed.map(Json).ok_or_else(|| nothing_pending(&tx))
+    let changed = crate::group_commit::commit(&state.store, &state.commits, tx.clone())
+        .await?
+        .ok_or_else(|| nothing_pending(&tx))?;
+    Ok((
+        Extension(Changes::keys(changed.iter().map(String::as_str))),
+        Json(changed),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -713,7 +735,7 @@ pub struct ApplyQuery {
 async fn apply_tx(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ApplyQuery>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(Extension<Changes>, StatusCode), ApiError> {
     let keys = split_list(&q.keys);
     if q.keys.is_some() && keys.is_empty() {
         return Err(ApiError::bad_request(
@@ -723,10 +745,11 @@ async fn apply_tx(
     for key in &keys {
         controller::data_key(key)?;
     }
+    let changes = Changes::keys(keys.iter().map(String::as_str));
     state
         .applier
         .apply(if keys.is_empty() { None } else { Some(keys) })?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((Extension(changes), StatusCode::NO_CONTENT))
 }
 
 /// Commits a transaction and applies the keys that changed.
@@ -737,15 +760,16 @@ async fn apply_tx(
 async fn commit_and_apply_tx(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TxQuery>,
-) -> Result<Json<Vec<String>>, ApiError> {
+) -> Result<(Extension<Changes>, Json<Vec<String>>), ApiError> {
     let tx = q.name()?;
     let changed = crate::group_commit::commit(&state.store, &state.commits, tx.clone())
         .await?
         .ok_or_else(|| nothing_pending(&tx))?;
+    let changes = Changes::keys(changed.iter().map(String::as_str));
     if !changed.is_empty() {
         state.applier.apply(Some(changed.clone()))?;
     }
-    Ok(Json(changed))
+    Ok((Extension(changes), Json(changed)))
 }
 
 /// Previews a transaction without changing anything: the settings that would change, the
@@ -941,7 +965,7 @@ async fn get_history(State(state): State<AppState>) -> Result<Json<Vec<HistoryEn
 async fn undo_history(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<UndoQuery>,
-) -> Result<Json<HistoryEntry>, ApiError> {
+) -> Result<(Extension<Changes>, Json<HistoryEntry>), ApiError> {
     let record = write(&state, move |ds| {
         let id = match q.id {
             Some(id) => id,
@@ -955,11 +979,17 @@ async fn undo_history(
         Ok(ds.undo(Some(id))?)
     })
     .await?;
+    let changes = Changes::with_values(
+        record
+            .changes
+            .iter()
+            .map(|c| (c.key.as_str(), c.new.as_deref())),
+    );
     let changed: Vec<String> = record.changes.iter().map(|c| c.key.clone()).collect();
     if !changed.is_empty() {
         state.applier.apply(Some(changed))?;
     }
-    Ok(Json(history_entry(record)))
+    Ok((Extension(changes), Json(history_entry(record))))
 }
 
 // ---- updates ----
@@ -1084,6 +1114,24 @@ async fn get_logs(
         axum::body::Body::from_stream(stream),
     )
         .into_response())
+}
+
+// ---- the audit trail ----
+
+/// The audit trail (Ballast only): the newest entries, oldest first, one for every request
+/// that asked to change something (any method but GET, except POST /tx/dry-run), with the
+/// caller's uid, gid, pid and program from the socket's peer credentials, the method, the path
+/// and query, the keys concerned (values of secret settings never) and the answer's status.
+#[utoipa::path(get, path = "/audit", params(crate::audit::AuditQuery),
+    responses((status = 200, description = "The entries, oldest first", body = Vec<api_types::audit::AuditEntry>),
+              (status = 400, description = "A parameter is malformed (the message names it)", body = ErrorBody),
+              (status = 500, description = "The audit file cannot be read", body = ErrorBody)))]
+async fn get_audit(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<crate::audit::AuditQuery>,
+) -> Result<Json<Vec<api_types::audit::AuditEntry>>, ApiError> {
+    let filter = q.filter(jiff::Timestamp::now())?;
+    Ok(Json(crate::audit::read(state.audit.clone(), filter).await?))
 }
 
 /// This document.
