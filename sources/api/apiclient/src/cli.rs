@@ -6,7 +6,7 @@
 use crate::error::{self, Result};
 use crate::get::GetRequest;
 use crate::set::{KeyPair, SettingsInput};
-use crate::{apply, get, history, logs, raw_request, set, tx, update};
+use crate::{apply, get, history, logs, raw_request, set, status, tx, update};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use constants::API_SOCKET;
 use serde_json::{Map, Value};
@@ -86,6 +86,9 @@ pub enum Command {
     Undo(UndoArgs),
     /// Show the node's journal, one line per entry, oldest first.
     Logs(LogsArgs),
+    /// Show the node's state: failed units with their last journal entries, how many units
+    /// are active, the A/B boot state, the running version and the update state.
+    Status(StatusArgs),
     /// Check for, apply or cancel an OS update.
     Update(UpdateArgs),
     /// Reboot the node (refused while an update action runs).
@@ -155,6 +158,13 @@ pub struct RawArgs {
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the server's JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -385,6 +395,8 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
             };
             logs::logs(socket, &options, out).await?;
         }
+
+        Command::Status(args) => status::status(socket, args.json, out).await?,
 
         Command::Undo(args) => {
             let body = history::undo(socket, args.id.as_deref()).await?;

@@ -139,13 +139,16 @@
 //!   the keypair pattern (the server takes them as JSON). What the patterns allow is accepted.
 
 pub mod apply;
+pub mod command;
 pub mod controller;
 pub mod error;
 pub mod group_commit;
 pub mod listen;
 pub mod logs;
+pub mod node_status;
 pub mod openapi;
 pub mod server;
+pub mod units;
 pub mod updates;
 
 use error::*;
@@ -165,6 +168,8 @@ pub struct ServerConfig {
     pub updates: updates::UpdatesConfig,
     /// Where `GET /logs` reads the journal, and with what.
     pub journal: logs::JournalConfig,
+    /// What `GET /units` and `GET /status` run: systemctl and signpost.
+    pub node: node_status::NodeConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
 }
@@ -181,6 +186,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         commits: group_commit::CommitQueue::new(),
         updates: updates::Updates::new(config.updates.clone()),
         journal: Arc::new(config.journal.clone()),
+        node: Arc::new(config.node.clone()),
     };
     let (app, _) = server::router(state);
     let shutdown = shutdown_signal();

@@ -43,6 +43,14 @@ struct Args {
     /// The journalctl program GET /logs runs.
     #[arg(long, default_value = "journalctl")]
     journalctl: PathBuf,
+    /// The systemctl GET /units and GET /status run, with any leading arguments, split on
+    /// spaces (e.g. "systemctl --user").
+    #[arg(long, default_value = "systemctl")]
+    systemctl: CommandLine,
+    /// The signpost GET /status runs for the A/B boot state, with any leading arguments, split
+    /// on spaces (e.g. "signpost --disk disk.img --active A").
+    #[arg(long, default_value = "signpost")]
+    signpost_command: CommandLine,
     /// Also record readiness in the kernel log (/dev/kmsg), so the boot timeline in `dmesg`
     /// shows when the API started answering.
     #[arg(long)]
@@ -105,6 +113,10 @@ async fn run() -> ExitCode {
         journal: apiserver::logs::JournalConfig {
             journalctl: args.journalctl,
             dir: args.journal_dir,
+        },
+        node: apiserver::node_status::NodeConfig {
+            systemctl: args.systemctl,
+            signpost: args.signpost_command,
         },
         kmsg_ready: args.kmsg_ready,
     };
