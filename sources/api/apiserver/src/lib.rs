@@ -82,6 +82,17 @@
 //! leaves, and the journalctl child goes with the stream. Flags: `--journal-dir` (journalctl's
 //! `--directory`; the system journal by default) and `--journalctl` (default `journalctl`).
 //!
+//! ## The node's state
+//!
+//! `GET /units` (see [`units`]) runs `systemctl list-units --all --output=json` and answers
+//! with every unit (`api_types::status::Unit`); each failed unit carries its 10 newest journal
+//! entries, read with the same journal reader as `GET /logs`. `GET /status` (see
+//! [`node_status`]) reads four parts at once: the units (counts and the failed ones), the A/B
+//! boot state from `signpost status --json`, the running version from the os-release file and
+//! the update status the server keeps. A part that cannot be read is `{"error": ...}` in its
+//! place, never a failed request. Flags: `--systemctl` (default `systemctl`) and
+//! `--signpost-command` (default `signpost`), both split on spaces like `--updater-command`.
+//!
 //! ## Connections and limits
 //!
 //! The server runs its own accept loop over hyper (see [`listen`]) rather than `axum::serve`,
@@ -133,6 +144,11 @@
 //! - journalctl's meaning is read from its stderr ("Bad pattern", "specified boot") and, with
 //!   `grep`, from exit status 1 with nothing on stderr (no match); another journalctl version
 //!   may word them differently, which would turn those 400/404s into 500s.
+//! - `GET /units` and `GET /status` run systemctl on every request (no cache), and the journal
+//!   of at most 32 failed units. A failed unit's entries are found by `journalctl --unit`,
+//!   which matches the unit's own processes (`_SYSTEMD_UNIT`) and systemd's messages about
+//!   it; unit names holding glob characters or `\x` escapes may match less. A failed user
+//!   unit (under `user@.service`) is not listed: only the system manager's units are asked.
 //! - The document's patterns describe a subset of what the server takes where a regular
 //!   expression cannot say it all: quoted key segments of printable ASCII only, URLs without
 //!   query strings, PEM bundles that start with a certificate, and no list or map values in

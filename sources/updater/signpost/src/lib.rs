@@ -58,6 +58,9 @@
 //! signpost --disk ballast.img --active A upgrade-to-inactive
 //! ```
 //!
+//! `status --json` prints `api_types::boot::BootState` ([`Status::to_document`]), the document
+//! the API server reads for `GET /status`; it is declared in `api-types` so both sides agree.
+//!
 //! # Current limitations
 //!
 //! * No lock: two signpost processes changing the same disk at once can lose a change. On a
