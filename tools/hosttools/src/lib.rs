@@ -70,6 +70,9 @@ pub const GRUB_EFI_MODULE: &str = "/usr/lib/grub/x86_64-efi/linux.mod";
 /// Writes journal files from the journal export format; the tests of `GET /logs` make their
 /// journals with it. Outside the bin directories, so named by path.
 pub const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+/// systemd's manager; the tests of `GET /units` run it as a user manager. Outside the bin
+/// directories, so named by path.
+pub const SYSTEMD: &str = "/lib/systemd/systemd";
 /// The keyring the Debian archive's signed indexes are checked against.
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
@@ -113,13 +116,16 @@ pub const TABLE: &[Tool] = &[
     deb("sha256sum", "coreutils"),
     deb("skopeo", "skopeo"),
     deb("sync", "coreutils"),
+    deb("systemctl", "systemd"),
     deb("tee", "coreutils"),
+    deb("unshare", "util-linux"),
     deb("veritysetup", "cryptsetup-bin"),
     deb("zcat", "gzip"),
     deb(DEBIAN_KEYRING, "debian-archive-keyring"),
     deb(GRUB_EFI_MODULE, "grub-efi-amd64-bin"),
     deb(JOURNAL_REMOTE, "systemd-journal-remote"),
     deb(OVMF_CODE, "ovmf"),
+    deb(SYSTEMD, "systemd"),
 ];
 
 /// The table's entry for `program`.

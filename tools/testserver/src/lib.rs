@@ -10,8 +10,15 @@
 //!
 //! `GET /logs` reads [`TestServer::journal_dir`] (`--journal-dir`), an empty directory until a
 //! test writes journal files into it, never the host's journal.
+//!
+//! `GET /units` runs [`TestServer::systemctl_command`] (the host's `systemctl` unless a test
+//! points it at a [`systemd::UserManager`]), and `GET /status` runs the workspace's real
+//! `signpost` on [`TestServer::disk`], a disk image that does not exist until a test makes
+//! one: by default its boot part is an error, never the host's disk.
 #![forbid(unsafe_code)]
 
+pub mod journal;
+pub mod systemd;
 pub mod updater;
 
 use std::os::unix::fs::PermissionsExt;
@@ -33,8 +40,15 @@ pub struct TestServer {
     pub reboot_log: PathBuf,
     /// `--journal-dir` of the server: empty unless a test puts journal files there.
     pub journal_dir: PathBuf,
-    /// More flags for the server, given after the harness's own (e.g. `--audit-max-entries`);
-    /// a test sets them, then `kill`s and `spawn`s again.
+    /// `--systemctl` of the server: `systemctl` unless a test changes it (then `kill` and
+    /// `spawn` again).
+    pub systemctl_command: String,
+    /// `--signpost-command` of the server: the workspace's signpost (see [`workspace_bin`]) on
+    /// [`TestServer::disk`] with set A running.
+    pub signpost_command: String,
+    /// Variables added to the server's environment (e.g. a user manager's `XDG_RUNTIME_DIR`).
+    pub env: Vec<(String, PathBuf)>,
+    /// More flags for the server, ones the harness does not already pass.
     pub extra_args: Vec<String>,
     child: Option<Child>,
     rt: tokio::runtime::Runtime,
@@ -142,7 +156,16 @@ impl TestServer {
         let journal_dir = dir.path().join("journal");
         std::fs::create_dir(&journal_dir).unwrap();
         updater::FakeNode::new("0.1.0").save(&updater_dir).unwrap();
+        let signpost_command = format!(
+            "{} --disk {} --active A",
+            bin_dir().join("signpost").display(),
+            dir.path().join("disk.img").display()
+        );
         let mut server = TestServer {
+            systemctl_command: "systemctl".to_string(),
+            signpost_command,
+            env: Vec::new(),
+            extra_args: Vec::new(),
             updater_command: format!(
                 "{} --state {}",
                 test_updater_bin().display(),
@@ -151,7 +174,6 @@ impl TestServer {
             reboot_command: reboot_script.display().to_string(),
             reboot_log,
             journal_dir,
-            extra_args: Vec::new(),
             apply_command: apply_command.unwrap_or(script),
             socket: dir.path().join("api.sock"),
             store: base.join("current"),
@@ -181,6 +203,19 @@ impl TestServer {
     /// The `--state` directory of the test updater: node, call log and failure switches.
     pub fn updater_dir(&self) -> PathBuf {
         self.dir.path().join("updater")
+    }
+
+    /// The disk image signpost reads for `GET /status` (absent unless a test writes it).
+    pub fn disk(&self) -> PathBuf {
+        self.dir.path().join("disk.img")
+    }
+
+    /// Points `GET /units` at a user manager and restarts the server.
+    pub fn use_manager(&mut self, manager: &systemd::UserManager) {
+        self.systemctl_command = "systemctl --user".to_string();
+        self.env = manager.env();
+        self.kill();
+        self.spawn();
     }
 
     /// The server's `--updater-status-dir`.
@@ -225,7 +260,16 @@ impl TestServer {
             .arg("--updater-status-dir")
             .arg(self.update_status_dir())
             .arg("--reboot-command")
-            .arg(&self.reboot_command);
+            .arg(&self.reboot_command)
+            .arg("--systemctl")
+            .arg(&self.systemctl_command)
+            .arg("--signpost-command")
+            .arg(&self.signpost_command)
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.args(&self.extra_args);
     }
 
     /// Starts the server process and waits until it answers.
@@ -242,7 +286,6 @@ impl TestServer {
             .arg("--apply-command")
             .arg(&self.apply_command)
             .arg("--log-level=warn")
-            .args(&self.extra_args)
             .stdout(Stdio::null())
             .spawn()
             .expect("start apiserver");
@@ -262,7 +305,6 @@ impl TestServer {
             .arg("--os-release")
             .arg(self.dir.path().join("os-release"))
             .arg("--log-level=error")
-            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

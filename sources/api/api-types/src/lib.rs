@@ -7,8 +7,10 @@
 //! by the API server, read by apiclient, with a `progress` object that updog writes to a file
 //! while it prepares an update), the settings history (`GET /history`), the dry-run preview
 //! (`POST /tx/dry-run`, produced by thar-be-settings, passed on by the API server, printed by
-//! apiclient), the journal's entries (`GET /logs`, see [`logs`]) and the audit trail (`GET
-//! /audit`, see [`audit`]). Each used to be declared
+//! apiclient), the journal's entries (`GET /logs`, see [`logs`]), the audit trail (`GET
+//! /audit`, see [`audit`]) and the node's state (`GET /units` and `GET /status`, see
+//! [`status`], with the A/B boot state that `signpost status --json` prints, see [`boot`]).
+//! Each used to be declared
 //! on both sides, and the copies drifted (the status document's `exit_status` was an `i32` in
 //! the server and an `i64` in the client). This crate
 //! is the one declaration. It has no I/O: only types, their serde shape and, with the `openapi`
@@ -42,8 +44,10 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod boot;
 pub mod history;
 pub mod logs;
 pub mod preview;
+pub mod status;
 pub mod update;
 pub mod updater;

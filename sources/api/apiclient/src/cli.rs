@@ -6,7 +6,7 @@
 use crate::error::{self, Result};
 use crate::get::GetRequest;
 use crate::set::{KeyPair, SettingsInput};
-use crate::{apply, audit, get, history, logs, raw_request, set, tx, update};
+use crate::{apply, audit, get, history, logs, raw_request, set, status, tx, update};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use constants::API_SOCKET;
 use serde_json::{Map, Value};
@@ -88,6 +88,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// Show the API's audit trail: who asked for which change, and the answer, oldest first.
     Audit(AuditArgs),
+    /// Show the node's state: failed units with their last journal entries, how many units
+    /// are active, the A/B boot state, the running version and the update state.
+    Status(StatusArgs),
     /// Check for, apply or cancel an OS update.
     Update(UpdateArgs),
     /// Reboot the node (refused while an update action runs).
@@ -172,6 +175,13 @@ pub struct AuditArgs {
     pub lines: Option<u32>,
 
     /// Print each entry as one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the server's JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -411,6 +421,7 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
             };
             audit::audit(socket, &options, out).await?;
         }
+        Command::Status(args) => status::status(socket, args.json, out).await?,
 
         Command::Undo(args) => {
             let body = history::undo(socket, args.id.as_deref()).await?;

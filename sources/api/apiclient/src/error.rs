@@ -251,6 +251,16 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    // ---- status -----------------------------------------------------------------------------
+    #[snafu(display(
+        "The server's status answer has an unexpected shape ({source}); is the API server older \
+         than this apiclient? It answered: {body}"
+    ))]
+    StatusShape {
+        body: String,
+        source: serde_json::Error,
+    },
+
     // ---- update -----------------------------------------------------------------------------
     #[snafu(display(
         "The server's update status has an unexpected shape ({source}); is the API server older \

@@ -36,8 +36,9 @@
 //! Module by module: [`get`] reads and merges settings, [`set`] changes individual keys or a
 //! JSON object, [`apply`] reads whole TOML/JSON settings documents, [`history`] lists and undoes
 //! committed changes, [`logs`] reads (and follows) the journal, [`audit`] shows the API's audit
-//! trail, [`update`] drives the update
-//! API, and [`tx`] holds the transaction helpers they share.
+//! trail, [`status`] shows the node's state (failed units with their last entries, units, A/B
+//! boot state, versions, update state), [`update`] drives the update API, and [`tx`] holds the
+//! transaction helpers they share.
 //!
 //! ## Command line
 //!
@@ -52,6 +53,8 @@
 //!        [-f] [--json]               the node's journal, one line per entry (-f: keep following)
 //!   audit [--since T] [-n LINES] [--json]
 //!                                    who changed what through the API, one line per request
+//!   status [--json]                  failed units with their last entries, then units active,
+//!                                    A/B boot state, version and update state
 //!   undo [ID]                        revert the last (or the given) committed change
 //!   update check [--timeout D]       look for updates; print the update status (JSON)
 //!   update apply [-c] [-r] [--timeout D]
@@ -106,6 +109,7 @@ mod http;
 pub mod logs;
 pub mod preview;
 pub mod set;
+pub mod status;
 pub mod tx;
 pub mod update;
 

@@ -97,6 +97,16 @@
 //! line starting `MESSAGE_ID=`[`constants::AUDIT_MESSAGE_ID`]. `GET /audit?since=&lines=`
 //! answers with the newest entries. The line is written (one `write`, page cache) before the
 //! answer leaves; `fdatasync` runs on a background thread, off the commit path.
+//! ## The node's state
+//!
+//! `GET /units` (see [`units`]) runs `systemctl list-units --all --output=json` and answers
+//! with every unit (`api_types::status::Unit`); each failed unit carries its 10 newest journal
+//! entries, read with the same journal reader as `GET /logs`. `GET /status` (see
+//! [`node_status`]) reads four parts at once: the units (counts and the failed ones), the A/B
+//! boot state from `signpost status --json`, the running version from the os-release file and
+//! the update status the server keeps. A part that cannot be read is `{"error": ...}` in its
+//! place, never a failed request. Flags: `--systemctl` (default `systemctl`) and
+//! `--signpost-command` (default `signpost`), both split on spaces like `--updater-command`.
 //!
 //! ## Connections and limits
 //!
@@ -161,6 +171,11 @@
 //! - `GET /history` does not name who made a commit: the caller would have to travel through
 //!   group commit into the datastore's commit record and journal format. The audit trail's
 //!   commit entries (same keys, same moment) say who; the history still shows secret values.
+//! - `GET /units` and `GET /status` run systemctl on every request (no cache), and the journal
+//!   of at most 32 failed units. A failed unit's entries are found by `journalctl --unit`,
+//!   which matches the unit's own processes (`_SYSTEMD_UNIT`) and systemd's messages about
+//!   it; unit names holding glob characters or `\x` escapes may match less. A failed user
+//!   unit (under `user@.service`) is not listed: only the system manager's units are asked.
 //! - The document's patterns describe a subset of what the server takes where a regular
 //!   expression cannot say it all: quoted key segments of printable ASCII only, URLs without
 //!   query strings, PEM bundles that start with a certificate, and no list or map values in
@@ -168,13 +183,16 @@
 
 pub mod apply;
 pub mod audit;
+pub mod command;
 pub mod controller;
 pub mod error;
 pub mod group_commit;
 pub mod listen;
 pub mod logs;
+pub mod node_status;
 pub mod openapi;
 pub mod server;
+pub mod units;
 pub mod updates;
 
 use error::*;
@@ -196,6 +214,8 @@ pub struct ServerConfig {
     pub journal: logs::JournalConfig,
     /// Where the audit trail is kept, and how many entries.
     pub audit: audit::AuditConfig,
+    /// What `GET /units` and `GET /status` run: systemctl and signpost.
+    pub node: node_status::NodeConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
 }
@@ -216,6 +236,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         updates: updates::Updates::new(config.updates.clone()),
         journal: Arc::new(config.journal.clone()),
         audit,
+        node: Arc::new(config.node.clone()),
     };
     let (app, _) = server::router(state);
     let shutdown = shutdown_signal();

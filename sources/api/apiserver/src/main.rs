@@ -52,6 +52,14 @@ struct Args {
     #[arg(long, default_value_t = apiserver::audit::DEFAULT_MAX_ENTRIES as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     audit_max_entries: u64,
+    /// The systemctl GET /units and GET /status run, with any leading arguments, split on
+    /// spaces (e.g. "systemctl --user").
+    #[arg(long, default_value = "systemctl")]
+    systemctl: CommandLine,
+    /// The signpost GET /status runs for the A/B boot state, with any leading arguments, split
+    /// on spaces (e.g. "signpost --disk disk.img --active A").
+    #[arg(long, default_value = "signpost")]
+    signpost_command: CommandLine,
     /// Also record readiness in the kernel log (/dev/kmsg), so the boot timeline in `dmesg`
     /// shows when the API started answering.
     #[arg(long)]
@@ -122,6 +130,10 @@ async fn run() -> ExitCode {
             path: audit_log,
             max_entries: usize::try_from(args.audit_max_entries)
                 .unwrap_or(apiserver::audit::DEFAULT_MAX_ENTRIES),
+        },
+        node: apiserver::node_status::NodeConfig {
+            systemctl: args.systemctl,
+            signpost: args.signpost_command,
         },
         kmsg_ready: args.kmsg_ready,
     };

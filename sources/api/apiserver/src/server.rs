@@ -50,6 +50,8 @@ pub struct AppState {
     pub journal: Arc<crate::logs::JournalConfig>,
     /// The audit trail every changing request is recorded in.
     pub audit: Arc<crate::audit::AuditLog>,
+    /// What GET /units and GET /status run.
+    pub node: Arc<crate::node_status::NodeConfig>,
 }
 
 #[derive(OpenApi)]
@@ -94,10 +96,18 @@ pub fn router(state: AppState) -> (Router, Value) {
             .routes(routes!(reboot))
             .routes(routes!(get_logs))
             .routes(routes!(get_audit))
+            .routes(routes!(get_units))
+            .routes(routes!(get_status))
             .routes(routes!(get_openapi))
             .with_state(state)
             .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    // GET /status's parts refer to their documents by name (a part is the document or an
+    // error), so those schemas are registered here.
+    let components = doc.components.get_or_insert_with(Default::default);
+    for (name, schema) in api_types::status::part_schemas() {
+        components.schemas.entry(name).or_insert(schema);
+    }
     let doc = crate::openapi::finish(&doc);
     let spec = Arc::new(doc.clone());
     let router = router
@@ -1132,6 +1142,33 @@ async fn get_audit(
 ) -> Result<Json<Vec<api_types::audit::AuditEntry>>, ApiError> {
     let filter = q.filter(jiff::Timestamp::now())?;
     Ok(Json(crate::audit::read(state.audit.clone(), filter).await?))
+}
+
+// ---- the node's state ----
+
+/// Every systemd unit with its load, active and sub state (Ballast only), in systemctl's
+/// order; each failed unit with its newest journal entries (at most 10), or why they could not
+/// be read.
+#[utoipa::path(get, path = "/units",
+    responses((status = 200, description = "Every unit systemd has loaded", body = Vec<api_types::status::Unit>),
+              (status = 500, description = "systemctl failed (its stderr is in the message), took longer than 10 s or printed something else", body = ErrorBody),
+              (status = 503, description = "systemctl cannot be run (see --systemctl)", body = ErrorBody)))]
+async fn get_units(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<api_types::status::Unit>>, ApiError> {
+    Ok(Json(
+        crate::units::list(&state.node.systemctl, &state.journal).await?,
+    ))
+}
+
+/// The node's state in one answer (Ballast only): units (counts by state, the failed ones with
+/// their last journal entries), the A/B boot state (signpost), the running version and the
+/// update state. A part that cannot be read is {"error": sentence} in its place; the answer
+/// is still a 200.
+#[utoipa::path(get, path = "/status",
+    responses((status = 200, description = "Each part, or {\"error\": ...} in its place", body = api_types::status::NodeStatus)))]
+async fn get_status(State(state): State<AppState>) -> Json<api_types::status::NodeStatus> {
+    Json(crate::node_status::read(&state).await)
 }
 
 /// This document.

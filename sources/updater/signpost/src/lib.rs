@@ -58,6 +58,9 @@
 //! signpost --disk ballast.img --active A upgrade-to-inactive
 //! ```
 //!
+//! `status --json` prints `api_types::boot::BootState` ([`Status::to_document`]), the document
+//! the API server reads for `GET /status`; it is declared in `api-types` so both sides agree.
+//!
 //! # Current limitations
 //!
 //! * No lock: two signpost processes changing the same disk at once can lose a change. On a
@@ -79,7 +82,6 @@ pub use error::{Error, Result};
 use disk_layout::{read_flags, write_flags, BootFlags, BootSet, PartitionFlags};
 use error::{FlagsSnafu, GrubEnvSnafu, ReadCmdlineSnafu, RefusedSnafu};
 use grubenv::BootSelection;
-use serde::{Serialize, Serializer};
 use snafu::ResultExt;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -157,9 +159,8 @@ impl fmt::Display for Operation {
 }
 
 /// The boot fields of one set, as the GPT holds them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SetStatus {
-    #[serde(serialize_with = "ser_set")]
     pub set: BootSet,
     pub priority: u8,
     pub tries_left: u8,
@@ -181,29 +182,24 @@ impl SetStatus {
 }
 
 /// The GRUB environment block as it is on the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrubEnvStatus {
     /// The set GRUB boots when no try is pending.
-    #[serde(serialize_with = "ser_set")]
     pub boot_set: BootSet,
     /// A set GRUB boots once.
-    #[serde(serialize_with = "ser_opt_set")]
     pub try_set: Option<BootSet>,
     /// Whether the block is what the GPT bits give (after recording a try GRUB used).
     pub in_sync: bool,
 }
 
 /// The A/B state of a disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub disk: PathBuf,
     /// The set the running system booted from.
-    #[serde(serialize_with = "ser_set")]
     pub active: BootSet,
-    #[serde(serialize_with = "ser_set")]
     pub inactive: BootSet,
     /// The set GRUB boots at the next reset, from the block on the disk.
-    #[serde(serialize_with = "ser_set")]
     pub next: BootSet,
     /// Both sets as the GPT holds them (what `sgdisk -A N:show` shows), A first.
     pub sets: [SetStatus; 2],
@@ -215,7 +211,6 @@ pub struct Status {
     pub boot_ever_succeeded: bool,
     pub grub_env: GrubEnvStatus,
     /// A set whose try GRUB used but the GPT still counts; the next command records it.
-    #[serde(serialize_with = "ser_opt_set")]
     pub unrecorded_try: Option<BootSet>,
 }
 
@@ -228,9 +223,42 @@ impl Status {
         }]
     }
 
-    /// The status as pretty JSON.
+    /// The status as the document `status --json` prints ([`api_types::boot::BootState`],
+    /// declared once for signpost and the API server that reads it).
+    pub fn to_document(&self) -> api_types::boot::BootState {
+        use api_types::boot::{BootSetState, BootState, GrubEnvState};
+        let letter = |set: BootSet| set.letter().to_string();
+        BootState {
+            disk: self.disk.display().to_string(),
+            active: letter(self.active),
+            inactive: letter(self.inactive),
+            next: letter(self.next),
+            sets: self
+                .sets
+                .iter()
+                .map(|s| BootSetState {
+                    set: letter(s.set),
+                    priority: s.priority,
+                    tries_left: s.tries_left,
+                    successful: s.successful,
+                    bootable: s.bootable,
+                })
+                .collect(),
+            inactive_valid: self.inactive_valid,
+            inactive_bootable: self.inactive_bootable,
+            boot_ever_succeeded: self.boot_ever_succeeded,
+            grub_env: GrubEnvState {
+                boot_set: letter(self.grub_env.boot_set),
+                try_set: self.grub_env.try_set.map(letter),
+                in_sync: self.grub_env.in_sync,
+            },
+            unrecorded_try: self.unrecorded_try.map(letter),
+        }
+    }
+
+    /// The status as pretty JSON: [`Status::to_document`].
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(self).context(error::JsonSnafu)
+        serde_json::to_string_pretty(&self.to_document()).context(error::JsonSnafu)
     }
 }
 
@@ -281,17 +309,6 @@ impl fmt::Display for Status {
             )?;
         }
         Ok(())
-    }
-}
-
-fn ser_set<S: Serializer>(set: &BootSet, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(set.letter())
-}
-
-fn ser_opt_set<S: Serializer>(set: &Option<BootSet>, s: S) -> std::result::Result<S::Ok, S::Error> {
-    match set {
-        Some(set) => s.serialize_str(set.letter()),
-        None => s.serialize_none(),
     }
 }
 

@@ -339,6 +339,10 @@ fn command_line() {
     assert_eq!(json["inactive_valid"], false);
     assert_eq!(json["grub_env"]["try_set"], serde_json::Value::Null);
     assert_eq!(json["grub_env"]["in_sync"], true);
+    // The document the API server reads back (GET /status) is the one printed.
+    let doc: api_types::boot::BootState = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(doc.sets.len(), 2);
+    assert_eq!(serde_json::to_value(&doc).unwrap(), json);
 
     assert_eq!(
         stdout(&signpost(&disk, "A", &["has-boot-ever-succeeded"])),

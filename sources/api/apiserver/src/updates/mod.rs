@@ -50,6 +50,7 @@
 pub mod status;
 pub mod updater;
 
+use crate::command::{cannot_run, CommandLine};
 use crate::error::ApiError;
 use api_types::update::DaemonReport;
 use axum::http::StatusCode;
@@ -62,7 +63,6 @@ use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
-use updater::CommandLine;
 
 /// Name of the saved status document inside the status directory.
 pub const STATUS_FILE: &str = "status.json";
@@ -326,46 +326,22 @@ impl Updates {
     /// Starts the updater with `args`, its stdout and stderr captured.
     fn spawn_updater(&self, args: &[String]) -> Result<tokio::process::Child, ApiError> {
         let updater = &self.config().updater;
-        let mut command = updater.command(args);
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // SAFETY: the closure runs in the child between fork and exec and only makes one
-        // async-signal-safe system call (prctl); it touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        command
+        updater
+            .captured(args)
             .spawn()
             .map_err(|e| cannot_run("updater", updater, "--updater-command", &e))
     }
 
     /// Asks the updater about the partition sets.
     async fn partitions(&self) -> Result<Partitions, ApiError> {
-        let updater = &self.config().updater;
-        let child = self.spawn_updater(&updater::status_args())?;
-        let output = tokio::time::timeout(STATUS_TIMEOUT, child.wait_with_output())
-            .await
-            .map_err(|_| {
-                ApiError::internal(format!(
-                    "'{updater} --json status' did not answer within {} s",
-                    STATUS_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(|e| ApiError::internal(format!("'{updater} --json status': {e}")))?;
-        if !output.status.success() {
-            return Err(ApiError::internal(format!(
-                "'{updater} --json status' failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
-        let status = updater::parse_status(&output.stdout).map_err(ApiError::internal)?;
+        let args = updater::status_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stdout = self
+            .config()
+            .updater
+            .stdout(&args, STATUS_TIMEOUT, "updater", "--updater-command")
+            .await?;
+        let status = updater::parse_status(&stdout).map_err(ApiError::internal)?;
         Ok(updater::partitions(status))
     }
 
@@ -479,17 +455,6 @@ fn tail(text: &str, limit: usize) -> String {
         start += 1;
     }
     text[start..].to_string()
-}
-
-fn cannot_run(what: &str, command: &CommandLine, flag: &str, e: &std::io::Error) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!(
-            "cannot run the {what} '{}': {e}. Install it, or start the API server with {flag} \
-             naming the program to run (now '{command}')",
-            command.program()
-        ),
-    )
 }
 
 /// The saved daemon report, if there is a readable one.

@@ -21,50 +21,7 @@ use std::path::Path;
 /// Exit code of `update-image` when there is nothing to apply.
 pub const EXIT_NOTHING_TO_APPLY: i32 = 3;
 
-/// A command line given as one flag value, split on whitespace: `updog`, or
-/// `/usr/bin/updog --log-level warn`. No quoting: arguments cannot contain spaces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandLine {
-    argv: Vec<String>,
-}
-
-impl std::str::FromStr for CommandLine {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        let argv: Vec<String> = text.split_whitespace().map(str::to_string).collect();
-        if argv.is_empty() {
-            return Err("the command is empty; give a program and its arguments".to_string());
-        }
-        Ok(CommandLine { argv })
-    }
-}
-
-impl std::fmt::Display for CommandLine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.argv.join(" "))
-    }
-}
-
-impl CommandLine {
-    /// A command line from a constant known not to be empty.
-    pub fn from_static(text: &'static str) -> CommandLine {
-        CommandLine {
-            argv: text.split_whitespace().map(str::to_string).collect(),
-        }
-    }
-
-    /// The program to run.
-    pub fn program(&self) -> &str {
-        &self.argv[0]
-    }
-
-    /// A process for this command line with `extra` arguments appended.
-    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, extra: &[S]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&self.argv[0]);
-        cmd.args(&self.argv[1..]).args(extra);
-        cmd
-    }
-}
+pub use crate::command::CommandLine;
 
 pub fn status_args() -> Vec<String> {
     vec!["--json".into(), "status".into()]
@@ -192,17 +149,6 @@ fn describe_bad_json(what: &str, stdout: &[u8], e: &serde_json::Error) -> String
 #[cfg(test)]
 mod test {
     use super::*;
-
-    #[test]
-    fn command_lines_split_on_whitespace() {
-        let c: CommandLine = " /usr/bin/updog  --log-level warn ".parse().unwrap();
-        assert_eq!(c.program(), "/usr/bin/updog");
-        assert_eq!(c.to_string(), "/usr/bin/updog --log-level warn");
-        let cmd = c.command(&status_args());
-        let args: Vec<_> = cmd.as_std().get_args().collect();
-        assert_eq!(args, ["--log-level", "warn", "--json", "status"]);
-        assert!("  ".parse::<CommandLine>().is_err());
-    }
 
     #[test]
     fn prepare_passes_version_progress_and_downgrade() {
