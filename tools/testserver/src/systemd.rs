@@ -10,6 +10,12 @@
 //! needs root (CAP_SYS_ADMIN); without it, or without systemd installed, [`UserManager::start`]
 //! returns `None` after a notice, and panics under CI.
 //!
+//! On a host without systemd as PID 1, every manager started this way lives in the test
+//! process's cgroup, and two of them would manage the same cgroup paths (the same unit in two
+//! tests: one manager's cleanup removes the other's cgroup, and a unit hangs in
+//! `deactivating`). So one manager runs at a time on the machine: [`UserManager::start`] takes
+//! an exclusive lock on [`LOCK_PATH`] and the manager holds it until dropped.
+//!
 //! systemctl finds the manager through `XDG_RUNTIME_DIR` ([`UserManager::env`]): a server
 //! that should read it gets that variable and `--systemctl "systemctl --user"`.
 
@@ -21,10 +27,16 @@ use std::time::{Duration, Instant};
 /// How long the manager may take to come up, and to stop.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The lock that keeps test user managers one at a time, across threads and processes.
+pub const LOCK_PATH: &str = "/tmp/ballast-test-user-manager.lock";
+
 /// A running user manager; stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct UserManager {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Held while the manager runs (released after it has stopped: fields drop in order, and
+    /// `Drop::drop` stops the manager before any field is dropped).
+    _lock: std::fs::File,
 }
 
 impl UserManager {
@@ -37,6 +49,14 @@ impl UserManager {
                 return None;
             }
         }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(LOCK_PATH)
+            .unwrap_or_else(|e| panic!("cannot open {LOCK_PATH}: {e}"));
+        lock.lock()
+            .unwrap_or_else(|e| panic!("cannot lock {LOCK_PATH}: {e}"));
         let dir = tempfile::tempdir().expect("tempdir");
         let runtime = dir.path().join("runtime");
         std::fs::create_dir(&runtime).unwrap();
@@ -70,6 +90,7 @@ impl UserManager {
         let mut manager = UserManager {
             dir,
             child: Some(child),
+            _lock: lock,
         };
         let start = Instant::now();
         while start.elapsed() < TIMEOUT {

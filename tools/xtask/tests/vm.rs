@@ -96,8 +96,52 @@ fn dev_boots_and_its_api_works_from_the_host() {
     assert!(
         entries.iter().all(|e| e["unit"] == "apiserver.service"
             || (e["unit"] == "init.scope"
-                && e["message"].as_str().is_some_and(|m| m.contains("apiserver.service")))),
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("apiserver.service")))),
         "{json}"
+    );
+
+    // The node's state in one answer (issue 17): units, the A/B state from signpost, versions.
+    let status: serde_json::Value =
+        serde_json::from_str(&apiclient(&node, &["status", "--json"])).unwrap();
+    println!("dev: units {}", status["units"]["by_active_state"]);
+    assert!(
+        status["units"]["total"].as_u64().unwrap_or(0) > 10,
+        "{status:#}"
+    );
+    assert_eq!(
+        status["units"]["failed"],
+        serde_json::json!([]),
+        "{status:#}"
+    );
+    assert_eq!(status["boot"]["active"], "A", "{status:#}");
+    assert_eq!(
+        status["os"]["version_id"],
+        built.manifest.version.as_str(),
+        "{status:#}"
+    );
+    assert!(status["update"].get("error").is_none(), "{status:#}");
+    let text = apiclient(&node, &["status"]);
+    assert!(
+        text.contains(" units active") && text.contains("Boot: running set A"),
+        "{text}"
+    );
+
+    // The audit trail: the motd set above, with who asked (root, through the API bridge).
+    let audit = apiclient(&node, &["audit", "--json"]);
+    let entries: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        entries.iter().any(|e| e["method"] == "PATCH"
+            && e["status"].as_u64().is_some_and(|s| s < 300)
+            && e["caller"]["uid"] == 0
+            && e["changes"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["key"] == "settings.motd"))),
+        "{audit}"
     );
 }
 
