@@ -229,6 +229,21 @@ fn node_has_no_shell_and_its_api_answers() {
         !node.vm.console_log().contains("login:"),
         "node must offer no login"
     );
+    // Without a shell, the console shows the node's state once it has booted (`apiclient
+    // status`, issue 17): every unit active, none failed, and the A/B state.
+    node.vm
+        .wait_for_console(" units active (", BOOT_TIMEOUT)
+        .unwrap();
+    let console = node.vm.console_log();
+    let summary = console
+        .lines()
+        .find(|l| l.contains(" units active ("))
+        .unwrap_or_default();
+    assert!(summary.contains(", 0 failed)"), "{summary}\n{console}");
+    assert!(!console.contains("FAILED "), "{console}");
+    node.vm
+        .wait_for_console("Boot: running set A", Duration::from_secs(30))
+        .unwrap();
 }
 
 fn partition(built: &Built, name: &str) -> (u64, u64) {
