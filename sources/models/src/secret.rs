@@ -171,7 +171,10 @@ mod tests {
             redact_stored_value("settings.host-containers.a.user-data", "\"eA==\"", "R"),
             "\"R\""
         );
-        assert_eq!(redact_stored_value("settings.motd", "\"hi\"", "R"), "\"hi\"");
+        assert_eq!(
+            redact_stored_value("settings.motd", "\"hi\"", "R"),
+            "\"hi\""
+        );
         let parent = redact_stored_value(
             "settings.host-containers.a",
             r#"{"source":"s","user-data":"eA=="}"#,

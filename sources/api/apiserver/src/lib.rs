@@ -192,6 +192,7 @@ pub mod logs;
 pub mod node_status;
 pub mod openapi;
 pub mod server;
+pub mod support_bundle;
 pub mod units;
 pub mod updates;
 
@@ -216,6 +217,8 @@ pub struct ServerConfig {
     pub audit: audit::AuditConfig,
     /// What `GET /units` and `GET /status` run: systemctl and signpost.
     pub node: node_status::NodeConfig,
+    /// Where `GET /support-bundle` reads the node's files.
+    pub bundle: support_bundle::BundleConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
 }
@@ -237,6 +240,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         journal: Arc::new(config.journal.clone()),
         audit,
         node: Arc::new(config.node.clone()),
+        bundle: Arc::new(config.bundle.clone()),
     };
     let (app, _) = server::router(state);
     let shutdown = shutdown_signal();
