@@ -6,7 +6,9 @@
 //!
 //! The server reads `/proc` through `--support-root`, a directory whose `proc` is the host's
 //! and which has no `etc/resolv.conf` and no `dev/kmsg`: those two parts must be missing, with
-//! their errors in the manifest. The journal part needs systemd-journal-remote to write a
+//! their errors in the manifest. The units come from a systemd user manager of the test's
+//! own (`testserver::systemd`); where none can run, the units part must be an error that
+//! names systemctl. The journal part needs systemd-journal-remote to write a
 //! journal; without it that check is skipped with a notice (and fails under `CI=true`).
 
 use api_types::support_bundle::{Manifest, MANIFEST_NAME};
@@ -118,8 +120,16 @@ fn the_bundle_holds_every_part_and_no_secret() {
     let mut server = TestServer::start();
     let root = partial_root(server.dir.path());
     server.extra_args = vec!["--support-root".into(), root.display().to_string()];
-    server.kill();
-    server.spawn();
+    // A systemd user manager for the units, when this host can run one; else the host's
+    // systemctl, which has no systemd to ask here and makes the units part an error.
+    let manager = testserver::systemd::UserManager::start();
+    match &manager {
+        Some(manager) => server.use_manager(manager),
+        None => {
+            server.kill();
+            server.spawn();
+        }
+    }
     set_secrets(&server);
     let journal = write_boots(&server);
 
@@ -150,7 +160,6 @@ fn the_bundle_holds_every_part_and_no_secret() {
     }
     let mut expected = vec![
         "status.json",
-        "units.json",
         "settings.json",
         "history.json",
         "audit.jsonl",
@@ -165,6 +174,9 @@ fn the_bundle_holds_every_part_and_no_secret() {
     ];
     if journal {
         expected.push("journal.jsonl");
+    }
+    if manager.is_some() {
+        expected.push("units.json");
     }
     for part in &expected {
         assert!(
@@ -252,6 +264,10 @@ fn the_bundle_holds_every_part_and_no_secret() {
     );
     assert!(error_of("kmsg.txt").unwrap().contains("dev/kmsg"));
     assert!(error_of("settings.json").is_none());
+    if manager.is_none() {
+        let units = error_of("units.json").expect("no systemd to list units");
+        assert!(units.contains("systemctl"), "{units}");
+    }
     assert!(read("mountinfo.txt").contains(" - "));
     assert!(read("disk-usage.txt").starts_with("type"));
 
