@@ -419,21 +419,21 @@ fn disk_usage(mountinfo: &str) -> String {
     for mount in parse_mountinfo(mountinfo) {
         match nix::sys::statvfs::statvfs(mount.point.as_str()) {
             Ok(st) => {
-                let blocks = st.blocks() as u64;
+                let blocks = st.blocks();
                 if blocks == 0 {
                     continue;
                 }
-                let unit = st.fragment_size() as u64;
+                let unit = st.fragment_size();
                 let size = blocks * unit;
-                let used = blocks.saturating_sub(st.blocks_free() as u64) * unit;
-                let avail = st.blocks_available() as u64 * unit;
+                let used = blocks.saturating_sub(st.blocks_free()) * unit;
+                let avail = st.blocks_available() * unit;
                 let pct = if used + avail == 0 {
                     0
                 } else {
                     (used * 100).div_ceil(used + avail)
                 };
-                let files = st.files() as u64;
-                let iused = files.saturating_sub(st.files_free() as u64);
+                let files = st.files();
+                let iused = files.saturating_sub(st.files_free());
                 out.push_str(&format!(
                     "{:<12} {size:>14} {used:>14} {avail:>14} {pct:>4}% {files:>10} {iused:>10} {:<24} {}\n",
                     mount.fstype, mount.source, mount.point
