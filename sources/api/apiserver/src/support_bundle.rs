@@ -212,7 +212,9 @@ pub async fn collect(state: &AppState) -> Bundle {
         Part::new(
             "journal.jsonl",
             format!("the journal of the current boot, its newest {JOURNAL_LINES} entries at most, one JSON entry per line (as GET /logs)"),
-            journal.map_err(message).and_then(|e| json_lines(&e)),
+            journal
+                .map_err(|e| format!("cannot read the journal of the current boot: {}", e.message))
+                .and_then(|e| json_lines(&e)),
         ),
         Part::new(
             "status.json",
