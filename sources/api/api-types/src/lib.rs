@@ -9,7 +9,8 @@
 //! (`POST /tx/dry-run`, produced by thar-be-settings, passed on by the API server, printed by
 //! apiclient), the journal's entries (`GET /logs`, see [`logs`]), the audit trail (`GET
 //! /audit`, see [`audit`]) and the node's state (`GET /units` and `GET /status`, see
-//! [`status`], with the A/B boot state that `signpost status --json` prints, see [`boot`]).
+//! [`status`], with the A/B boot state that `signpost status --json` prints, see [`boot`]), and
+//! the support bundle's manifest (`GET /support-bundle`, see [`support_bundle`]).
 //! Each used to be declared
 //! on both sides, and the copies drifted (the status document's `exit_status` was an `i32` in
 //! the server and an `i64` in the client). This crate
@@ -49,5 +50,6 @@ pub mod history;
 pub mod logs;
 pub mod preview;
 pub mod status;
+pub mod support_bundle;
 pub mod update;
 pub mod updater;

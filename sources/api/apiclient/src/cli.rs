@@ -6,7 +6,9 @@
 use crate::error::{self, Result};
 use crate::get::GetRequest;
 use crate::set::{KeyPair, SettingsInput};
-use crate::{apply, audit, get, history, logs, raw_request, set, status, tx, update};
+use crate::{
+    apply, audit, get, history, logs, raw_request, set, status, support_bundle, tx, update,
+};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use constants::API_SOCKET;
 use serde_json::{Map, Value};
@@ -91,6 +93,9 @@ pub enum Command {
     /// Show the node's state: failed units with their last journal entries, how many units
     /// are active, the A/B boot state, the running version and the update state.
     Status(StatusArgs),
+    /// Save the node's support bundle (journal, status, units, settings and history with
+    /// secrets replaced, audit trail, mounts, disks, network, kernel log) as a .tar.gz file.
+    SupportBundle(SupportBundleArgs),
     /// Check for, apply or cancel an OS update.
     Update(UpdateArgs),
     /// Reboot the node (refused while an update action runs).
@@ -184,6 +189,17 @@ pub struct StatusArgs {
     /// Print the server's JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SupportBundleArgs {
+    /// Where to write the archive (a .tar.gz file), or `-` for stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -422,6 +438,21 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
             audit::audit(socket, &options, out).await?;
         }
         Command::Status(args) => status::status(socket, args.json, out).await?,
+        Command::SupportBundle(args) => {
+            let destination = support_bundle::Destination::from_arg(&args.output);
+            let size =
+                support_bundle::support_bundle(socket, &destination, args.force, out).await?;
+            match destination {
+                support_bundle::Destination::File(path) => {
+                    write_out(
+                        out,
+                        format!("{} ({size} bytes)\n", path.display()).as_bytes(),
+                    )?;
+                }
+                // The archive is on stdout: the line goes to stderr.
+                support_bundle::Destination::Out => eprintln!("wrote {size} bytes to stdout"),
+            }
+        }
 
         Command::Undo(args) => {
             let body = history::undo(socket, args.id.as_deref()).await?;

@@ -261,6 +261,25 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    // ---- support bundle ---------------------------------------------------------------------
+    #[snafu(display(
+        "{} already exists; give another -o FILE, or --force to replace it",
+        path.display()
+    ))]
+    BundleExists { path: PathBuf },
+
+    #[snafu(display("Failed to write the support bundle to {}: {source}", path.display()))]
+    WriteBundle {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[snafu(display(
+        "The server's support bundle is not a gzip archive (it began with {start:02x?}); is the \
+         API server older than this apiclient?"
+    ))]
+    BundleNotGzip { start: Vec<u8> },
+
     // ---- update -----------------------------------------------------------------------------
     #[snafu(display(
         "The server's update status has an unexpected shape ({source}); is the API server older \

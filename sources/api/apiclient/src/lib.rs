@@ -37,7 +37,8 @@
 //! JSON object, [`apply`] reads whole TOML/JSON settings documents, [`history`] lists and undoes
 //! committed changes, [`logs`] reads (and follows) the journal, [`audit`] shows the API's audit
 //! trail, [`status`] shows the node's state (failed units with their last entries, units, A/B
-//! boot state, versions, update state), [`update`] drives the update API, and [`tx`] holds the
+//! boot state, versions, update state), [`support_bundle`] saves the node's support bundle,
+//! [`update`] drives the update API, and [`tx`] holds the
 //! transaction helpers they share.
 //!
 //! ## Command line
@@ -55,6 +56,8 @@
 //!                                    who changed what through the API, one line per request
 //!   status [--json]                  failed units with their last entries, then units active,
 //!                                    A/B boot state, version and update state
+//!   support-bundle -o FILE|- [--force]
+//!                                    the node's support bundle (secrets replaced) to FILE
 //!   undo [ID]                        revert the last (or the given) committed change
 //!   update check [--timeout D]       look for updates; print the update status (JSON)
 //!   update apply [-c] [-r] [--timeout D]
@@ -110,6 +113,7 @@ pub mod logs;
 pub mod preview;
 pub mod set;
 pub mod status;
+pub mod support_bundle;
 pub mod tx;
 pub mod update;
 

@@ -165,13 +165,15 @@ fn cut(text: &str, max: usize) -> String {
     }
 }
 
-/// Whether a request is recorded: every method that may change something. `POST /tx/dry-run`
-/// only reads.
+/// Whether a request is recorded: every method that may change something (`POST /tx/dry-run`
+/// only reads), and `GET /support-bundle`, which changes nothing but hands out the node's
+/// logs and state.
 pub fn is_audited(method: &Method, path: &str) -> bool {
-    !(method == Method::GET
-        || method == Method::HEAD
-        || method == Method::OPTIONS
-        || (method == Method::POST && path == "/tx/dry-run"))
+    (method == Method::GET && path == api_types::support_bundle::PATH)
+        || !(method == Method::GET
+            || method == Method::HEAD
+            || method == Method::OPTIONS
+            || (method == Method::POST && path == "/tx/dry-run"))
 }
 
 /// The path and query as recorded: parameters in [`RECORDED_PARAMS`] keep their values, any
@@ -577,6 +579,8 @@ mod tests {
         assert!(is_audited(&Method::PUT, "/updates/daemon"));
         assert!(!is_audited(&Method::GET, "/settings"));
         assert!(!is_audited(&Method::POST, "/tx/dry-run"));
+        assert!(is_audited(&Method::GET, "/support-bundle"));
+        assert!(!is_audited(&Method::GET, "/support-bundle/x"));
     }
 
     #[test]

@@ -85,7 +85,7 @@
 //! ## Audit
 //!
 //! Every request that may change something (any method but GET, HEAD and OPTIONS, except
-//! `POST /tx/dry-run`) is recorded once its answer is ready, whatever its status (see
+//! `POST /tx/dry-run`), and `GET /support-bundle`, which hands out the node's state, is recorded once its answer is ready, whatever its status (see
 //! [`audit`]): the caller's uid, gid and pid from the connection's `SO_PEERCRED` (read once per
 //! connection in [`listen`] and put on each request as an extension) with the program from
 //! `/proc/PID/comm`, the method and path (query values of unknown parameters replaced), the
@@ -107,6 +107,16 @@
 //! the update status the server keeps. A part that cannot be read is `{"error": ...}` in its
 //! place, never a failed request. Flags: `--systemctl` (default `systemctl`) and
 //! `--signpost-command` (default `signpost`), both split on spaces like `--updater-command`.
+//!
+//! ## Support bundle
+//!
+//! `GET /support-bundle` (see [`support_bundle`]) answers with a gzip-compressed tar archive:
+//! the journal of the current boot, the `GET /status` and `GET /units` documents, the settings
+//! and the settings history with every secret value replaced ([`models::secret::redact_tree`]),
+//! the audit trail, mounts and their disk usage, network state, the kernel's command line,
+//! version and log, and a `MANIFEST.json` with each part's size or the error that kept it out.
+//! It is audited although it is a GET. `--support-root` (default `/`) is where `/proc`, `/etc`
+//! and `/dev` are read.
 //!
 //! ## Connections and limits
 //!
@@ -176,6 +186,13 @@
 //!   which matches the unit's own processes (`_SYSTEMD_UNIT`) and systemd's messages about
 //!   it; unit names holding glob characters or `\x` escapes may match less. A failed user
 //!   unit (under `user@.service`) is not listed: only the system manager's units are asked.
+//! - The support bundle is built in memory (up to about 16 MiB of journal, 4 MiB per file read,
+//!   4 MiB of kernel log) before the first byte is sent, and a stuck mount point would hold
+//!   its `statvfs` (and the request) as long as the mount stays stuck. Its journal is the
+//!   newest boot in the journal (journalctl's `--boot=0`), the node's current one. Network
+//!   state is the server's own network namespace. Values are redacted by key (the settings
+//!   model's list): a secret pasted into a setting that is not on the list, or into a unit's
+//!   log line, is not found. Age encryption (`?recipient=`) is not implemented.
 //! - The document's patterns describe a subset of what the server takes where a regular
 //!   expression cannot say it all: quoted key segments of printable ASCII only, URLs without
 //!   query strings, PEM bundles that start with a certificate, and no list or map values in
@@ -192,6 +209,7 @@ pub mod logs;
 pub mod node_status;
 pub mod openapi;
 pub mod server;
+pub mod support_bundle;
 pub mod units;
 pub mod updates;
 
@@ -216,6 +234,8 @@ pub struct ServerConfig {
     pub audit: audit::AuditConfig,
     /// What `GET /units` and `GET /status` run: systemctl and signpost.
     pub node: node_status::NodeConfig,
+    /// Where `GET /support-bundle` reads the node's files.
+    pub bundle: support_bundle::BundleConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
 }
@@ -237,6 +257,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         journal: Arc::new(config.journal.clone()),
         audit,
         node: Arc::new(config.node.clone()),
+        bundle: Arc::new(config.bundle.clone()),
     };
     let (app, _) = server::router(state);
     let shutdown = shutdown_signal();

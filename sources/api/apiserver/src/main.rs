@@ -60,6 +60,9 @@ struct Args {
     /// on spaces (e.g. "signpost --disk disk.img --active A").
     #[arg(long, default_value = "signpost")]
     signpost_command: CommandLine,
+    /// The directory GET /support-bundle reads /proc, /etc and /dev under (`/` on a node).
+    #[arg(long, default_value = "/")]
+    support_root: PathBuf,
     /// Also record readiness in the kernel log (/dev/kmsg), so the boot timeline in `dmesg`
     /// shows when the API started answering.
     #[arg(long)]
@@ -134,6 +137,9 @@ async fn run() -> ExitCode {
         node: apiserver::node_status::NodeConfig {
             systemctl: args.systemctl,
             signpost: args.signpost_command,
+        },
+        bundle: apiserver::support_bundle::BundleConfig {
+            root: args.support_root,
         },
         kmsg_ready: args.kmsg_ready,
     };

@@ -79,10 +79,21 @@ pub async fn read(state: &crate::server::AppState) -> NodeStatus {
         boot_state(&state.node.signpost),
         state.updates.status(),
     );
+    assemble(units.map(UnitsSummary::of), boot, update, &state.os_release)
+}
+
+/// The document from its parts, as read (the os-release file is read here): for a caller
+/// that reads the units anyway (the support bundle), so systemctl runs once.
+pub fn assemble(
+    units: Result<UnitsSummary, ApiError>,
+    boot: Result<BootState, ApiError>,
+    update: Result<api_types::update::UpdateStatus, ApiError>,
+    os_release: &Path,
+) -> NodeStatus {
     NodeStatus {
-        units: part(units.map(UnitsSummary::of)),
+        units: part(units),
         boot: part(boot),
-        os: part(running_os(&state.os_release)),
+        os: part(running_os(os_release)),
         update: part(update),
     }
 }

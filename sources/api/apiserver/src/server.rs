@@ -52,6 +52,8 @@ pub struct AppState {
     pub audit: Arc<crate::audit::AuditLog>,
     /// What GET /units and GET /status run.
     pub node: Arc<crate::node_status::NodeConfig>,
+    /// Where GET /support-bundle reads the node's files.
+    pub bundle: Arc<crate::support_bundle::BundleConfig>,
 }
 
 #[derive(OpenApi)]
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> (Router, Value) {
             .routes(routes!(get_audit))
             .routes(routes!(get_units))
             .routes(routes!(get_status))
+            .routes(routes!(get_support_bundle))
             .routes(routes!(get_openapi))
             .with_state(state)
             .split_for_parts();
@@ -476,7 +479,7 @@ fn history_entry(r: datastore::CommitRecord) -> HistoryEntry {
 /// from the page cache, cheaper than handing it to a blocking thread and back (that hand-off was
 /// most of the cost of a single-key GET). When a writer holds the lock (a commit waiting for
 /// the disk), the read waits on a blocking thread instead, never on an async one.
-async fn read<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
+pub(crate) async fn read<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&(dyn DataStore + Send + Sync)) -> Result<T, ApiError> + Send + 'static,
@@ -962,8 +965,21 @@ async fn get_configuration_files(
 /// The settings history, oldest first: every commit with its changed keys, old and new values.
 #[utoipa::path(get, path = "/history", responses((status = 200, body = Vec<HistoryEntry>)))]
 async fn get_history(State(state): State<AppState>) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
-    let records = read(&state, |ds| Ok(ds.history()?)).await?;
-    Ok(Json(records.into_iter().map(history_entry).collect()))
+    Ok(Json(history(&state).await?))
+}
+
+/// The settings history as `GET /history` answers it.
+pub(crate) async fn history(state: &AppState) -> Result<Vec<HistoryEntry>, ApiError> {
+    let records = read(state, |ds| Ok(ds.history()?)).await?;
+    Ok(records.into_iter().map(history_entry).collect())
+}
+
+/// The live settings as `GET /settings` answers them (without the outer "settings").
+pub(crate) async fn live_settings(state: &AppState) -> Result<Value, ApiError> {
+    read(state, |ds| {
+        controller::get_tree(ds, "settings", &Committed::Live)
+    })
+    .await
 }
 
 /// Reverts a commit as a new commit, then applies the keys it changed. Without `id` it reverts
@@ -1169,6 +1185,69 @@ async fn get_units(
     responses((status = 200, description = "Each part, or {\"error\": ...} in its place", body = api_types::status::NodeStatus)))]
 async fn get_status(State(state): State<AppState>) -> Json<api_types::status::NodeStatus> {
     Json(crate::node_status::read(&state).await)
+}
+
+// ---- the support bundle ----
+
+/// The query of GET /support-bundle: none yet; an unknown parameter is a 400.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportBundleQuery {}
+
+query_params!(SupportBundleQuery {});
+
+/// The answer of GET /support-bundle in the document: bytes (a gzip-compressed tar archive).
+pub struct SupportBundleArchive;
+
+impl utoipa::PartialSchema for SupportBundleArchive {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
+                utoipa::openapi::schema::KnownFormat::Binary,
+            )))
+            .description(Some("A gzip-compressed tar archive"))
+            .into()
+    }
+}
+
+impl ToSchema for SupportBundleArchive {}
+
+/// A support bundle (Ballast only): a gzip-compressed tar archive whose one directory,
+/// ballast-support-HOSTNAME-UTCTIME/, holds the journal of the current boot (newest 20000
+/// entries), the node's status, the units, the settings and the settings history with every
+/// secret value replaced by "REDACTED", the audit trail, the mounts and their disk usage, the
+/// network state, the kernel's command line, version and log, and MANIFEST.json listing each
+/// part with its size or the error that kept it out. A part that cannot be read leaves the
+/// answer a 200. Recorded in the audit trail, although it changes nothing.
+#[utoipa::path(get, path = "/support-bundle", params(SupportBundleQuery),
+    responses((status = 200, description = "The archive (Content-Disposition names its file)",
+                content((SupportBundleArchive = "application/gzip"))),
+              (status = 500, description = "The archive could not be written", body = ErrorBody)))]
+async fn get_support_bundle(
+    State(state): State<AppState>,
+    ApiQuery(_): ApiQuery<SupportBundleQuery>,
+) -> Result<Response, ApiError> {
+    let bundle = crate::support_bundle::collect(&state).await;
+    let file = format!("{}.tar.gz", bundle.top);
+    let archive = tokio::task::spawn_blocking(move || bundle.archive())
+        .await
+        .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("cannot write the support bundle: {e}")))?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                api_types::support_bundle::CONTENT_TYPE.to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        archive,
+    )
+        .into_response())
 }
 
 /// This document.

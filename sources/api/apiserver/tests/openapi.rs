@@ -61,6 +61,7 @@ fn openapi_document_matches_the_server() {
         "/logs",
         "/units",
         "/status",
+        "/support-bundle",
         "/openapi.json",
     ] {
         assert!(paths.contains_key(must), "{must} is not documented");
