@@ -143,6 +143,31 @@ fn dev_boots_and_its_api_works_from_the_host() {
                 .is_some_and(|c| c.iter().any(|c| c["key"] == "settings.motd"))),
         "{audit}"
     );
+
+    // A support bundle of the booted node: a tarball real tar reads, with its manifest and
+    // the node's journal, status and settings.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.tar.gz");
+    apiclient(&node, &["support-bundle", "-o", bundle.to_str().unwrap()]);
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(&bundle)
+        .output()
+        .expect("run tar");
+    assert!(listing.status.success(), "tar cannot read the bundle");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for part in [
+        "MANIFEST.json",
+        "journal.jsonl",
+        "status.json",
+        "settings.json",
+        "mountinfo.txt",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.ends_with(&format!("/{part}"))),
+            "{part} missing from the bundle: {listing}"
+        );
+    }
 }
 
 /// An operator enlarges the disk: the init grows DATA and its filesystem to the new end.
