@@ -106,6 +106,11 @@ impl Step {
                 // GET /logs runs journalctl; its tests write journals with journal-remote.
                 "journalctl",
                 hosttools::JOURNAL_REMOTE,
+                // GET /units tests run a systemd user manager in a mount namespace; the support
+                // bundle's tests read the archive with tar and its headers with curl.
+                "unshare",
+                "tar",
+                "curl",
             ],
             Step::BenchVerity => &["veritysetup"],
             Step::Images => &["gpgv", hosttools::DEBIAN_KEYRING],
