@@ -6,6 +6,9 @@
 //! never finishes booting, refuses tampered repositories, and survives a power cut in the middle
 //! of writing an update. A setting the user set moves to its new name with the update (a signed
 //! migration run forward) and back with a rollback by hand (the same migration run backward).
+//! The update daemon takes an update by itself under policy `auto`, waits for a maintenance
+//! window and for a slot of a real FleetLock server (tools/fleetlock-server, reached at
+//! 10.0.2.101:80), and gives the slot back after the new boot succeeded.
 //! The A/B state is read on the host with `sgdisk -A` after each run.
 //!
 //! Needs the builds of `cargo xtask test`: dev at the default version, the next version, the
@@ -410,6 +413,189 @@ fn the_update_daemon_takes_an_update_by_itself_under_policy_auto() {
     power_off(node);
     let state = disk_flags(&run_dir(name));
     assert_eq!(state.boot_b, flags(2, 0, true), "{state:?}");
+}
+
+/// Where the guest finds the fleet lock server.
+const LOCK_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 101);
+
+/// A real FleetLock server (tools/fleetlock-server) on host loopback, in its own thread, with
+/// one slot per group and the given holders to start with.
+struct LockServer {
+    port: u16,
+    locks: std::sync::Arc<fleetlock_server::Locks>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl LockServer {
+    fn start(dir: &Path, holders: &str) -> LockServer {
+        let state = dir.join("fleetlock.json");
+        std::fs::write(&state, holders).unwrap();
+        let locks = std::sync::Arc::new(fleetlock_server::Locks::open(&state, 1).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        rt.spawn(fleetlock_server::serve(listener, locks.clone()));
+        LockServer { port, locks, rt }
+    }
+
+    fn holders(&self) -> fleetlock_server::Holders {
+        self.rt.block_on(self.locks.holders())
+    }
+
+    /// Gives back `id`'s slot, as that node would after its own update.
+    fn release(&self, id: &str) {
+        let params = fleetlock::ClientParams {
+            id: id.to_string(),
+            group: fleetlock::DEFAULT_GROUP.to_string(),
+        };
+        let url = format!("http://127.0.0.1:{}/", self.port);
+        self.rt
+            .block_on(fleetlock::steady_state(&url, &params))
+            .unwrap();
+    }
+}
+
+/// The daemon's part of the update status once `ok` holds for it, polling for `timeout`.
+fn wait_for_daemon(
+    node: &Node,
+    timeout: Duration,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = update_status(node);
+        if ok(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never reached {what}: {status:#}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Issue 18: under policy `auto`, a closed maintenance window holds the reboot back (the
+/// update is staged meanwhile), and so does a fleet lock whose only slot another node holds;
+/// once the slot is free the node takes it, reboots into the update, and gives the slot back
+/// after the new boot is marked successful.
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn a_closed_window_and_a_held_fleet_lock_hold_the_reboot_back() {
+    let current = built(&image::default_version());
+    let next = built(&image::later_version(1));
+    let dir = tempfile::tempdir().unwrap();
+    make_repo(
+        &dir.path().join("held"),
+        &image_keys(),
+        &[&next],
+        AddOptions::default(),
+    );
+    let served = ServedDir::start(dir.path()).unwrap();
+    let lock = LockServer::start(dir.path(), r#"{"default": ["another-node"]}"#);
+
+    let name = "test-window-lock";
+    let boot_node = |keep_disk: bool| {
+        let mut opts = BootOptions::new(name);
+        let mut net = network(&served);
+        net.guest_forwards
+            .push(vmtest::GuestForward::to_host_tcp(LOCK_ADDR, 80, lock.port));
+        opts.network = Some(net);
+        opts.keep_disk = keep_disk;
+        let mut node = Node::boot(&current, &opts).unwrap();
+        node.wait_for_api(BOOT_TIMEOUT).unwrap();
+        node
+    };
+    let mut node = boot_node(false);
+    wait_until_successful(&mut node);
+    use_repo(&node, "held");
+
+    // A window that opens in six hours (the guest's clock is the host's): staged, no reboot.
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let later = now
+        .checked_add(jiff::SignedDuration::from_hours(6))
+        .unwrap();
+    let window = |start: &jiff::Zoned| {
+        serde_json::json!({"updates": {"maintenance-windows": {"test": {
+            "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "start": start.strftime("%H:%M").to_string(),
+            "length": "2h"
+        }}}})
+        .to_string()
+    };
+    apiclient(&node, &["set", "--json", &window(&later)]);
+    apiclient(
+        &node,
+        &[
+            "set",
+            &format!("updates.fleet-lock.url=http://{LOCK_ADDR}/"),
+            "updates.policy=auto",
+        ],
+    );
+    let status = wait_for_daemon(
+        &node,
+        Duration::from_secs(300),
+        "a staged update waiting for its window",
+        |s| s["update_state"] == "Staged" && s["daemon"]["next_window"].is_string(),
+    );
+    assert_eq!(status["daemon"]["last_decision"], "wait", "{status:#}");
+    assert!(
+        node.vm.is_running(),
+        "the node rebooted with the window closed"
+    );
+
+    // The window opens (it started ten minutes ago), but the only slot is taken.
+    let earlier = now
+        .checked_sub(jiff::SignedDuration::from_mins(10))
+        .unwrap();
+    apiclient(&node, &["set", "--json", &window(&earlier)]);
+    let status = wait_for_daemon(
+        &node,
+        Duration::from_secs(180),
+        "waiting for the fleet lock",
+        |s| s["daemon"]["lock"] == "waiting",
+    );
+    println!("waiting for the lock: {}", status["daemon"]["reason"]);
+    assert_eq!(status["update_state"], "Staged", "{status:#}");
+    std::thread::sleep(Duration::from_secs(20));
+    assert!(node.vm.is_running(), "the node rebooted without the lock");
+    assert_eq!(
+        lock.holders()["default"].iter().collect::<Vec<_>>(),
+        ["another-node"]
+    );
+
+    // The other node gives its slot back: this one takes it and reboots into the update.
+    lock.release("another-node");
+    node.vm
+        .wait_for_exit(Duration::from_secs(600))
+        .expect("the daemon should reboot the node once it holds the lock");
+    drop(node);
+    let held = lock.holders();
+    assert_eq!(held["default"].len(), 1, "{held:?}");
+    assert!(!held["default"].contains("another-node"), "{held:?}");
+
+    // The new boot is marked successful, then the slot is given back.
+    let mut node = boot_node(true);
+    assert_eq!(os_version(&node), next.manifest.version);
+    wait_until_successful(&mut node);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while lock.holders().get("default").is_some_and(|h| !h.is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "the slot was never given back: {:?} {:#}",
+            lock.holders(),
+            update_status(&node)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    power_off(node);
 }
 
 #[test]
