@@ -456,8 +456,21 @@ impl VmConfig {
                     fwd.host_port, fwd.guest_port
                 ));
             }
+            let mut ports = std::collections::BTreeSet::new();
             for fwd in &net.guest_forwards {
                 check_opt_value("guest forward target", &fwd.target)?;
+                // QEMU names each forward's character device after its guest port only, so two
+                // forwards on one port (even to different addresses) refuse to start.
+                if !ports.insert(fwd.guest_port) {
+                    return InvalidConfigSnafu {
+                        reason: format!(
+                            "two guest forwards use guest port {}; QEMU cannot run both \
+                             (give each its own port)",
+                            fwd.guest_port
+                        ),
+                    }
+                    .fail();
+                }
                 netdev.push_str(&format!(
                     ",guestfwd=tcp:{}:{}-{}",
                     fwd.guest_addr, fwd.guest_port, fwd.target
@@ -600,6 +613,21 @@ mod tests {
             target: "cmd:a,b".into(),
         });
         assert!(cfg.qemu_args(None).is_err());
+    }
+
+    #[test]
+    fn rejects_two_guest_forwards_on_one_port() {
+        let one =
+            |last: u8, port: u16| GuestForward::to_host_tcp(Ipv4Addr::new(10, 0, 2, last), port, 9);
+        let cfg = VmConfig::direct("/k", None, "")
+            .guest_forward(one(100, 80))
+            .guest_forward(one(101, 80));
+        let err = cfg.qemu_args(None).unwrap_err().to_string();
+        assert!(err.contains("guest port 80"), "{err}");
+        let cfg = VmConfig::direct("/k", None, "")
+            .guest_forward(one(100, 80))
+            .guest_forward(one(101, 8080));
+        assert!(cfg.qemu_args(None).is_ok());
     }
 
     #[test]

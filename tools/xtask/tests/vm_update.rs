@@ -8,7 +8,7 @@
 //! migration run forward) and back with a rollback by hand (the same migration run backward).
 //! The update daemon takes an update by itself under policy `auto`, waits for a maintenance
 //! window and for a slot of a real FleetLock server (tools/fleetlock-server, reached at
-//! 10.0.2.101:80), and gives the slot back after the new boot succeeded.
+//! 10.0.2.101:8080), and gives the slot back after the new boot succeeded.
 //! The A/B state is read on the host with `sgdisk -A` after each run.
 //!
 //! Needs the builds of `cargo xtask test`: dev at the default version, the next version, the
@@ -415,8 +415,10 @@ fn the_update_daemon_takes_an_update_by_itself_under_policy_auto() {
     assert_eq!(state.boot_b, flags(2, 0, true), "{state:?}");
 }
 
-/// Where the guest finds the fleet lock server.
+/// Where the guest finds the fleet lock server (its own port: QEMU names a guest forward's
+/// device after the guest port alone, so two forwards cannot share port 80).
 const LOCK_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 101);
+const LOCK_PORT: u16 = 8080;
 
 /// A real FleetLock server (tools/fleetlock-server) on host loopback, in its own thread, with
 /// one slot per group and the given holders to start with.
@@ -505,8 +507,9 @@ fn a_closed_window_and_a_held_fleet_lock_hold_the_reboot_back() {
     let boot_node = |keep_disk: bool| {
         let mut opts = BootOptions::new(name);
         let mut net = network(&served);
-        net.guest_forwards
-            .push(vmtest::GuestForward::to_host_tcp(LOCK_ADDR, 80, lock.port));
+        net.guest_forwards.push(vmtest::GuestForward::to_host_tcp(
+            LOCK_ADDR, LOCK_PORT, lock.port,
+        ));
         opts.network = Some(net);
         opts.keep_disk = keep_disk;
         let mut node = Node::boot(&current, &opts).unwrap();
@@ -535,7 +538,7 @@ fn a_closed_window_and_a_held_fleet_lock_hold_the_reboot_back() {
         &node,
         &[
             "set",
-            &format!("updates.fleet-lock.url=http://{LOCK_ADDR}/"),
+            &format!("updates.fleet-lock.url=http://{LOCK_ADDR}:{LOCK_PORT}/"),
             "updates.policy=auto",
         ],
     );
