@@ -357,64 +357,6 @@ fn update_through_the_api_boots_the_new_version_from_b_with_settings_kept() {
     assert_eq!(state.boot_b, flags(2, 0, true), "{state:?}");
 }
 
-/// Issue 18: under policy `auto` (no window, no lock) the update daemon takes a published
-/// update by itself: it checks, stages, reboots into it, and the new boot is marked successful,
-/// with no update call from anyone. A pause holds it back until resumed.
-#[test]
-#[ignore = "boots a VM; run by `cargo xtask test`"]
-fn the_update_daemon_takes_an_update_by_itself_under_policy_auto() {
-    let current = built(&image::default_version());
-    let next = built(&image::later_version(1));
-    let dir = tempfile::tempdir().unwrap();
-    make_repo(
-        &dir.path().join("auto"),
-        &image_keys(),
-        &[&next],
-        AddOptions::default(),
-    );
-    let served = ServedDir::start(dir.path()).unwrap();
-
-    let name = "test-daemon";
-    let mut node = boot(&current, name, &served, false);
-    wait_until_successful(&mut node);
-    use_repo(&node, "auto");
-    // Paused first: the daemon reports the pause and does nothing.
-    apiclient(&node, &["update", "pause"]);
-    apiclient(&node, &["set", "updates.policy=auto"]);
-    let deadline = Instant::now() + Duration::from_secs(150);
-    loop {
-        let status = update_status(&node);
-        let daemon = &status["daemon"];
-        if daemon["policy"] == "auto" {
-            assert_eq!(daemon["paused"], "indefinite", "{status:#}");
-            assert_eq!(daemon["last_decision"], "wait", "{status:#}");
-            assert!(status["most_recent_command"].is_null(), "{status:#}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon never reported policy auto: {status:#}"
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    // Resumed: it checks, stages and reboots by itself (QEMU exits on the reboot).
-    apiclient(&node, &["update", "resume"]);
-    node.vm
-        .wait_for_exit(Duration::from_secs(600))
-        .expect("the daemon should reboot the node into the update");
-    drop(node);
-
-    let mut node = boot(&current, name, &served, true);
-    assert_eq!(os_version(&node), next.manifest.version);
-    wait_until_successful(&mut node);
-    let status = update_status(&node);
-    assert_eq!(status["update_state"], "Idle", "{status:#}");
-    assert!(status["failed_update"].is_null(), "{status:#}");
-    power_off(node);
-    let state = disk_flags(&run_dir(name));
-    assert_eq!(state.boot_b, flags(2, 0, true), "{state:?}");
-}
-
 /// Where the guest finds the fleet lock server (its own port: QEMU names a guest forward's
 /// device after the guest port alone, so two forwards cannot share port 80).
 const LOCK_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 101);
@@ -484,10 +426,11 @@ fn wait_for_daemon(
     }
 }
 
-/// Issue 18: under policy `auto`, a closed maintenance window holds the reboot back (the
-/// update is staged meanwhile), and so does a fleet lock whose only slot another node holds;
-/// once the slot is free the node takes it, reboots into the update, and gives the slot back
-/// after the new boot is marked successful.
+/// Issue 18: the update daemon acts by itself under policy `auto`, and only when allowed. A
+/// pause holds everything back until resumed; a closed maintenance window holds the reboot
+/// back (the update is staged meanwhile), and so does a fleet lock whose only slot another
+/// node holds; once the slot is free the node takes it, reboots into the update with no update
+/// call from anyone, and gives the slot back after the new boot is marked successful.
 #[test]
 #[ignore = "boots a VM; run by `cargo xtask test`"]
 fn a_closed_window_and_a_held_fleet_lock_hold_the_reboot_back() {
@@ -533,6 +476,8 @@ fn a_closed_window_and_a_held_fleet_lock_hold_the_reboot_back() {
         }}}})
         .to_string()
     };
+    // Paused first: the daemon reports the pause and does nothing.
+    apiclient(&node, &["update", "pause"]);
     apiclient(&node, &["set", "--json", &window(&later)]);
     apiclient(
         &node,
@@ -542,6 +487,13 @@ fn a_closed_window_and_a_held_fleet_lock_hold_the_reboot_back() {
             "updates.policy=auto",
         ],
     );
+    let status = wait_for_daemon(&node, Duration::from_secs(150), "policy auto", |s| {
+        s["daemon"]["policy"] == "auto"
+    });
+    assert_eq!(status["daemon"]["paused"], "indefinite", "{status:#}");
+    assert_eq!(status["daemon"]["last_decision"], "wait", "{status:#}");
+    assert!(status["most_recent_command"].is_null(), "{status:#}");
+    apiclient(&node, &["update", "resume"]);
     let status = wait_for_daemon(
         &node,
         Duration::from_secs(300),
@@ -598,7 +550,12 @@ fn a_closed_window_and_a_held_fleet_lock_hold_the_reboot_back() {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
+    let status = update_status(&node);
+    assert_eq!(status["update_state"], "Idle", "{status:#}");
+    assert!(status["failed_update"].is_null(), "{status:#}");
     power_off(node);
+    let state = disk_flags(&run_dir(name));
+    assert_eq!(state.boot_b, flags(2, 0, true), "{state:?}");
 }
 
 #[test]
