@@ -46,8 +46,21 @@ impl BootReportQuery {
     /// the caller named must exist; a default one absent from the node is reported empty).
     pub fn targets(&self) -> Result<(Vec<String>, bool), ApiError> {
         match &self.target {
-            Some(name) => Ok((vec![crate::logs::unit_name("target", name)?], true)),
-            None => Ok((DEFAULT_TARGETS.iter().map(|t| t.to_string()).collect(), false)),
+            Some(name) => {
+                let unit = crate::logs::unit_name("target", name)?;
+                // systemd's own limit, which the added ".service" may cross.
+                if unit.len() > crate::logs::MAX_UNIT_NAME_LEN {
+                    return Err(ApiError::bad_request(format!(
+                        "?target=: '{unit}' is longer than systemd's {} characters",
+                        crate::logs::MAX_UNIT_NAME_LEN
+                    )));
+                }
+                Ok((vec![unit], true))
+            }
+            None => Ok((
+                DEFAULT_TARGETS.iter().map(|t| t.to_string()).collect(),
+                false,
+            )),
         }
     }
 }
@@ -204,7 +217,8 @@ pub fn waited_for_last(unit: &UnitTimes, deps: &[UnitTimes]) -> Option<usize> {
 /// The properties of `names`, in their order.
 async fn show(systemctl: &CommandLine, names: &[String]) -> Result<Vec<UnitTimes>, ApiError> {
     let property = format!("--property={UNIT_PROPERTIES}");
-    let mut args: Vec<&str> = vec!["show", &property];
+    // After "--", a name such as "-.mount" (the root mount) is not taken for an option.
+    let mut args: Vec<&str> = vec!["show", &property, "--"];
     args.extend(names.iter().map(String::as_str));
     let stdout = systemctl
         .stdout(
@@ -335,7 +349,10 @@ mod tests {
             ..t
         };
         let p = phases(&t);
-        assert_eq!((p.firmware_us, p.kernel_us, p.initrd_us), (None, None, None));
+        assert_eq!(
+            (p.firmware_us, p.kernel_us, p.initrd_us),
+            (None, None, None)
+        );
         assert_eq!(p.userspace_us, Some(172_075));
         assert_eq!(p.total_us, Some(172_075));
         assert!(parse_manager(b"UserspaceTimestampMonotonic=soon\n")
@@ -380,7 +397,10 @@ mod tests {
         assert_eq!(
             q.targets().unwrap(),
             (
-                vec!["apiserver.service".to_string(), "configured.target".to_string()],
+                vec![
+                    "apiserver.service".to_string(),
+                    "configured.target".to_string()
+                ],
                 false
             )
         );

@@ -211,7 +211,10 @@ fn units(list: &str) -> Result<Vec<String>, ApiError> {
             format!("{} units given; name at most {MAX_UNITS}", names.len()),
         ));
     }
-    names.into_iter().map(|name| unit_name("unit", name)).collect()
+    names
+        .into_iter()
+        .map(|name| unit_name("unit", name))
+        .collect()
 }
 
 /// One checked unit name, given `.service` unless it ends in a unit type; a malformed one is a
