@@ -162,6 +162,14 @@ pub const AUDIT_LOG_NAME: &str = "api-audit.jsonl";
 /// them all.
 pub const AUDIT_MESSAGE_ID: &str = "3770a9fae7f44e78a4a58c652494e5a8";
 
+/// The API server's systemd unit: `GET /report/boot` shows the chain of units the boot waited
+/// for until it was active (the API ready).
+pub const API_SERVER_UNIT: &str = "apiserver.service";
+
+/// The target a node reaches once its settings are applied (packages/api ships it; containerd
+/// and mark-successful-boot wait for it): `GET /report/boot`'s second default chain.
+pub const CONFIGURED_TARGET: &str = "configured.target";
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[

@@ -10,7 +10,8 @@
 //! apiclient), the journal's entries (`GET /logs`, see [`logs`]), the audit trail (`GET
 //! /audit`, see [`audit`]) and the node's state (`GET /units` and `GET /status`, see
 //! [`status`], with the A/B boot state that `signpost status --json` prints, see [`boot`]), and
-//! the support bundle's manifest (`GET /support-bundle`, see [`support_bundle`]).
+//! the support bundle's manifest (`GET /support-bundle`, see [`support_bundle`]), and where
+//! the boot's time went (`GET /report/boot`, see [`boot_report`]).
 //! Each used to be declared
 //! on both sides, and the copies drifted (the status document's `exit_status` was an `i32` in
 //! the server and an `i64` in the client). This crate
@@ -46,6 +47,7 @@
 
 pub mod audit;
 pub mod boot;
+pub mod boot_report;
 pub mod history;
 pub mod logs;
 pub mod preview;

@@ -7,7 +7,7 @@ use crate::error::{self, Result};
 use crate::get::GetRequest;
 use crate::set::{KeyPair, SettingsInput};
 use crate::{
-    apply, audit, get, history, logs, raw_request, set, status, support_bundle, tx, update,
+    apply, audit, get, history, logs, raw_request, report, set, status, support_bundle, tx, update,
 };
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use constants::API_SOCKET;
@@ -93,6 +93,8 @@ pub enum Command {
     /// Show the node's state: failed units with their last journal entries, how many units
     /// are active, the A/B boot state, the running version and the update state.
     Status(StatusArgs),
+    /// Show reports on the node: `report boot` says where the boot's time went.
+    Report(ReportArgs),
     /// Save the node's support bundle (journal, status, units, settings and history with
     /// secrets replaced, audit trail, mounts, disks, network, kernel log) as a .tar.gz file.
     SupportBundle(SupportBundleArgs),
@@ -186,6 +188,31 @@ pub struct AuditArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Print the server's JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: ReportCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Where the boot's time went: firmware, loader, kernel, initrd and userspace in seconds,
+    /// then the chain of units apiserver.service and configured.target waited for (like
+    /// `systemd-analyze critical-chain`).
+    Boot(ReportBootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportBootArgs {
+    /// Show the chain to this unit instead (e.g. containerd or kubelet.service).
+    #[arg(long, value_name = "UNIT")]
+    pub target: Option<String>,
+
     /// Print the server's JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -438,6 +465,11 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
             audit::audit(socket, &options, out).await?;
         }
         Command::Status(args) => status::status(socket, args.json, out).await?,
+        Command::Report(args) => match args.command {
+            ReportCommand::Boot(boot) => {
+                report::boot(socket, boot.target.as_deref(), boot.json, out).await?
+            }
+        },
         Command::SupportBundle(args) => {
             let destination = support_bundle::Destination::from_arg(&args.output);
             let size =

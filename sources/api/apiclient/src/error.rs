@@ -261,6 +261,16 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    // ---- report ------------------------------------------------------------------------------
+    #[snafu(display(
+        "The server's boot report has an unexpected shape ({source}); is the API server older \
+         than this apiclient? It answered: {body}"
+    ))]
+    BootReportShape {
+        body: String,
+        source: serde_json::Error,
+    },
+
     // ---- support bundle ---------------------------------------------------------------------
     #[snafu(display(
         "{} already exists; give another -o FILE, or --force to replace it",

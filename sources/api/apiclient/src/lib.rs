@@ -37,7 +37,8 @@
 //! JSON object, [`apply`] reads whole TOML/JSON settings documents, [`history`] lists and undoes
 //! committed changes, [`logs`] reads (and follows) the journal, [`audit`] shows the API's audit
 //! trail, [`status`] shows the node's state (failed units with their last entries, units, A/B
-//! boot state, versions, update state), [`support_bundle`] saves the node's support bundle,
+//! boot state, versions, update state), [`report`] says where the boot's time went,
+//! [`support_bundle`] saves the node's support bundle,
 //! [`update`] drives the update API, and [`tx`] holds the
 //! transaction helpers they share.
 //!
@@ -56,6 +57,9 @@
 //!                                    who changed what through the API, one line per request
 //!   status [--json]                  failed units with their last entries, then units active,
 //!                                    A/B boot state, version and update state
+//!   report boot [--target UNIT] [--json]
+//!                                    boot phases in seconds, then the chains of units the API
+//!                                    and configured.target (or UNIT) waited for
 //!   support-bundle -o FILE|- [--force]
 //!                                    the node's support bundle (secrets replaced) to FILE
 //!   undo [ID]                        revert the last (or the given) committed change
@@ -111,6 +115,7 @@ pub mod history;
 mod http;
 pub mod logs;
 pub mod preview;
+pub mod report;
 pub mod set;
 pub mod status;
 pub mod support_bundle;

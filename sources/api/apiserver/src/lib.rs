@@ -108,6 +108,13 @@
 //! place, never a failed request. Flags: `--systemctl` (default `systemctl`) and
 //! `--signpost-command` (default `signpost`), both split on spaces like `--updater-command`.
 //!
+//! `GET /report/boot` (see [`boot_report`]) says where the boot's time went, from the same
+//! `--systemctl`: the phases (firmware, loader, kernel, initrd, userspace, total) from the
+//! manager's timestamps (`systemctl show`), null where systemd does not know one, and for
+//! `apiserver.service` and `configured.target` (or `?target=UNIT`) the chain of units each
+//! waited for, built like `systemd-analyze critical-chain` by following the `After=`
+//! dependency that became active last, at most 32 units deep.
+//!
 //! ## Support bundle
 //!
 //! `GET /support-bundle` (see [`support_bundle`]) answers with a gzip-compressed tar archive:
@@ -186,6 +193,10 @@
 //!   which matches the unit's own processes (`_SYSTEMD_UNIT`) and systemd's messages about
 //!   it; unit names holding glob characters or `\x` escapes may match less. A failed user
 //!   unit (under `user@.service`) is not listed: only the system manager's units are asked.
+//! - `GET /report/boot` shows each unit's latest activation: a unit restarted since the boot
+//!   shows its restart, and a dependency that became active after the unit itself is not
+//!   followed. A chain is one path (the dependency active last), not critical-chain's tree of
+//!   equals. The phases of the user manager (tests) have no firmware, loader, kernel or initrd.
 //! - The support bundle is built in memory (up to about 16 MiB of journal, 4 MiB per file read,
 //!   4 MiB of kernel log) before the first byte is sent, and a stuck mount point would hold
 //!   its `statvfs` (and the request) as long as the mount stays stuck. Its journal is the
@@ -200,6 +211,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod boot_report;
 pub mod command;
 pub mod controller;
 pub mod error;

@@ -129,8 +129,13 @@ fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("?{param}=: {message}"))
 }
 
-/// The anchored pattern of one unit name.
+/// The pattern of one unit name (unanchored).
 const UNIT_NAME: &str = r"[A-Za-z0-9_][A-Za-z0-9@._:\\-]{0,254}";
+
+/// The documented pattern of one unit name.
+pub fn unit_pattern() -> String {
+    format!("^{UNIT_NAME}$")
+}
 
 /// The documented pattern of `unit`: one to [`MAX_UNITS`] names, comma-separated.
 pub fn unit_list_pattern() -> String {
@@ -206,10 +211,15 @@ fn units(list: &str) -> Result<Vec<String>, ApiError> {
             format!("{} units given; name at most {MAX_UNITS}", names.len()),
         ));
     }
-    names.into_iter().map(unit).collect()
+    names
+        .into_iter()
+        .map(|name| unit_name("unit", name))
+        .collect()
 }
 
-fn unit(name: &str) -> Result<String, ApiError> {
+/// One checked unit name, given `.service` unless it ends in a unit type; a malformed one is a
+/// 400 naming the query parameter `param` it came in.
+pub fn unit_name(param: &str, name: &str) -> Result<String, ApiError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "@._:-\\".contains(c);
     let first_ok = name
         .chars()
@@ -217,7 +227,7 @@ fn unit(name: &str) -> Result<String, ApiError> {
         .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     if !first_ok || !name.chars().all(allowed) {
         return Err(bad(
-            "unit",
+            param,
             format!(
                 "'{name}' is not a unit name: it starts with a letter, digit or _, and holds only letters, digits and @ . _ : - \\ (e.g. apiserver or apiserver.service)"
             ),
@@ -225,7 +235,7 @@ fn unit(name: &str) -> Result<String, ApiError> {
     }
     if name.len() > MAX_UNIT_NAME_LEN {
         return Err(bad(
-            "unit",
+            param,
             format!("a unit name is at most {MAX_UNIT_NAME_LEN} characters"),
         ));
     }

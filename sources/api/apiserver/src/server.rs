@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> (Router, Value) {
             .routes(routes!(get_audit))
             .routes(routes!(get_units))
             .routes(routes!(get_status))
+            .routes(routes!(get_boot_report))
             .routes(routes!(get_support_bundle))
             .routes(routes!(get_openapi))
             .with_state(state)
@@ -405,6 +406,10 @@ query_params!(NamesQuery {
 query_params!(OsQuery {
     "prefix", false, names_schema(),
         "Only the fields whose names start with this, e.g. arch or v (\"os.\" may be given too).";
+});
+query_params!(crate::boot_report::BootReportQuery {
+    "target", false, string_schema(crate::logs::unit_pattern(), 1, crate::logs::MAX_UNIT_NAME_LEN),
+        "The one unit whose chain to report, e.g. containerd or kubelet.service (a name that does not end in a unit type gets .service); apiserver.service and configured.target when absent.";
 });
 query_params!(crate::logs::LogsQuery {
     "unit", false, string_schema(crate::logs::unit_list_pattern(), 1, crate::logs::MAX_UNITS * (crate::logs::MAX_UNIT_NAME_LEN + 1) - 1),
@@ -1185,6 +1190,27 @@ async fn get_units(
     responses((status = 200, description = "Each part, or {\"error\": ...} in its place", body = api_types::status::NodeStatus)))]
 async fn get_status(State(state): State<AppState>) -> Json<api_types::status::NodeStatus> {
     Json(crate::node_status::read(&state).await)
+}
+
+/// Where the boot's time went (Ballast only), from systemd: how long the firmware, the loader,
+/// the kernel, the initrd and the service manager took (null for a phase systemd does not
+/// know; finished false while the boot is in progress), and for apiserver.service and
+/// configured.target (or ?target=) the chain of units each waited for, as
+/// `systemd-analyze critical-chain` finds it: when each became active and how long it took
+/// to start, in microseconds.
+#[utoipa::path(get, path = "/report/boot", params(crate::boot_report::BootReportQuery),
+    responses((status = 200, description = "The phases and the chains", body = api_types::boot_report::BootReport),
+              (status = 400, description = "?target= is not a unit name (the message says why)", body = ErrorBody),
+              (status = 404, description = "systemd has no unit named by ?target=", body = ErrorBody),
+              (status = 500, description = "systemctl failed (its stderr is in the message), took longer than 10 s or printed something else", body = ErrorBody),
+              (status = 503, description = "systemctl cannot be run (see --systemctl)", body = ErrorBody)))]
+async fn get_boot_report(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<crate::boot_report::BootReportQuery>,
+) -> Result<Json<api_types::boot_report::BootReport>, ApiError> {
+    Ok(Json(
+        crate::boot_report::report(&state.node.systemctl, &q).await?,
+    ))
 }
 
 // ---- the support bundle ----

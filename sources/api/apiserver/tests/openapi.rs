@@ -61,6 +61,7 @@ fn openapi_document_matches_the_server() {
         "/logs",
         "/units",
         "/status",
+        "/report/boot",
         "/support-bundle",
         "/openapi.json",
     ] {
