@@ -144,6 +144,31 @@ fn dev_boots_and_its_api_works_from_the_host() {
         "{audit}"
     );
 
+    // Where boot time went: the phases systemd measured on this boot and the chain of units
+    // that led to the API server and to configured.target.
+    let report: serde_json::Value =
+        serde_json::from_str(&apiclient(&node, &["report", "boot", "--json"])).unwrap();
+    assert_eq!(report["finished"], true, "{report:#}");
+    for phase in ["kernel_us", "userspace_us", "total_us"] {
+        assert!(
+            report["phases"][phase].as_u64().is_some_and(|us| us > 0),
+            "{phase}: {report:#}"
+        );
+    }
+    let chains = report["chains"].as_array().cloned().unwrap_or_default();
+    for target in ["apiserver.service", "configured.target"] {
+        let chain = chains
+            .iter()
+            .find(|c| c["target"] == target)
+            .unwrap_or_else(|| panic!("no chain to {target}: {report:#}"));
+        assert_eq!(chain["units"][0]["name"], target, "{report:#}");
+        assert!(
+            chain["units"].as_array().is_some_and(|u| u.len() > 1),
+            "{report:#}"
+        );
+    }
+    println!("dev: {}", apiclient(&node, &["report", "boot"]));
+
     // A support bundle of the booted node: a tarball real tar reads, with its manifest and
     // the node's journal, status and settings.
     let dir = tempfile::tempdir().unwrap();
