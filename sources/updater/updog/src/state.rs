@@ -109,8 +109,14 @@ impl State {
     }
 
     /// Brings the state up to date with what runs and what the GPT says: the running set holds
-    /// `running`; a pending try on the running set is over (it came up); a pending try on the
-    /// other set whose try is spent without success is a failed update.
+    /// `running`; a pending try on the running set is over once that boot is marked
+    /// successful; a pending try on the other set whose try is spent without success is a
+    /// failed update.
+    ///
+    /// Running the new set is not success: until its boot is marked successful the try may
+    /// still end at the boot deadline, and the old set, booting again, must find the try still
+    /// pending to report the failed update. (Clearing it as soon as the new set was running
+    /// lost the failure whenever anything asked updog for its status during the failed boot.)
     pub fn observe(&mut self, running: &ImageId, status: &signpost::Status) {
         let active = status.active;
         self.set_image(active, Some(running.clone()));
@@ -118,8 +124,10 @@ impl State {
             return;
         };
         if pending.set == active {
-            tracing::info!(set = %active, "the pending update to set {active} is running");
-            self.pending = None;
+            if status.set(active).successful {
+                tracing::info!(set = %active, "the pending update to set {active} booted successfully");
+                self.pending = None;
+            }
             return;
         }
         let flags = status.set(pending.set);
@@ -269,6 +277,80 @@ mod tests {
 
         std::fs::write(dir.path().join(STATE_FILE), b"{not json").unwrap();
         assert_eq!(State::load(dir.path()), State::default());
+    }
+
+    fn image(version: Version) -> ImageId {
+        ImageId {
+            variant: "dev".into(),
+            arch: "x86_64".into(),
+            version,
+            build_id: None,
+        }
+    }
+
+    /// The A/B status with `active` running and B's GPT bits as given (A successful).
+    fn ab_status(active: BootSet, b_tries: u8, b_successful: bool) -> signpost::Status {
+        let set = |set, priority, tries_left, successful| signpost::SetStatus {
+            set,
+            priority,
+            tries_left,
+            successful,
+            bootable: successful || tries_left > 0,
+        };
+        signpost::Status {
+            disk: "/dev/vda".into(),
+            active,
+            inactive: active.other(),
+            next: active,
+            sets: [
+                set(BootSet::A, 1, 0, true),
+                set(BootSet::B, 2, b_tries, b_successful),
+            ],
+            inactive_valid: false,
+            inactive_bootable: true,
+            boot_ever_succeeded: true,
+            grub_env: signpost::GrubEnvStatus {
+                boot_set: active,
+                try_set: None,
+                in_sync: true,
+            },
+            unrecorded_try: None,
+        }
+    }
+
+    #[test]
+    fn a_try_that_ran_but_never_succeeded_is_a_failed_update_back_on_the_old_set() {
+        let old = image(Version::new(1, 0, 0));
+        let new = image(Version::new(1, 1, 0));
+        let mut state = State {
+            pending: Some(Pending {
+                set: BootSet::B,
+                version: Some(new.version.clone()),
+            }),
+            ..State::default()
+        };
+        // The new set runs (its try spent) and something asks for the status before the boot
+        // deadline: the try is still pending.
+        state.observe(&new, &ab_status(BootSet::B, 0, false));
+        assert!(state.pending.is_some(), "{state:?}");
+        assert!(state.failed_update.is_none(), "{state:?}");
+        // The deadline resets the node and A boots again: a failed update.
+        state.observe(&old, &ab_status(BootSet::A, 0, false));
+        assert!(state.pending.is_none(), "{state:?}");
+        let failed = state.failed_update.clone().expect("a failed update");
+        assert_eq!((failed.version.as_str(), failed.set), ("1.1.0", BootSet::B));
+
+        // A try whose boot is marked successful is over.
+        let mut state = State {
+            pending: Some(Pending {
+                set: BootSet::B,
+                version: Some(new.version.clone()),
+            }),
+            ..State::default()
+        };
+        state.observe(&new, &ab_status(BootSet::B, 0, true));
+        assert!(state.pending.is_none(), "{state:?}");
+        assert!(state.failed_update.is_none(), "{state:?}");
     }
 
     #[test]

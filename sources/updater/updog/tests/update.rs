@@ -123,7 +123,8 @@ async fn update_writes_the_inactive_set_then_applies_and_reverts() {
     assert!(mark.exists(), "the reboot command ran");
     assert_eq!(f.json(&["status"]).await["next_boot"], "B");
 
-    // Booted into B: the pending try is over and both sets are known.
+    // Booted into B: both sets are known; the try stays pending until the boot is marked
+    // successful (it could still end at the boot deadline), then it is over.
     f.write_config(0, "latest", false);
     let mut booted = f;
     booted.active = BootSet::B;
@@ -131,6 +132,12 @@ async fn update_writes_the_inactive_set_then_applies_and_reverts() {
     let status = booted.json(&["status"]).await;
     assert_eq!(status["running"]["version"], "1.1.0");
     assert_eq!(status["inactive"]["image"]["version"], "1.0.0");
+    assert!(status["failed_update"].is_null());
+    assert_eq!(booted.sets_json()["pending"]["set"], "B");
+    let mut flags = booted.flags();
+    flags.mark_successful_boot(BootSet::B);
+    write_flags(&booted.disk, &flags).unwrap();
+    let status = booted.json(&["status"]).await;
     assert!(status["failed_update"].is_null());
     assert!(booted.sets_json()["pending"].is_null());
     let (result, _) = booted.run(&["update-image"]).await;
@@ -578,6 +585,14 @@ async fn an_update_that_rolled_back_is_reported_until_the_next_update() {
     assert_eq!(flags.next_boot_set(), Some(BootSet::B));
     write_flags(&f.disk, &flags).unwrap();
     grubenv::sync_disk(&f.disk).unwrap();
+    // B runs, and something asks for the status before its boot deadline (the update daemon
+    // does at every boot): the try is still pending, not over.
+    f.active = BootSet::B;
+    f.write_os_release("1.1.0");
+    assert!(f.json(&["status"]).await["failed_update"].is_null());
+    assert_eq!(f.sets_json()["pending"]["set"], "B");
+    f.active = BootSet::A;
+    f.write_os_release("1.0.0");
     assert_eq!(flags.next_boot_set(), Some(BootSet::A), "B's try is spent");
     write_flags(&f.disk, &flags).unwrap();
     grubenv::sync_disk(&f.disk).unwrap();
