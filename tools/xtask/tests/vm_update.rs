@@ -179,8 +179,25 @@ fn wait_until_successful(node: &mut Node) {
 }
 
 fn boot(built: &Built, name: &str, served: &ServedDir, keep_disk: bool) -> Node {
+    boot_with_lock(built, name, served, None, keep_disk)
+}
+
+/// [`boot`], with the fleet lock server reachable at `LOCK_ADDR:LOCK_PORT` when given.
+fn boot_with_lock(
+    built: &Built,
+    name: &str,
+    served: &ServedDir,
+    lock: Option<&LockServer>,
+    keep_disk: bool,
+) -> Node {
     let mut opts = BootOptions::new(name);
-    opts.network = Some(network(served));
+    let mut net = network(served);
+    if let Some(lock) = lock {
+        net.guest_forwards.push(vmtest::GuestForward::to_host_tcp(
+            LOCK_ADDR, LOCK_PORT, lock.port,
+        ));
+    }
+    opts.network = Some(net);
     opts.keep_disk = keep_disk;
     let mut node = Node::boot(built, &opts).unwrap();
     node.wait_for_api(BOOT_TIMEOUT).unwrap();
@@ -447,18 +464,8 @@ fn a_closed_window_and_a_held_fleet_lock_hold_the_reboot_back() {
     let lock = LockServer::start(dir.path(), r#"{"default": ["another-node"]}"#);
 
     let name = "test-window-lock";
-    let boot_node = |keep_disk: bool| {
-        let mut opts = BootOptions::new(name);
-        let mut net = network(&served);
-        net.guest_forwards.push(vmtest::GuestForward::to_host_tcp(
-            LOCK_ADDR, LOCK_PORT, lock.port,
-        ));
-        opts.network = Some(net);
-        opts.keep_disk = keep_disk;
-        let mut node = Node::boot(&current, &opts).unwrap();
-        node.wait_for_api(BOOT_TIMEOUT).unwrap();
-        node
-    };
+    let boot_node =
+        |keep_disk: bool| boot_with_lock(&current, name, &served, Some(&lock), keep_disk);
     let mut node = boot_node(false);
     wait_until_successful(&mut node);
     use_repo(&node, "held");
@@ -558,6 +565,12 @@ fn a_closed_window_and_a_held_fleet_lock_hold_the_reboot_back() {
     assert_eq!(state.boot_b, flags(2, 0, true), "{state:?}");
 }
 
+/// An update that never finishes booting is rolled back with nobody involved, and the fleet
+/// lock it took is given back by the old version. The update daemon (policy `auto`, a lock
+/// server with one free slot) stages the update, takes the slot and reboots into it; the broken
+/// image answers on its API but never marks its boot successful, so it never gives the slot
+/// back, and its boot deadline resets the node; the old version boots from A, reports the
+/// failed update, gives the slot back and does not try that update again.
 #[test]
 #[ignore = "boots a VM; run by `cargo xtask test`"]
 fn an_update_that_never_finishes_booting_is_rolled_back_by_itself() {
@@ -571,21 +584,40 @@ fn an_update_that_never_finishes_booting_is_rolled_back_by_itself() {
         AddOptions::default(),
     );
     let served = ServedDir::start(dir.path()).unwrap();
+    let lock = LockServer::start(dir.path(), "{}");
 
     let name = "test-rollback";
-    let mut node = boot(&current, name, &served, false);
+    let boot_node =
+        |keep_disk: bool| boot_with_lock(&current, name, &served, Some(&lock), keep_disk);
+    let mut node = boot_node(false);
     wait_until_successful(&mut node);
     use_repo(&node, "broken");
-    let status = update_check(&node);
-    assert_eq!(
-        status["chosen_update"]["version"], broken.manifest.version,
-        "{status:#}"
+    apiclient(
+        &node,
+        &[
+            "set",
+            &format!("updates.fleet-lock.url=http://{LOCK_ADDR}:{LOCK_PORT}/"),
+            "updates.policy=auto",
+        ],
     );
-    apply_and_reboot(node);
+    node.vm
+        .wait_for_exit(Duration::from_secs(600))
+        .expect("the daemon should stage the update, take the slot and reboot into it");
+    drop(node);
+    let held = lock.holders();
+    let holders: Vec<String> = held
+        .get("default")
+        .map(|h| h.iter().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        holders.len(),
+        1,
+        "the node rebooted without the slot: {held:?}"
+    );
 
     // The broken image boots from B (its API answers), never marks success, and its boot
-    // deadline resets the node: no human involved.
-    let mut node = boot(&current, name, &served, true);
+    // deadline resets the node. It never reached success, so it never gave the slot back.
+    let mut node = boot_node(true);
     assert_eq!(os_version(&node), broken.manifest.version);
     node.vm
         .wait_for_exit(Duration::from_secs(300))
@@ -602,17 +634,51 @@ fn an_update_that_never_finishes_booting_is_rolled_back_by_itself() {
         state.boot_b.tries_left, 0,
         "B's one try is spent: {state:?}"
     );
+    let held = lock.holders();
+    assert!(
+        held.get("default").is_some_and(|h| h.contains(&holders[0])),
+        "the failed boot gave the slot back: {held:?}"
+    );
 
-    // The next boot is the old version from A, and the node reports the failed update.
-    let mut node = boot(&current, name, &served, true);
+    // The next boot is the old version from A: once it is marked successful, it gives the
+    // slot back, reports the failed update, and leaves that update alone.
+    let mut node = boot_node(true);
     assert_eq!(os_version(&node), current.manifest.version);
     wait_until_successful(&mut node);
-    let status = update_status(&node);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while lock.holders().get("default").is_some_and(|h| !h.is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "the old version never gave the slot back: {:?} {:#}",
+            lock.holders(),
+            update_status(&node)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let status = wait_for_daemon(
+        &node,
+        Duration::from_secs(120),
+        "leaving the failed update alone",
+        |s| s["daemon"]["lock"] != "held" && s["daemon"]["last_decision"] == "wait",
+    );
     assert_eq!(
         status["failed_update"]["version"], broken.manifest.version,
         "{status:#}"
     );
+    let reason = status["daemon"]["reason"].as_str().unwrap_or_default();
+    println!("after the rollback, the daemon says: {reason}");
+    if status["update_state"] != "Idle" {
+        assert!(reason.contains("not tried again"), "{status:#}");
+    }
+    std::thread::sleep(Duration::from_secs(20));
+    assert!(
+        node.vm.is_running(),
+        "the node rebooted into the failed update again"
+    );
     power_off(node);
+    let state = disk_flags(&run_dir(name));
+    assert!(state.boot_a.successful, "{state:?}");
+    assert!(!state.boot_b.successful, "{state:?}");
 }
 
 #[test]
