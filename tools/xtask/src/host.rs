@@ -147,6 +147,7 @@ pub const COMMANDS: &[(&str, &[Step])] = &[
     ("bench image", &[Step::Build]),
     ("bench settings", &[Step::Boot]),
     ("bench update", &[Step::BenchUpdate]),
+    ("bench updater", &[Step::Boot]),
 ];
 
 /// The steps of `command` (a name in [`COMMANDS`]).

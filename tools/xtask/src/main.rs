@@ -6,6 +6,7 @@ mod bench;
 mod bench_api;
 mod bench_settings;
 mod bench_update;
+mod bench_updater;
 mod oci;
 mod repo;
 mod run;
@@ -73,6 +74,8 @@ enum Bench {
     Settings(bench_settings::BenchSettingsArgs),
     /// updog update-image (fetch, verify, decompress, write) against curl | tee | sha256sum.
     Update(bench_update::BenchUpdateArgs),
+    /// Publish-to-running under policy `auto` against an update by hand; the daemon's idle cost.
+    Updater(bench_updater::BenchUpdaterArgs),
 }
 
 fn lock() -> anyhow::Result<()> {
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
             Bench::Image => bench::image(),
             Bench::Settings(args) => bench_settings::run(&args),
             Bench::Update(args) => bench_update::run(&args),
+            Bench::Updater(args) => bench_updater::run(&args),
         },
     };
     match result {
