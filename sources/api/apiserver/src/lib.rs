@@ -220,6 +220,7 @@ pub mod listen;
 pub mod logs;
 pub mod node_status;
 pub mod openapi;
+pub mod provisional;
 pub mod server;
 pub mod support_bundle;
 pub mod units;
@@ -250,6 +251,8 @@ pub struct ServerConfig {
     pub bundle: support_bundle::BundleConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
+    /// Where the boot id is read (try-mode changes are reverted after a reboot).
+    pub boot_id_file: PathBuf,
 }
 
 /// Opens the datastore, listens on the socket and serves until SIGTERM or SIGINT, then removes
@@ -260,8 +263,18 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
     let audit = audit::AuditLog::open(&config.audit).context(OpenAuditSnafu {
         path: &config.audit.path,
     })?;
+    let store: server::SharedStore = Arc::new(RwLock::new(Box::new(store)));
+    let try_mode = provisional::TryMode::new(&config.boot_id_file);
+    // Before the socket exists: a try left by an earlier boot is reverted before anyone can
+    // read or write a setting.
+    if let Err(e) = provisional::revert_from_earlier_boot(&store, &try_mode, &audit) {
+        tracing::error!(
+            "cannot revert the try-mode change left by an earlier boot: {}; it stays pending and is reverted by the timer",
+            e.message
+        );
+    }
     let state = server::AppState {
-        store: Arc::new(RwLock::new(Box::new(store))),
+        store,
         os_release: config.os_release.clone(),
         applier: apply::Applier::start(config.apply_command.clone(), config.socket_path.clone()),
         commits: group_commit::CommitQueue::new(),
@@ -270,7 +283,9 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         audit,
         node: Arc::new(config.node.clone()),
         bundle: Arc::new(config.bundle.clone()),
+        try_mode,
     };
+    tokio::spawn(provisional::run_timer(state.clone()));
     let (app, _) = server::router(state);
     let shutdown = shutdown_signal();
     let (listener, socket) =
