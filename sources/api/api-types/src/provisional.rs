@@ -26,9 +26,14 @@ pub const MIN_TIMEOUT_SECS: u64 = 1;
 /// not a way to schedule a change back.
 pub const MAX_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 
-/// The timeout's grammar as an anchored regular expression, for the API document.
+/// The timeout's grammar as an anchored regular expression, for the API document: exactly
+/// what [`parse_timeout`] accepts, the range included (1 to 86400 seconds, 1 to 1440 minutes,
+/// 1 to 24 hours, no leading zeros).
 pub fn timeout_pattern() -> String {
-    "^[0-9]{1,9}[smh]?$".to_string()
+    let seconds = "([1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)s?";
+    let minutes = "([1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)m";
+    let hours = "([1-9]|1[0-9]|2[0-4])h";
+    format!("^({seconds}|{minutes}|{hours})$")
 }
 
 /// Reads a timeout: `120`, `120s`, `2m` or `1h`. The error is a sentence saying what is wrong
@@ -51,6 +56,11 @@ pub fn parse_timeout(text: &str) -> Result<u64, String> {
     if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
             "timeout {text:?} is not a duration; give a whole number with s, m or h (e.g. 120s, 2m)"
+        ));
+    }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return Err(format!(
+            "timeout {text:?} is not a duration; write the number without leading zeros"
         ));
     }
     let seconds = digits
@@ -142,6 +152,7 @@ mod tests {
             ("99999999999999999999", "not a duration"),
             ("5d", "unit"),
             ("5 s", "not a duration"),
+            ("007s", "leading zeros"),
         ] {
             let error = parse_timeout(text).expect_err(text);
             assert!(error.contains(says), "{text:?}: {error}");

@@ -833,7 +833,7 @@ pub struct TryQuery {
 
 query_params!(TryQuery {
     "tx", false, tx_name_schema(), TX_DESCRIPTION;
-    "timeout", true, string_schema(api_types::provisional::timeout_pattern(), 1, 10),
+    "timeout", true, string_schema(api_types::provisional::timeout_pattern(), 1, 6),
         "How long the change stays unless confirmed: whole seconds, or a number with s, m or h (120, 120s, 2m, 1h); at least 1s, at most 24h.";
 });
 
