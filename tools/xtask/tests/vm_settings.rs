@@ -295,7 +295,9 @@ fn user_data_generators_rendering_and_restarts_in_a_booted_dev_node() {
     wait_for(&mut node, "cat /etc/motd", |s| s == "set from the host");
     println!(
         "try-mode: /etc/motd back {:.1} s after the deadline (as seen from the host)",
-        Instant::now().saturating_duration_since(deadline).as_secs_f64()
+        Instant::now()
+            .saturating_duration_since(deadline)
+            .as_secs_f64()
     );
     assert_eq!(setting(&node, "settings.motd"), "set from the host");
     assert!(apiclient(&node, &["provisional"]).contains("No try is pending"));
@@ -343,7 +345,10 @@ fn user_data_generators_rendering_and_restarts_in_a_booted_dev_node() {
     assert_eq!(sh(&mut node, "cat /etc/motd"), "tried and kept");
     assert!(apiclient(&node, &["provisional"]).contains("No try is pending"));
     let trail = apiclient(&node, &["audit", "--json", "-n", "1000"]);
-    assert!(trail.contains("apiserver (try-mode revert at boot)"), "{trail}");
+    assert!(
+        trail.contains("apiserver (try-mode revert at boot)"),
+        "{trail}"
+    );
     let log = node.vm.console_log();
     assert!(
         log.contains("no-such-group"),

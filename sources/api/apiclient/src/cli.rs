@@ -422,8 +422,9 @@ fn report<W: Write>(out: &mut W, transaction: &str, how: tx::Finish, answer: &st
             let doc = crate::provisional::parse(answer)?;
             format!(
                 "{}Run `apiclient confirm` before {} to keep it; otherwise it is reverted.\n",
-                crate::provisional::render(&doc)
-            , doc.deadline)
+                crate::provisional::render(&doc),
+                doc.deadline
+            )
         }
     };
     out.write_all(text.as_bytes())
@@ -744,7 +745,10 @@ mod test {
         let Command::Set(args) = cli.command else {
             panic!("not set")
         };
-        assert_eq!(finish(args.dry_run, args.try_for), tx::Finish::CommitAndApply);
+        assert_eq!(
+            finish(args.dry_run, args.try_for),
+            tx::Finish::CommitAndApply
+        );
 
         for bad in ["0s", "abc", "25h", "-1s", "1.5m", "99999999999999999999"] {
             let arg = format!("--try={bad}");
@@ -758,7 +762,10 @@ mod test {
         assert_eq!(err.kind(), ErrorKind::InvalidValue);
 
         let cli = parse(&["confirm"]).unwrap();
-        assert!(matches!(cli.command, Command::Confirm(ConfirmArgs { json: false })));
+        assert!(matches!(
+            cli.command,
+            Command::Confirm(ConfirmArgs { json: false })
+        ));
         let cli = parse(&["provisional", "--json"]).unwrap();
         assert!(matches!(
             cli.command,

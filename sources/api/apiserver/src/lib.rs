@@ -125,6 +125,19 @@
 //! It is audited although it is a GET. `--support-root` (default `/`) is where `/proc`, `/etc`
 //! and `/dev` are read.
 //!
+//! ## Try mode
+//!
+//! `POST /tx/provisional?tx=T&timeout=120s` commits and applies a transaction provisionally:
+//! unless `POST /tx/confirm` comes before the deadline, the server restores the previous values
+//! (removing keys that had none) and applies them; `GET /tx/provisional` shows the pending try
+//! (404 when none), secret values replaced. The record of the try (keys, old and new values,
+//! deadline, boot id, caller) is kept in the datastore under [`constants::PROVISIONAL_KEY`]
+//! and committed in the same commit as the change; a timer task re-arms from it when the
+//! server restarts, and a server that starts in another boot (`--boot-id-file`, default
+//! [`constants::BOOT_ID_FILE`]) reverts it before binding its
+//! socket. One try at a time (a second is a 409 naming the first); a key committed again
+//! during its try is not reverted. See [`provisional`].
+//!
 //! ## Connections and limits
 //!
 //! The server runs its own accept loop over hyper (see [`listen`]) rather than `axum::serve`,
@@ -154,6 +167,13 @@
 //!
 //! # Current limitations
 //!
+//! - Try mode: health checks (`settings.health`) do not gate a try yet; only the deadline and
+//!   a reboot revert it. An undo of a try's confirm (or of its revert) brings the record back
+//!   with its past deadline, so the timer reverts at once. A try is refused while the boot's
+//!   launch transaction is pending. Whether a later commit took a key over is judged by value:
+//!   a key set again to the very value the try gave it is still reverted. The revert after a
+//!   reboot is committed but not applied by the server: the boot's settings-applier renders
+//!   every file right after.
 //! - A request in progress is never evicted, and a handler has no time limit: slow renderer
 //!   dry-runs count against the cap for as long as they run.
 //! - With a hard descriptor limit of 1024, the cap is 512 connections, and a client that

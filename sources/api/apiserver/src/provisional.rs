@@ -261,12 +261,7 @@ pub fn start(
             constants::CONFIGURED_TARGET
         )));
     }
-    let pending = ds.get_prefix(
-        "",
-        &Committed::Pending {
-            tx: tx.to_string(),
-        },
-    )?;
+    let pending = ds.get_prefix("", &Committed::Pending { tx: tx.to_string() })?;
     if pending.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -420,11 +415,8 @@ fn audit_revert(
         .unwrap_or((0, 0));
     let (changes, status) = match outcome {
         Ok(Some((record, restored))) => {
-            let mut changes = Changes::with_values(
-                restored
-                    .iter()
-                    .map(|c| (c.key.as_str(), c.old.as_deref())),
-            );
+            let mut changes =
+                Changes::with_values(restored.iter().map(|c| (c.key.as_str(), c.old.as_deref())));
             // Keys the try changed that a later commit took over are listed without a value.
             let kept = record
                 .keys()
@@ -436,7 +428,9 @@ fn audit_revert(
         Err(e) => (Changes::default(), e.status),
     };
     let path = match outcome {
-        Ok(Some((record, _))) => format!("{}?tx={}", api_types::provisional::PATH, record.transaction),
+        Ok(Some((record, _))) => {
+            format!("{}?tx={}", api_types::provisional::PATH, record.transaction)
+        }
         _ => api_types::provisional::PATH.to_string(),
     };
     audit.append(&AuditEntry {

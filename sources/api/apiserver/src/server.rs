@@ -851,9 +851,16 @@ async fn start_try(
     State(state): State<AppState>,
     peer: Option<Extension<crate::audit::Peer>>,
     ApiQuery(q): ApiQuery<TryQuery>,
-) -> Result<(Extension<Changes>, Json<api_types::provisional::Provisional>), ApiError> {
+) -> Result<
+    (
+        Extension<Changes>,
+        Json<api_types::provisional::Provisional>,
+    ),
+    ApiError,
+> {
     let tx = TxQuery { tx: q.tx }.name()?;
-    let timeout = api_types::provisional::parse_timeout(&q.timeout).map_err(ApiError::bad_request)?;
+    let timeout =
+        api_types::provisional::parse_timeout(&q.timeout).map_err(ApiError::bad_request)?;
     let caller = peer.map(|Extension(peer)| peer.caller());
     let boot_id = state.try_mode.boot_id.clone();
     let record = write(&state, move |ds| {
@@ -894,7 +901,13 @@ async fn get_provisional(
               (status = 500, body = ErrorBody)))]
 async fn confirm_try(
     State(state): State<AppState>,
-) -> Result<(Extension<Changes>, Json<api_types::provisional::Provisional>), ApiError> {
+) -> Result<
+    (
+        Extension<Changes>,
+        Json<api_types::provisional::Provisional>,
+    ),
+    ApiError,
+> {
     let boot_id = state.try_mode.boot_id.clone();
     let record = write(&state, move |ds| crate::provisional::confirm(ds, &boot_id)).await?;
     state.try_mode.wake();

@@ -77,7 +77,11 @@ fn sysctl(server: &TestServer) -> Value {
 fn an_unconfirmed_try_is_reverted_and_applied_at_its_deadline() {
     let server = TestServer::start();
     set_now(&server, json!({"motd": "before"}));
-    assert_eq!(sysctl(&server), Value::Null, "the test needs a key without a value");
+    assert_eq!(
+        sysctl(&server),
+        Value::Null,
+        "the test needs a key without a value"
+    );
     let applies_before = server.applies(1).len();
 
     stage(
@@ -120,12 +124,19 @@ fn an_unconfirmed_try_is_reverted_and_applied_at_its_deadline() {
         "reverted early"
     );
     assert_eq!(motd(&server), json!("before"));
-    assert_eq!(sysctl(&server), Value::Null, "a key new in the try is removed");
+    assert_eq!(
+        sysctl(&server),
+        Value::Null,
+        "a key new in the try is removed"
+    );
     // The revert went through the renderer like a commit.
     let applies = server.applies(applies_before + 2);
     let revert_apply = applies.get(applies_before + 1).expect("the revert applied");
     assert!(revert_apply.contains("settings.motd"), "{applies:?}");
-    assert!(!revert_apply.contains(constants::PROVISIONAL_KEY), "{applies:?}");
+    assert!(
+        !revert_apply.contains(constants::PROVISIONAL_KEY),
+        "{applies:?}"
+    );
 
     // The trail has the start and the revert, with the timer as its caller.
     let trail = audit(&server);
@@ -198,7 +209,10 @@ fn a_restarted_server_still_reverts_at_the_original_deadline() {
 
     wait_for_revert(&server, Duration::from_secs(15));
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(3900), "reverted early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(3900),
+        "reverted early: {took:?}"
+    );
     assert!(
         took < Duration::from_secs(12),
         "the restart reset the deadline: {took:?}"
@@ -247,7 +261,11 @@ fn a_reboot_while_provisional_comes_back_with_the_old_values() {
 fn a_key_committed_again_during_its_try_is_not_reverted() {
     let server = TestServer::start();
     set_now(&server, json!({"motd": "before", "timezone": "UTC"}));
-    stage(&server, "t", json!({"motd": "trying", "timezone": "Europe/Paris"}));
+    stage(
+        &server,
+        "t",
+        json!({"motd": "trying", "timezone": "Europe/Paris"}),
+    );
     start_try(&server, "t", "2s");
     set_now(&server, json!({"motd": "decided later"}));
     wait_for_revert(&server, Duration::from_secs(10));

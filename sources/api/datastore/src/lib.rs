@@ -546,9 +546,17 @@ mod test {
     /// Explicit values commit as one recorded commit: values set, `None` deleted, equal values
     /// left out, the dropped transaction gone, and a differing pending value never wins.
     fn explicit_values_commit_as_one(ds: &mut dyn DataStore) {
-        stage(ds, "seed", &[("settings.motd", "old"), ("settings.timezone", "UTC")]);
+        stage(
+            ds,
+            "seed",
+            &[("settings.motd", "old"), ("settings.timezone", "UTC")],
+        );
         ds.commit_transaction("seed").unwrap();
-        stage(ds, "try", &[("settings.motd", "staged"), ("settings.hostname", "h")]);
+        stage(
+            ds,
+            "try",
+            &[("settings.motd", "staged"), ("settings.hostname", "h")],
+        );
         let values = BTreeMap::from([
             (k("settings.motd"), Some("\"given\"".to_string())),
             (k("settings.timezone"), None),
@@ -559,7 +567,12 @@ mod test {
         assert_eq!(record.transaction, "try-x");
         assert_eq!(
             changed(&record),
-            ["ballast.note", "settings.hostname", "settings.motd", "settings.timezone"]
+            [
+                "ballast.note",
+                "settings.hostname",
+                "settings.motd",
+                "settings.timezone"
+            ]
         );
         assert_eq!(live(ds, "settings.motd").as_deref(), Some("given"));
         assert_eq!(live(ds, "settings.timezone"), None);
