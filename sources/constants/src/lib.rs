@@ -170,6 +170,16 @@ pub const API_SERVER_UNIT: &str = "apiserver.service";
 /// and mark-successful-boot wait for it): `GET /report/boot`'s second default chain.
 pub const CONFIGURED_TARGET: &str = "configured.target";
 
+/// The kernel's id of the running boot (a new random UUID at every boot). The API server
+/// stores it with a try-mode change, so that finding the change after a reboot reverts it.
+pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
+
+/// The datastore key under which the API server keeps a pending try-mode change (`apiclient
+/// set --try`): the keys, their previous and new values, the deadline, the caller and the
+/// boot. It lives outside `settings`, so no settings document shows it, and it is committed in
+/// the same commit as the change it describes.
+pub const PROVISIONAL_KEY: &str = "ballast.provisional";
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[
@@ -198,6 +208,8 @@ pub const ALL: &[&str] = &[
     AUDIT_LOG,
     AUDIT_LOG_NAME,
     AUDIT_MESSAGE_ID,
+    BOOT_ID_FILE,
+    PROVISIONAL_KEY,
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];

@@ -284,6 +284,37 @@ fn user_data_generators_rendering_and_restarts_in_a_booted_dev_node() {
         s == "none integrity [confidentiality]"
     });
 
+    // Try mode (issue 17): a try that is not confirmed is reverted at its deadline, in the API
+    // and in the rendered file; a confirmed one stays; one still pending at the reboot below
+    // is reverted by the boot.
+    apiclient(&node, &["set", "--try", "20s", "motd=only for a while"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for(&mut node, "cat /etc/motd", |s| s == "only for a while");
+    let pending = apiclient(&node, &["provisional", "--json"]);
+    assert!(pending.contains("settings.motd"), "{pending}");
+    wait_for(&mut node, "cat /etc/motd", |s| s == "set from the host");
+    println!(
+        "try-mode: /etc/motd back {:.1} s after the deadline (as seen from the host)",
+        Instant::now()
+            .saturating_duration_since(deadline)
+            .as_secs_f64()
+    );
+    assert_eq!(setting(&node, "settings.motd"), "set from the host");
+    assert!(apiclient(&node, &["provisional"]).contains("No try is pending"));
+    let trail = apiclient(&node, &["audit", "--json", "-n", "1000"]);
+    assert!(trail.contains("apiserver (try-mode timeout)"), "{trail}");
+
+    apiclient(&node, &["set", "--try", "20s", "motd=tried and kept"]);
+    wait_for(&mut node, "cat /etc/motd", |s| s == "tried and kept");
+    let kept = apiclient(&node, &["confirm"]);
+    assert!(kept.contains("settings.motd"), "{kept}");
+    std::thread::sleep(Duration::from_secs(25));
+    assert_eq!(sh(&mut node, "cat /etc/motd"), "tried and kept");
+    assert_eq!(setting(&node, "settings.motd"), "tried and kept");
+
+    apiclient(&node, &["set", "--try", "1h", "motd=pending at the reboot"]);
+    wait_for(&mut node, "cat /etc/motd", |s| s == "pending at the reboot");
+
     // User data in a file on the data partition, read at the next boot; the metadata service
     // now serves an invalid document, which must be refused whole.
     sh(
@@ -308,8 +339,16 @@ fn user_data_generators_rendering_and_restarts_in_a_booted_dev_node() {
     });
     assert_eq!(setting(&node, "settings.timezone"), "Europe/Paris");
     assert_eq!(sh(&mut node, "cat /etc/timezone"), "Europe/Paris");
-    // Nothing of the invalid document landed; the value set through the API is kept.
-    assert_eq!(setting(&node, "settings.motd"), "set from the host");
+    // Nothing of the invalid document landed; the value confirmed through the API is kept,
+    // and the try pending at the reboot was reverted before the API answered.
+    assert_eq!(setting(&node, "settings.motd"), "tried and kept");
+    assert_eq!(sh(&mut node, "cat /etc/motd"), "tried and kept");
+    assert!(apiclient(&node, &["provisional"]).contains("No try is pending"));
+    let trail = apiclient(&node, &["audit", "--json", "-n", "1000"]);
+    assert!(
+        trail.contains("apiserver (try-mode revert at boot)"),
+        "{trail}"
+    );
     let log = node.vm.console_log();
     assert!(
         log.contains("no-such-group"),

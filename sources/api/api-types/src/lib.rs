@@ -11,7 +11,8 @@
 //! /audit`, see [`audit`]) and the node's state (`GET /units` and `GET /status`, see
 //! [`status`], with the A/B boot state that `signpost status --json` prints, see [`boot`]), and
 //! the support bundle's manifest (`GET /support-bundle`, see [`support_bundle`]), and where
-//! the boot's time went (`GET /report/boot`, see [`boot_report`]).
+//! the boot's time went (`GET /report/boot`, see [`boot_report`]), and try-mode settings
+//! (`GET /tx/provisional`, see [`provisional`]).
 //! Each used to be declared
 //! on both sides, and the copies drifted (the status document's `exit_status` was an `i32` in
 //! the server and an `i64` in the client). This crate
@@ -51,6 +52,7 @@ pub mod boot_report;
 pub mod history;
 pub mod logs;
 pub mod preview;
+pub mod provisional;
 pub mod status;
 pub mod support_bundle;
 pub mod update;

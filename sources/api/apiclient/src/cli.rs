@@ -102,6 +102,11 @@ pub enum Command {
     Update(UpdateArgs),
     /// Reboot the node (refused while an update action runs).
     Reboot,
+    /// Keep the settings of the pending try (`set --try`, `apply --try`); without it they are
+    /// reverted at the try's deadline.
+    Confirm(ConfirmArgs),
+    /// Show the pending try: its keys with their old and new values, the deadline, who asked.
+    Provisional(ProvisionalArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -135,6 +140,12 @@ pub struct SetArgs {
     /// change nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Commit and apply provisionally: unless `apiclient confirm` comes within this time
+    /// (120, 120s, 2m or 1h; at most 24h), the server restores the previous values. A reboot
+    /// before the confirm restores them too.
+    #[arg(long = "try", value_name = "TIMEOUT", value_parser = timeout_arg, conflicts_with = "dry_run")]
+    pub try_for: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +158,24 @@ pub struct ApplyArgs {
     /// change nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Commit and apply provisionally, as `set --try`.
+    #[arg(long = "try", value_name = "TIMEOUT", value_parser = timeout_arg, conflicts_with = "dry_run")]
+    pub try_for: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfirmArgs {
+    /// Print the server's JSON (the try that was kept) instead of a line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionalArgs {
+    /// Print the server's JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +372,10 @@ fn duration_arg(text: &str) -> std::result::Result<Duration, String> {
     update::parse_duration(text)
 }
 
+fn timeout_arg(text: &str) -> std::result::Result<u64, String> {
+    api_types::provisional::parse_timeout(text)
+}
+
 fn json_arg(text: &str) -> std::result::Result<Map<String, Value>, String> {
     set::parse_json_settings(text).map_err(|e| e.to_string())
 }
@@ -367,22 +400,33 @@ impl Cli {
     }
 }
 
-/// Runs the parsed command, writing its regular output to `out`.
-fn finish(dry_run: bool) -> tx::Finish {
-    if dry_run {
-        tx::Finish::DryRun
-    } else {
-        tx::Finish::CommitAndApply
+/// How a `set` or `apply` ends: a dry run, a try, or a plain commit.
+fn finish(dry_run: bool, try_for: Option<u64>) -> tx::Finish {
+    match (dry_run, try_for) {
+        (true, _) => tx::Finish::DryRun,
+        (false, Some(timeout_seconds)) => tx::Finish::Try { timeout_seconds },
+        (false, None) => tx::Finish::CommitAndApply,
     }
 }
 
-/// Prints a dry run's preview; a real commit prints nothing (its keys go to the debug log).
-fn report<W: Write>(out: &mut W, transaction: &str, dry_run: bool, answer: &str) -> Result<()> {
-    if !dry_run {
-        debug!("Committed and applied transaction {transaction}");
-        return Ok(());
-    }
-    let text = crate::preview::render(answer).context(error::PreviewSnafu)?;
+/// Prints a dry run's preview, or what a try changed and until when; a plain commit prints
+/// nothing (its keys go to the debug log).
+fn report<W: Write>(out: &mut W, transaction: &str, how: tx::Finish, answer: &str) -> Result<()> {
+    let text = match how {
+        tx::Finish::CommitAndApply => {
+            debug!("Committed and applied transaction {transaction}");
+            return Ok(());
+        }
+        tx::Finish::DryRun => crate::preview::render(answer).context(error::PreviewSnafu)?,
+        tx::Finish::Try { .. } => {
+            let doc = crate::provisional::parse(answer)?;
+            format!(
+                "{}Run `apiclient confirm` before {} to keep it; otherwise it is reverted.\n",
+                crate::provisional::render(&doc),
+                doc.deadline
+            )
+        }
+    };
     out.write_all(text.as_bytes())
         .context(error::WriteOutputSnafu)
 }
@@ -401,14 +445,15 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
                 Some(object) => SettingsInput::Json(object),
                 None => SettingsInput::KeyPairs(args.pairs),
             };
-            let (transaction, answer) = set::set_and(socket, &input, finish(args.dry_run)).await?;
-            report(out, &transaction, args.dry_run, &answer)?;
+            let how = finish(args.dry_run, args.try_for);
+            let (transaction, answer) = set::set_and(socket, &input, how).await?;
+            report(out, &transaction, how, &answer)?;
         }
 
         Command::Apply(args) => {
-            let (transaction, answer) =
-                apply::apply_and(socket, &args.inputs, finish(args.dry_run)).await?;
-            report(out, &transaction, args.dry_run, &answer)?;
+            let how = finish(args.dry_run, args.try_for);
+            let (transaction, answer) = apply::apply_and(socket, &args.inputs, how).await?;
+            report(out, &transaction, how, &answer)?;
         }
 
         Command::Raw(args) => {
@@ -534,6 +579,33 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
             }
         }
 
+        Command::Confirm(args) => {
+            let answer = crate::provisional::confirm(socket).await?;
+            if args.json {
+                print_text(out, &answer)?;
+            } else {
+                let doc = crate::provisional::parse(&answer)?;
+                let keys: Vec<&str> = doc.changes.iter().map(|c| c.key.as_str()).collect();
+                print_text(
+                    out,
+                    &format!("Kept the try of {}: {}", doc.transaction, keys.join(", ")),
+                )?;
+            }
+        }
+
+        Command::Provisional(args) => {
+            let answer = crate::provisional::show(socket).await?;
+            match answer {
+                None if args.json => print_text(out, "null")?,
+                None => print_text(out, "No try is pending.")?,
+                Some(answer) if args.json => print_text(out, &answer)?,
+                Some(answer) => {
+                    let doc = crate::provisional::parse(&answer)?;
+                    write_out(out, crate::provisional::render(&doc).as_bytes())?;
+                }
+            }
+        }
+
         Command::Reboot => {
             update::reboot(socket).await?;
             debug!("The server accepted the reboot");
@@ -649,6 +721,57 @@ mod test {
             Value::Object(args.json.unwrap()),
             serde_json::json!({"motd": "hi"})
         );
+    }
+
+    #[test]
+    fn try_arguments() {
+        let cli = parse(&["set", "--try", "120s", "motd=hi"]).unwrap();
+        let Command::Set(args) = cli.command else {
+            panic!("not set")
+        };
+        assert_eq!(args.try_for, Some(120));
+        assert_eq!(
+            finish(args.dry_run, args.try_for),
+            tx::Finish::Try {
+                timeout_seconds: 120
+            }
+        );
+        let cli = parse(&["apply", "--try", "2m", "a.toml"]).unwrap();
+        let Command::Apply(args) = cli.command else {
+            panic!("not apply")
+        };
+        assert_eq!(args.try_for, Some(120));
+        let cli = parse(&["set", "motd=hi"]).unwrap();
+        let Command::Set(args) = cli.command else {
+            panic!("not set")
+        };
+        assert_eq!(
+            finish(args.dry_run, args.try_for),
+            tx::Finish::CommitAndApply
+        );
+
+        for bad in ["0s", "abc", "25h", "-1s", "1.5m", "99999999999999999999"] {
+            let arg = format!("--try={bad}");
+            let err = parse(&["set", &arg, "motd=hi"]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad}");
+            assert!(err.to_string().contains("timeout"), "{bad}: {err}");
+        }
+        let err = parse(&["set", "--try", "1m", "--dry-run", "motd=hi"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        let err = parse(&["apply", "--try"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+
+        let cli = parse(&["confirm"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Confirm(ConfirmArgs { json: false })
+        ));
+        let cli = parse(&["provisional", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Provisional(ProvisionalArgs { json: true })
+        ));
+        assert!(parse(&["confirm", "extra"]).is_err());
     }
 
     #[test]

@@ -261,6 +261,16 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    // ---- try mode ----------------------------------------------------------------------------
+    #[snafu(display(
+        "The server's try-mode answer has an unexpected shape ({source}); is the API server \
+         older than this apiclient? It answered: {body}"
+    ))]
+    ProvisionalShape {
+        body: String,
+        source: serde_json::Error,
+    },
+
     // ---- report ------------------------------------------------------------------------------
     #[snafu(display(
         "The server's boot report has an unexpected shape ({source}); is the API server older \

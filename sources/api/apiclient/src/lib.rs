@@ -115,6 +115,7 @@ pub mod history;
 mod http;
 pub mod logs;
 pub mod preview;
+pub mod provisional;
 pub mod report;
 pub mod set;
 pub mod status;

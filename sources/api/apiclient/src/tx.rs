@@ -48,12 +48,25 @@ pub enum Finish {
     /// Ask the server what committing would do, then discard the transaction; the answer is
     /// the server's preview document (see `POST /tx/dry-run`).
     DryRun,
+    /// Commit and apply provisionally (`POST /tx/provisional`): the server reverts the change
+    /// unless `apiclient confirm` comes within this many seconds. The answer is the server's
+    /// [`api_types::provisional::Provisional`] document. A server without try mode (404) gets
+    /// no commit at all: the transaction is discarded, so nothing changes without its safety
+    /// net.
+    Try { timeout_seconds: u64 },
 }
 
 /// Finishes a staged transaction as asked; returns the server's answer.
 pub async fn finish(socket_path: &Path, transaction: &str, how: Finish) -> Result<String> {
     match how {
         Finish::CommitAndApply => commit_and_apply(socket_path, transaction).await,
+        Finish::Try { timeout_seconds } => {
+            let uri = format!(
+                "{}&timeout={timeout_seconds}s",
+                with_tx(api_types::provisional::PATH, transaction)
+            );
+            request(socket_path, &uri, "POST", None).await
+        }
         Finish::DryRun => {
             let uri = with_tx("/tx/dry-run", transaction);
             let answer = request(socket_path, &uri, "POST", None).await;
@@ -185,6 +198,18 @@ mod test {
         assert_eq!(Discarded::from_answer("[]"), Discarded::Nothing);
         assert_eq!(Discarded::from_answer(""), Discarded::Unknown);
         assert_eq!(Discarded::from_answer(r#"{"a":1}"#), Discarded::Unknown);
+    }
+
+    #[test]
+    fn a_try_names_its_timeout_in_seconds() {
+        // The URI the server parses: a timeout it reads with the same parser.
+        let uri = format!(
+            "{}&timeout={}s",
+            with_tx(api_types::provisional::PATH, "t"),
+            120
+        );
+        assert_eq!(uri, "/tx/provisional?tx=t&timeout=120s");
+        assert_eq!(api_types::provisional::parse_timeout("120s"), Ok(120));
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The query parameters recorded with their values; any other parameter's value is replaced
 /// by [`REDACTED`]. None of these carries a setting's value.
-pub const RECORDED_PARAMS: &[&str] = &["tx", "keys", "id"];
+pub const RECORDED_PARAMS: &[&str] = &["tx", "keys", "id", "timeout"];
 
 /// Where the audit trail is kept and how much of it.
 #[derive(Debug, Clone)]
@@ -98,7 +98,7 @@ impl Peer {
     }
 
     /// The caller as recorded: the credentials and, when it can still be read, the program.
-    fn caller(&self) -> Caller {
+    pub fn caller(&self) -> Caller {
         Caller {
             uid: self.uid,
             gid: self.gid,

@@ -125,6 +125,19 @@
 //! It is audited although it is a GET. `--support-root` (default `/`) is where `/proc`, `/etc`
 //! and `/dev` are read.
 //!
+//! ## Try mode
+//!
+//! `POST /tx/provisional?tx=T&timeout=120s` commits and applies a transaction provisionally:
+//! unless `POST /tx/confirm` comes before the deadline, the server restores the previous values
+//! (removing keys that had none) and applies them; `GET /tx/provisional` shows the pending try
+//! (404 when none), secret values replaced. The record of the try (keys, old and new values,
+//! deadline, boot id, caller) is kept in the datastore under [`constants::PROVISIONAL_KEY`]
+//! and committed in the same commit as the change; a timer task re-arms from it when the
+//! server restarts, and a server that starts in another boot (`--boot-id-file`, default
+//! [`constants::BOOT_ID_FILE`]) reverts it before binding its
+//! socket. One try at a time (a second is a 409 naming the first); a key committed again
+//! during its try is not reverted. See [`provisional`].
+//!
 //! ## Connections and limits
 //!
 //! The server runs its own accept loop over hyper (see [`listen`]) rather than `axum::serve`,
@@ -154,6 +167,13 @@
 //!
 //! # Current limitations
 //!
+//! - Try mode: health checks (`settings.health`) do not gate a try yet; only the deadline and
+//!   a reboot revert it. An undo of a try's confirm (or of its revert) brings the record back
+//!   with its past deadline, so the timer reverts at once. A try is refused while the boot's
+//!   launch transaction is pending. Whether a later commit took a key over is judged by value:
+//!   a key set again to the very value the try gave it is still reverted. The revert after a
+//!   reboot is committed but not applied by the server: the boot's settings-applier renders
+//!   every file right after.
 //! - A request in progress is never evicted, and a handler has no time limit: slow renderer
 //!   dry-runs count against the cap for as long as they run.
 //! - With a hard descriptor limit of 1024, the cap is 512 connections, and a client that
@@ -220,6 +240,7 @@ pub mod listen;
 pub mod logs;
 pub mod node_status;
 pub mod openapi;
+pub mod provisional;
 pub mod server;
 pub mod support_bundle;
 pub mod units;
@@ -250,6 +271,8 @@ pub struct ServerConfig {
     pub bundle: support_bundle::BundleConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
+    /// Where the boot id is read (try-mode changes are reverted after a reboot).
+    pub boot_id_file: PathBuf,
 }
 
 /// Opens the datastore, listens on the socket and serves until SIGTERM or SIGINT, then removes
@@ -260,8 +283,18 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
     let audit = audit::AuditLog::open(&config.audit).context(OpenAuditSnafu {
         path: &config.audit.path,
     })?;
+    let store: server::SharedStore = Arc::new(RwLock::new(Box::new(store)));
+    let try_mode = provisional::TryMode::new(&config.boot_id_file);
+    // Before the socket exists: a try left by an earlier boot is reverted before anyone can
+    // read or write a setting.
+    if let Err(e) = provisional::revert_from_earlier_boot(&store, &try_mode, &audit) {
+        tracing::error!(
+            "cannot revert the try-mode change left by an earlier boot: {}; it stays pending and is reverted by the timer",
+            e.message
+        );
+    }
     let state = server::AppState {
-        store: Arc::new(RwLock::new(Box::new(store))),
+        store,
         os_release: config.os_release.clone(),
         applier: apply::Applier::start(config.apply_command.clone(), config.socket_path.clone()),
         commits: group_commit::CommitQueue::new(),
@@ -270,7 +303,9 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         audit,
         node: Arc::new(config.node.clone()),
         bundle: Arc::new(config.bundle.clone()),
+        try_mode,
     };
+    tokio::spawn(provisional::run_timer(state.clone()));
     let (app, _) = server::router(state);
     let shutdown = shutdown_signal();
     let (listener, socket) =

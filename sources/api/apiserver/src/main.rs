@@ -67,6 +67,10 @@ struct Args {
     /// shows when the API started answering.
     #[arg(long)]
     kmsg_ready: bool,
+    /// Where the kernel's boot id is read: a try-mode change made in another boot is reverted
+    /// when the server starts (tests point this at a file of their own).
+    #[arg(long, default_value = constants::BOOT_ID_FILE)]
+    boot_id_file: PathBuf,
     /// trace, debug, info, warn or error.
     #[arg(long, default_value = "info")]
     log_level: logging::LevelFilter,
@@ -142,6 +146,7 @@ async fn run() -> ExitCode {
             root: args.support_root,
         },
         kmsg_ready: args.kmsg_ready,
+        boot_id_file: args.boot_id_file,
     };
     match apiserver::serve(config).await {
         Ok(()) => ExitCode::SUCCESS,

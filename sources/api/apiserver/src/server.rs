@@ -54,6 +54,8 @@ pub struct AppState {
     pub node: Arc<crate::node_status::NodeConfig>,
     /// Where GET /support-bundle reads the node's files.
     pub bundle: Arc<crate::support_bundle::BundleConfig>,
+    /// The boot id and the timer of try-mode changes.
+    pub try_mode: crate::provisional::TryMode,
 }
 
 #[derive(OpenApi)]
@@ -81,6 +83,8 @@ pub fn router(state: AppState) -> (Router, Value) {
             .routes(routes!(apply_tx))
             .routes(routes!(commit_and_apply_tx))
             .routes(routes!(dry_run_tx))
+            .routes(routes!(start_try, get_provisional))
+            .routes(routes!(confirm_try))
             .routes(routes!(get_os))
             .routes(routes!(get_affected_services))
             .routes(routes!(get_templates))
@@ -461,6 +465,7 @@ pub struct KeyPairRequest {
 }
 
 /// The history document's entry for a commit the datastore recorded.
+/// The server's own bookkeeping (the try-mode record) is left out: it is not a setting.
 fn history_entry(r: datastore::CommitRecord) -> HistoryEntry {
     HistoryEntry {
         id: r.id,
@@ -469,6 +474,7 @@ fn history_entry(r: datastore::CommitRecord) -> HistoryEntry {
         changes: r
             .changes
             .into_iter()
+            .filter(|c| !crate::provisional::is_internal(&c.key))
             .map(|c| HistoryChange {
                 key: c.key,
                 old: c.old,
@@ -813,6 +819,106 @@ async fn dry_run_tx(
     Ok(Json(state.applier.dry_run(&tx).await?))
 }
 
+// ---- try mode ----
+
+/// The query of POST /tx/provisional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TryQuery {
+    /// Transaction name (default "default").
+    pub tx: Option<String>,
+    /// How long the change stays unless confirmed: 120, 120s, 2m or 1h.
+    pub timeout: String,
+}
+
+query_params!(TryQuery {
+    "tx", false, tx_name_schema(), TX_DESCRIPTION;
+    "timeout", true, string_schema(api_types::provisional::timeout_pattern(), 1, 6),
+        "How long the change stays unless confirmed: whole seconds, or a number with s, m or h (120, 120s, 2m, 1h); at least 1s, at most 24h.";
+});
+
+/// Commits a transaction and applies it provisionally (Ballast only): unless POST /tx/confirm
+/// comes within the timeout, the server restores the previous values and applies them; a
+/// reboot before the confirm restores them too. The change and the record of its previous
+/// values are one commit. One try at a time.
+#[utoipa::path(post, path = "/tx/provisional", params(TryQuery),
+    responses((status = 200, description = "Committed and handed to the renderer; the try as GET /tx/provisional shows it", body = api_types::provisional::Provisional),
+              (status = 400, description = "Bad transaction name or timeout (the message says why)", body = ErrorBody),
+              (status = 409, description = "A try is already pending (the message names it), or the boot's settings are not committed yet", body = ErrorBody),
+              (status = 422, description = "Nothing pending, or nothing that would change", body = ErrorBody),
+              (status = 500, body = ErrorBody)))]
+async fn start_try(
+    State(state): State<AppState>,
+    peer: Option<Extension<crate::audit::Peer>>,
+    ApiQuery(q): ApiQuery<TryQuery>,
+) -> Result<
+    (
+        Extension<Changes>,
+        Json<api_types::provisional::Provisional>,
+    ),
+    ApiError,
+> {
+    let tx = TxQuery { tx: q.tx }.name()?;
+    let timeout =
+        api_types::provisional::parse_timeout(&q.timeout).map_err(ApiError::bad_request)?;
+    let caller = peer.map(|Extension(peer)| peer.caller());
+    let boot_id = state.try_mode.boot_id.clone();
+    let record = write(&state, move |ds| {
+        crate::provisional::start(ds, &tx, timeout, &boot_id, caller)
+    })
+    .await?;
+    state.try_mode.wake();
+    state
+        .applier
+        .apply(Some(record.changes.iter().map(|c| c.key.clone()).collect()))?;
+    Ok((
+        Extension(crate::provisional::start_changes(&record)),
+        Json(record.document(&state.try_mode.boot_id)),
+    ))
+}
+
+/// The pending try (Ballast only): the keys with their previous and new values (secret ones
+/// replaced by "REDACTED"), the deadline, the seconds left and who started it.
+#[utoipa::path(get, path = "/tx/provisional",
+    responses((status = 200, description = "The pending try", body = api_types::provisional::Provisional),
+              (status = 404, description = "No try is pending", body = ErrorBody),
+              (status = 500, body = ErrorBody)))]
+async fn get_provisional(
+    State(state): State<AppState>,
+) -> Result<Json<api_types::provisional::Provisional>, ApiError> {
+    let record = read(&state, crate::provisional::load).await?;
+    match record {
+        Some(record) => Ok(Json(record.document(&state.try_mode.boot_id))),
+        None => Err(ApiError::not_found("no try is pending")),
+    }
+}
+
+/// Keeps the pending try (Ballast only): its values stay and nothing is reverted. Answers with
+/// the try that was kept.
+#[utoipa::path(post, path = "/tx/confirm",
+    responses((status = 200, description = "Kept; the try as it was", body = api_types::provisional::Provisional),
+              (status = 409, description = "No try is pending, or its deadline has passed (the revert is under way)", body = ErrorBody),
+              (status = 500, body = ErrorBody)))]
+async fn confirm_try(
+    State(state): State<AppState>,
+) -> Result<
+    (
+        Extension<Changes>,
+        Json<api_types::provisional::Provisional>,
+    ),
+    ApiError,
+> {
+    let boot_id = state.try_mode.boot_id.clone();
+    let record = write(&state, move |ds| crate::provisional::confirm(ds, &boot_id)).await?;
+    state.try_mode.wake();
+    let mut document = record.document(&state.try_mode.boot_id);
+    document.remaining_seconds = 0;
+    Ok((
+        Extension(crate::provisional::confirm_changes(&record)),
+        Json(document),
+    ))
+}
+
 fn os_info(state: &AppState) -> Result<Value, ApiError> {
     // The bodies name the flag, not the file; the log has the path.
     let text = std::fs::read_to_string(&state.os_release).map_err(|e| {
@@ -1016,7 +1122,16 @@ async fn undo_history(
             .iter()
             .map(|c| (c.key.as_str(), c.new.as_deref())),
     );
-    let changed: Vec<String> = record.changes.iter().map(|c| c.key.clone()).collect();
+    let changed: Vec<String> = record
+        .changes
+        .iter()
+        .map(|c| c.key.clone())
+        .filter(|k| !crate::provisional::is_internal(k))
+        .collect();
+    if changed.len() < record.changes.len() {
+        // The undo touched a try-mode record: the timer looks again.
+        state.try_mode.wake();
+    }
     if !changed.is_empty() {
         state.applier.apply(Some(changed))?;
     }

@@ -1481,6 +1481,41 @@ impl DataStore for FilesystemDataStore {
             .collect()
     }
 
+    fn commit_values(
+        &mut self,
+        transaction: &str,
+        values: &BTreeMap<Key, Option<String>>,
+        drop_pending: Option<&str>,
+    ) -> Result<CommitRecord> {
+        crate::check_values(transaction, values, drop_pending)?;
+        self.settle()?;
+        if let Some(tx) = drop_pending {
+            // Applying a commit moves a dropped transaction's pending file into live instead of
+            // writing the value again; a pending value that differs from the one given must
+            // not be moved, so it goes first (the transaction is dropped by this commit).
+            let dir = self.pending.join(tx);
+            let mut sync = SyncSet::new();
+            for (key, value) in values {
+                let path = key.path_under(&dir);
+                if fsutil::read_optional(&path)? != *value {
+                    fsutil::remove_file(&path, &mut sync)?;
+                }
+            }
+        }
+        let mut changes = Vec::new();
+        for (key, new) in values {
+            let old = fsutil::read_optional(&key.path_under(&self.live))?;
+            if old != *new {
+                changes.push(Change {
+                    key: key.name().to_string(),
+                    old,
+                    new: new.clone(),
+                });
+            }
+        }
+        self.run_commit(transaction, changes, drop_pending)
+    }
+
     fn undo(&mut self, id: Option<u64>) -> Result<CommitRecord> {
         self.settle()?;
         let known = self.known_records();

@@ -219,6 +219,20 @@ pub trait DataStore {
         txs.iter().map(|tx| self.commit_transaction(tx)).collect()
     }
 
+    /// Commits explicit values as one commit named `transaction`, all or nothing (also across a
+    /// crash), recorded in the history like any commit: each data key gets its value, or is
+    /// deleted when the value is `None`; keys that already hold that value are left out. With
+    /// `drop_pending`, that pending transaction is removed by the same commit. This is how a
+    /// change made by the server itself (try-mode: starting, confirming or reverting a
+    /// provisional change) becomes live together with its bookkeeping, and how a deletion is
+    /// committed (a pending transaction can only hold values).
+    fn commit_values(
+        &mut self,
+        transaction: &str,
+        values: &BTreeMap<Key, Option<String>>,
+        drop_pending: Option<&str>,
+    ) -> Result<CommitRecord>;
+
     /// Newest last; bounded (oldest dropped).
     fn history(&self) -> Result<Vec<CommitRecord>>;
     /// Reverts commit `id` (or the newest when None) as a new commit named `undo-<id>`.
@@ -381,6 +395,25 @@ pub(crate) fn drop_stale(tx: &str, pending: &mut BTreeMap<Key, String>, stale: &
     }
 }
 
+/// Checks the values given to [`DataStore::commit_values`] and the names involved.
+pub(crate) fn check_values(
+    transaction: &str,
+    values: &BTreeMap<Key, Option<String>>,
+    drop_pending: Option<&str>,
+) -> Result<()> {
+    validate_transaction_name(transaction)?;
+    if let Some(tx) = drop_pending {
+        validate_transaction_name(tx)?;
+    }
+    for (key, value) in values {
+        require_data_key(key)?;
+        if let Some(text) = value {
+            require_json(key, text)?;
+        }
+    }
+    Ok(())
+}
+
 /// Parses the key names of a commit's changes (they come from our own records).
 pub(crate) fn change_keys(changes: &[Change]) -> Result<Vec<Key>> {
     changes
@@ -508,6 +541,68 @@ mod test {
         let record = ds.commit_transaction_keeping_newer("d").unwrap();
         assert_eq!(changed(&record), ["settings.motd"]);
         assert_eq!(live(ds, "settings.motd").as_deref(), Some("new plan"));
+    }
+
+    /// Explicit values commit as one recorded commit: values set, `None` deleted, equal values
+    /// left out, the dropped transaction gone, and a differing pending value never wins.
+    fn explicit_values_commit_as_one(ds: &mut dyn DataStore) {
+        stage(
+            ds,
+            "seed",
+            &[("settings.motd", "old"), ("settings.timezone", "UTC")],
+        );
+        ds.commit_transaction("seed").unwrap();
+        stage(
+            ds,
+            "try",
+            &[("settings.motd", "staged"), ("settings.hostname", "h")],
+        );
+        let values = BTreeMap::from([
+            (k("settings.motd"), Some("\"given\"".to_string())),
+            (k("settings.timezone"), None),
+            (k("settings.hostname"), Some("\"h\"".to_string())),
+            (k("ballast.note"), Some("{\"a\":1}".to_string())),
+        ]);
+        let record = ds.commit_values("try-x", &values, Some("try")).unwrap();
+        assert_eq!(record.transaction, "try-x");
+        assert_eq!(
+            changed(&record),
+            [
+                "ballast.note",
+                "settings.hostname",
+                "settings.motd",
+                "settings.timezone"
+            ]
+        );
+        assert_eq!(live(ds, "settings.motd").as_deref(), Some("given"));
+        assert_eq!(live(ds, "settings.timezone"), None);
+        assert_eq!(live(ds, "settings.hostname").as_deref(), Some("h"));
+        assert!(ds.list_transactions().unwrap().is_empty());
+        assert_eq!(ds.history().unwrap().last().unwrap().id, record.id);
+        // Values equal to live change nothing and are not recorded.
+        let same = BTreeMap::from([(k("settings.motd"), Some("\"given\"".to_string()))]);
+        assert_eq!(ds.commit_values("again", &same, None).unwrap().id, 0);
+        // Bad input is refused before anything is written.
+        let bad = BTreeMap::from([(k("settings.motd"), Some("not json".to_string()))]);
+        assert!(ds.commit_values("bad", &bad, None).is_err());
+        assert!(ds.commit_values("bad name", &same, None).is_err());
+        assert_eq!(live(ds, "settings.motd").as_deref(), Some("given"));
+    }
+
+    #[test]
+    fn memory_store_commits_explicit_values() {
+        explicit_values_commit_as_one(&mut MemoryDataStore::new());
+    }
+
+    #[test]
+    fn filesystem_store_commits_explicit_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ds = FilesystemDataStore::create(dir.path(), "1").unwrap();
+        explicit_values_commit_as_one(&mut ds);
+        drop(ds);
+        let ds = FilesystemDataStore::open(&dir.path().join("current")).unwrap();
+        assert_eq!(live(&ds, "settings.motd").as_deref(), Some("given"));
+        assert_eq!(live(&ds, "settings.timezone"), None);
     }
 
     #[test]

@@ -361,6 +361,32 @@ impl DataStore for MemoryDataStore {
         Ok(self.history.iter().cloned().collect())
     }
 
+    fn commit_values(
+        &mut self,
+        transaction: &str,
+        values: &BTreeMap<Key, Option<String>>,
+        drop_pending: Option<&str>,
+    ) -> Result<CommitRecord> {
+        crate::check_values(transaction, values, drop_pending)?;
+        let changes = values
+            .iter()
+            .filter_map(|(key, new)| {
+                let old = self.live.get(key).cloned();
+                (old != *new).then(|| Change {
+                    key: key.name().to_string(),
+                    old,
+                    new: new.clone(),
+                })
+            })
+            .collect();
+        let record = self.run_commit(transaction, changes)?;
+        if let Some(tx) = drop_pending {
+            self.pending.remove(tx);
+            self.staged_at.remove(tx);
+        }
+        Ok(record)
+    }
+
     fn undo(&mut self, id: Option<u64>) -> Result<CommitRecord> {
         let record = match id {
             Some(id) => self.history.iter().find(|r| r.id == id),

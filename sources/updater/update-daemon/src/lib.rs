@@ -38,7 +38,7 @@ use update_policy::{Action, Decision, Memory, RebootRecord, WindowState};
 /// Where the daemon keeps its memory on a node.
 pub const STATE_FILE: &str = "/var/lib/ballast/update-daemon/state.json";
 /// Where the kernel tells this boot's id.
-pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
+pub const BOOT_ID_FILE: &str = constants::BOOT_ID_FILE;
 
 #[derive(Debug, Snafu)]
 pub enum Error {

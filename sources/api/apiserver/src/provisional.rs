@@ -1,0 +1,523 @@
+//! Try-mode settings: a change that is committed and applied like any other, but reverted by
+//! the server itself unless `POST /tx/confirm` comes before its deadline.
+//!
+//! # Where the state lives
+//!
+//! A pending try is one record ([`Record`]) stored in the datastore under
+//! [`constants::PROVISIONAL_KEY`], outside `settings`: the transaction, every key the try
+//! changed with its previous value (or none) and its new value, the start and the deadline, the
+//! boot it was made in and who asked. The record is written **in the same commit** as the
+//! settings it describes ([`datastore::DataStore::commit_values`], which also drops the
+//! staged transaction), so a crash leaves either the change with its safety net or neither;
+//! never a change that nothing will revert. Confirming removes the record, reverting restores
+//! the old values and removes the record, each again in one commit. Nothing about a try is
+//! kept only in memory.
+//!
+//! # The timer and the boot
+//!
+//! [`run_timer`] is a task of the server that sleeps until the deadline of the record it
+//! finds in the datastore (or until woken by a new try, a confirm or an undo) and then reverts
+//! and applies the old values through the same renderer queue a commit uses. The deadline is
+//! kept twice: as wall-clock time for people, and as `CLOCK_BOOTTIME` milliseconds for the
+//! timer, which NTP steps do not move and which keeps counting across a server restart in the
+//! same boot. A restarted server therefore re-arms the timer from the datastore.
+//!
+//! A reboot while provisional reverts: the record holds the boot id
+//! ([`constants::BOOT_ID_FILE`]) it was made in, and [`revert_from_earlier_boot`] runs when the
+//! server starts, before it binds its socket. Found a record of another boot, it commits the
+//! old values right there, without applying (the boot's settings-applier renders everything
+//! later in the boot). Because no client can reach the server yet, no acknowledged write can be
+//! lost to it; and because it is an ordinary commit, the launch transaction's yielding commit
+//! (see the crate documentation) treats it like a user's: a default staged earlier by
+//! storewolf does not replace a restored value, user data staged later does, as on every boot.
+//!
+//! # Rules
+//!
+//! - One try at a time: a second `POST /tx/provisional` while one is pending is a 409 that
+//!   names the pending one and its deadline (extending a try silently would let an operator
+//!   believe a second change has its own safety net).
+//! - A try is refused (409) while the launch transaction is still pending, so the boot's own
+//!   commit never lands in the middle of a try.
+//! - A plain commit of a key that is part of a pending try takes that key out of the try: the
+//!   revert restores only keys whose live value is still the one the try gave them (compared by
+//!   value), so a deliberate later change is never undone by a timer.
+//! - A confirm after the deadline is a 409: the revert is under way.
+//! - Every start, confirm and revert is in the audit trail: the routes through the audit layer,
+//!   the automatic reverts as entries of their own whose caller's program is
+//!   `apiserver (try-mode timeout)` or `apiserver (try-mode revert at boot)`.
+
+use crate::audit::{AuditLog, Changes};
+use crate::error::ApiError;
+use crate::server::{AppState, SharedStore};
+use api_types::audit::{AuditEntry, Caller};
+use api_types::provisional::{Provisional, ProvisionalChange};
+use axum::http::StatusCode;
+use datastore::{Committed, DataStore, Key, KeyType};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The transaction name a confirm is committed under (shown in `GET /history`).
+pub const CONFIRM_TX: &str = "try-confirm";
+/// The transaction name a revert is committed under.
+pub const REVERT_TX: &str = "try-revert";
+/// The program named in the audit entry of a revert at the deadline.
+pub const TIMEOUT_CALLER: &str = "apiserver (try-mode timeout)";
+/// The program named in the audit entry of a revert at start after a reboot.
+pub const BOOT_CALLER: &str = "apiserver (try-mode revert at boot)";
+/// How long the timer waits before trying a failed revert again.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// One key of a try as stored: the JSON texts before and after, `None` when absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordChange {
+    pub key: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// A pending try as the datastore keeps it under [`constants::PROVISIONAL_KEY`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub transaction: String,
+    pub changes: Vec<RecordChange>,
+    /// RFC 3339, UTC.
+    pub started: String,
+    /// RFC 3339, UTC; for people, the timer uses `deadline_boottime_ms`.
+    pub deadline: String,
+    pub timeout_seconds: u64,
+    /// The boot the try was made in.
+    pub boot_id: String,
+    /// `CLOCK_BOOTTIME` of the deadline, in milliseconds (meaningful in `boot_id` only).
+    pub deadline_boottime_ms: u64,
+    pub caller: Option<Caller>,
+}
+
+/// What the server needs to run tries: the boot it runs in and the timer's wake-up call.
+#[derive(Debug, Clone)]
+pub struct TryMode {
+    pub boot_id: Arc<String>,
+    wake: Arc<Notify>,
+}
+
+impl TryMode {
+    /// Reads the boot id from `boot_id_file`; when it cannot be read, the id is "unknown" (and
+    /// a reboot is then not recognised: the timer still reverts at the deadline).
+    pub fn new(boot_id_file: &Path) -> TryMode {
+        TryMode {
+            boot_id: Arc::new(read_boot_id(boot_id_file)),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Tells the timer that the record may have changed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+fn read_boot_id(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+        Ok(_) | Err(_) => {
+            tracing::warn!(
+                "cannot read the boot id from {}; a try-mode change will not be reverted by a reboot",
+                path.display()
+            );
+            "unknown".to_string()
+        }
+    }
+}
+
+/// Milliseconds of `CLOCK_BOOTTIME` (time since boot, suspend included).
+fn boottime_ms() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+        Ok(t) => u64::try_from(t.tv_sec())
+            .unwrap_or(0)
+            .saturating_mul(1000)
+            .saturating_add(u64::try_from(t.tv_nsec()).unwrap_or(0) / 1_000_000),
+        Err(e) => {
+            tracing::error!("cannot read CLOCK_BOOTTIME: {e}");
+            0
+        }
+    }
+}
+
+fn provisional_key() -> Key {
+    Key::new(KeyType::Data, constants::PROVISIONAL_KEY)
+        .expect("the provisional key follows the key grammar")
+}
+
+/// Whether `key` is the server's own bookkeeping, which is never rendered nor shown as a
+/// setting.
+pub fn is_internal(key: &str) -> bool {
+    key == constants::PROVISIONAL_KEY
+}
+
+/// The pending try, if any.
+pub fn load(ds: &(dyn DataStore + Send + Sync)) -> Result<Option<Record>, ApiError> {
+    let Some(text) = ds.get_key(&provisional_key(), &Committed::Live)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        tracing::error!("the stored try-mode record is unreadable: {e}: {text}");
+        ApiError::internal(format!(
+            "the stored try-mode record is unreadable ({e}); delete it with `apiclient undo` of the commit that made it"
+        ))
+    })
+}
+
+impl Record {
+    /// Milliseconds until the deadline, 0 once it has passed (or when the record is of
+    /// another boot).
+    fn remaining_ms(&self, boot_id: &str) -> u64 {
+        if self.boot_id != boot_id {
+            return 0;
+        }
+        self.deadline_boottime_ms.saturating_sub(boottime_ms())
+    }
+
+    /// The document `GET /tx/provisional` answers with: secret values replaced.
+    pub fn document(&self, boot_id: &str) -> Provisional {
+        let changes = self
+            .changes
+            .iter()
+            .map(|c| {
+                let redacted = models::secret::is_secret(&c.key);
+                let shown = |text: &Option<String>| {
+                    text.as_ref().map(|t| {
+                        if redacted {
+                            serde_json::Value::from(api_types::audit::REDACTED)
+                        } else {
+                            serde_json::from_str(t)
+                                .unwrap_or_else(|_| serde_json::Value::from(t.as_str()))
+                        }
+                    })
+                };
+                ProvisionalChange {
+                    key: c.key.clone(),
+                    old: shown(&c.old),
+                    new: shown(&c.new),
+                    redacted,
+                }
+            })
+            .collect();
+        Provisional {
+            transaction: self.transaction.clone(),
+            changes,
+            started: self.started.clone(),
+            deadline: self.deadline.clone(),
+            timeout_seconds: self.timeout_seconds,
+            remaining_seconds: self.remaining_ms(boot_id).div_ceil(1000),
+            caller: self.caller.clone(),
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.changes.iter().map(|c| c.key.as_str())
+    }
+
+    fn pending_sentence(&self) -> String {
+        format!(
+            "a try is already pending (transaction {}, keys {}, reverted at {} unless confirmed); \
+             run `apiclient confirm` to keep it or wait for its revert, then try again",
+            self.transaction,
+            self.keys().collect::<Vec<_>>().join(", "),
+            self.deadline
+        )
+    }
+}
+
+fn conflict(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, message)
+}
+
+fn serialize(record: &Record) -> Result<String, ApiError> {
+    serde_json::to_string(record)
+        .map_err(|e| ApiError::internal(format!("cannot write the try-mode record: {e}")))
+}
+
+/// Commits transaction `tx` provisionally, with its revert due in `timeout_seconds`: the new
+/// values and the record in one commit, which also drops the transaction. Answers with the
+/// record; the caller applies its keys.
+pub fn start(
+    ds: &mut (dyn DataStore + Send + Sync),
+    tx: &str,
+    timeout_seconds: u64,
+    boot_id: &str,
+    caller: Option<Caller>,
+) -> Result<Record, ApiError> {
+    if let Some(pending) = load(ds)? {
+        return Err(conflict(pending.pending_sentence()));
+    }
+    if ds.list_transactions()?.contains(constants::LAUNCH_TX) {
+        return Err(conflict(format!(
+            "the boot's settings (transaction {}) are not committed yet; try again once the node \
+             has reached {}",
+            constants::LAUNCH_TX,
+            constants::CONFIGURED_TARGET
+        )));
+    }
+    let pending = ds.get_prefix("", &Committed::Pending { tx: tx.to_string() })?;
+    if pending.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("transaction '{tx}' has no pending settings to try"),
+        ));
+    }
+    let mut changes = Vec::new();
+    for (key, new) in &pending {
+        let old = ds.get_key(key, &Committed::Live)?;
+        if old.as_ref() != Some(new) {
+            changes.push(RecordChange {
+                key: key.name().to_string(),
+                old,
+                new: Some(new.clone()),
+            });
+        }
+    }
+    if changes.is_empty() {
+        ds.delete_transaction(tx)?;
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "every setting in transaction '{tx}' already has the value given; there is \
+                 nothing to try (the transaction was dropped)"
+            ),
+        ));
+    }
+    let now = jiff::Timestamp::now();
+    let timeout = i64::try_from(timeout_seconds).unwrap_or(i64::MAX);
+    let deadline = now
+        .checked_add(jiff::SignedDuration::from_secs(timeout))
+        .map_err(|e| ApiError::bad_request(format!("the timeout is out of range: {e}")))?;
+    let record = Record {
+        transaction: tx.to_string(),
+        changes,
+        started: now.to_string(),
+        deadline: deadline.to_string(),
+        timeout_seconds,
+        boot_id: boot_id.to_string(),
+        deadline_boottime_ms: boottime_ms().saturating_add(timeout_seconds.saturating_mul(1000)),
+        caller,
+    };
+    let mut values: BTreeMap<Key, Option<String>> = pending
+        .into_iter()
+        .map(|(key, value)| (key, Some(value)))
+        .collect();
+    values.insert(provisional_key(), Some(serialize(&record)?));
+    ds.commit_values(tx, &values, Some(tx))?;
+    tracing::info!(
+        tx,
+        keys = record.changes.len(),
+        deadline = record.deadline,
+        "committed a try-mode change; it is reverted unless confirmed"
+    );
+    Ok(record)
+}
+
+/// Keeps the pending try: removes its record in a commit of its own. Refused (409) when none
+/// is pending or its deadline has passed.
+pub fn confirm(ds: &mut (dyn DataStore + Send + Sync), boot_id: &str) -> Result<Record, ApiError> {
+    let Some(record) = load(ds)? else {
+        return Err(conflict(
+            "no try is pending, so there is nothing to confirm (a try not confirmed in time has \
+             been reverted: see `apiclient history`)",
+        ));
+    };
+    if record.remaining_ms(boot_id) == 0 {
+        return Err(conflict(format!(
+            "the try of transaction {} expired at {} and is being reverted; set the values again \
+             to keep them",
+            record.transaction, record.deadline
+        )));
+    }
+    let values = BTreeMap::from([(provisional_key(), None)]);
+    ds.commit_values(CONFIRM_TX, &values, None)?;
+    tracing::info!(tx = record.transaction, "try-mode change confirmed");
+    Ok(record)
+}
+
+/// Reverts the pending try, if any: every key whose live value is still the one the try gave
+/// it gets its old value back (or is removed), and the record goes, in one commit. Returns the
+/// record and the keys restored, with their restored values.
+pub fn revert(
+    ds: &mut (dyn DataStore + Send + Sync),
+) -> Result<Option<(Record, Vec<RecordChange>)>, ApiError> {
+    let Some(record) = load(ds)? else {
+        return Ok(None);
+    };
+    let mut values: BTreeMap<Key, Option<String>> = BTreeMap::new();
+    let mut restored = Vec::new();
+    for change in &record.changes {
+        let key = Key::new(KeyType::Data, &change.key)?;
+        let live = ds.get_key(&key, &Committed::Live)?;
+        if live == change.new {
+            values.insert(key, change.old.clone());
+            restored.push(change.clone());
+        } else {
+            tracing::info!(
+                key = change.key,
+                "not reverting a key that was committed again during its try"
+            );
+        }
+    }
+    values.insert(provisional_key(), None);
+    ds.commit_values(REVERT_TX, &values, None)?;
+    tracing::warn!(
+        tx = record.transaction,
+        keys = restored.len(),
+        "reverted a try-mode change that was not confirmed"
+    );
+    Ok(Some((record, restored)))
+}
+
+/// At start, before the socket exists: reverts a try made in an earlier boot (committed only;
+/// the boot's settings-applier renders everything). Records the revert in the audit trail.
+pub fn revert_from_earlier_boot(
+    store: &SharedStore,
+    try_mode: &TryMode,
+    audit: &AuditLog,
+) -> Result<(), ApiError> {
+    let mut guard = store.write().unwrap_or_else(|p| p.into_inner());
+    let Some(record) = load(&**guard)? else {
+        return Ok(());
+    };
+    if record.boot_id == *try_mode.boot_id {
+        tracing::info!(
+            tx = record.transaction,
+            deadline = record.deadline,
+            "a try-mode change of this boot is pending; its revert is re-armed"
+        );
+        return Ok(());
+    }
+    tracing::warn!(
+        tx = record.transaction,
+        "the node rebooted while a try-mode change was pending; reverting it before serving"
+    );
+    let outcome = revert(&mut **guard);
+    audit_revert(audit, BOOT_CALLER, &outcome);
+    outcome.map(|_| ())
+}
+
+/// The audit entry of a revert the server made by itself.
+fn audit_revert(
+    audit: &AuditLog,
+    program: &str,
+    outcome: &Result<Option<(Record, Vec<RecordChange>)>, ApiError>,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = std::fs::metadata("/proc/self")
+        .map(|m| (m.uid(), m.gid()))
+        .unwrap_or((0, 0));
+    let (changes, status) = match outcome {
+        Ok(Some((record, restored))) => {
+            let mut changes =
+                Changes::with_values(restored.iter().map(|c| (c.key.as_str(), c.old.as_deref())));
+            // Keys the try changed that a later commit took over are listed without a value.
+            let kept = record
+                .keys()
+                .filter(|k| !restored.iter().any(|c| c.key == *k));
+            changes.changes.extend(Changes::keys(kept).changes);
+            (changes, StatusCode::OK)
+        }
+        Ok(None) => return,
+        Err(e) => (Changes::default(), e.status),
+    };
+    let path = match outcome {
+        Ok(Some((record, _))) => {
+            format!("{}?tx={}", api_types::provisional::PATH, record.transaction)
+        }
+        _ => api_types::provisional::PATH.to_string(),
+    };
+    audit.append(&AuditEntry {
+        time: jiff::Timestamp::now().to_string(),
+        caller: Some(Caller {
+            uid,
+            gid,
+            pid: Some(std::process::id()),
+            program: Some(program.to_string()),
+        }),
+        method: "REVERT".to_string(),
+        path,
+        changes: changes.changes,
+        changes_omitted: changes.omitted,
+        status: status.as_u16(),
+    });
+}
+
+/// The timer: sleeps until the pending try's deadline (or until woken), then reverts it and
+/// applies the restored keys. Runs for the life of the server.
+pub async fn run_timer(state: AppState) {
+    loop {
+        let loaded = crate::server::read(&state, load).await;
+        let record = match loaded {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!("cannot read the try-mode record: {}", e.message);
+                tokio::time::sleep(RETRY_DELAY).await;
+                continue;
+            }
+        };
+        let Some(record) = record else {
+            state.try_mode.wake.notified().await;
+            continue;
+        };
+        let remaining = Duration::from_millis(record.remaining_ms(&state.try_mode.boot_id));
+        if !remaining.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(remaining) => {}
+                () = state.try_mode.wake.notified() => continue,
+            }
+        }
+        let store = state.store.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut guard = store.write().unwrap_or_else(|p| p.into_inner());
+            // Confirmed or replaced while the timer slept: look again.
+            match load(&**guard)? {
+                Some(now) if now == record => revert(&mut **guard),
+                _ => Ok(None),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("revert task failed: {e}"))));
+        audit_revert(&state.audit, TIMEOUT_CALLER, &outcome);
+        match outcome {
+            Ok(Some((_, restored))) => {
+                let keys: Vec<String> = restored.into_iter().map(|c| c.key).collect();
+                if !keys.is_empty() {
+                    if let Err(e) = state.applier.apply(Some(keys)) {
+                        tracing::error!("cannot apply the reverted settings: {}", e.message);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(
+                    "reverting the try-mode change failed: {}; trying again in {} s",
+                    e.message,
+                    RETRY_DELAY.as_secs()
+                );
+                tokio::time::sleep(RETRY_DELAY).await;
+            }
+        }
+    }
+}
+
+/// The keys a try's start lists in the audit trail: the new values (secret ones left out).
+pub fn start_changes(record: &Record) -> Changes {
+    Changes::with_values(
+        record
+            .changes
+            .iter()
+            .map(|c| (c.key.as_str(), c.new.as_deref())),
+    )
+}
+
+/// The keys a confirm lists in the audit trail.
+pub fn confirm_changes(record: &Record) -> Changes {
+    Changes::keys(record.keys())
+}
