@@ -92,17 +92,16 @@ pub fn build_test_updater() -> PathBuf {
         .clone()
 }
 
-/// Path of a workspace binary, building it first when this test run did not.
+/// Path of a workspace binary, built (once per test process) by cargo, which rebuilds it only
+/// when its sources changed; a binary left by an earlier build is never used stale.
 pub fn workspace_bin(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", name, "--bin", name])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p {name} failed");
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        build_workspace_bin(name, name);
+        built.push(name.to_string());
     }
-    path
+    bin_dir().join(name)
 }
 
 impl TestServer {

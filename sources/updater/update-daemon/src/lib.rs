@@ -144,6 +144,12 @@ pub async fn tick(config: &Config, state: &mut State) -> Result<Decision, Error>
         })?
         .trim()
         .to_string();
+    // A server without try mode answers 404 like one with no try pending.
+    let provisional = match apiclient::provisional::show(&config.socket).await {
+        Ok(Some(body)) => Some(apiclient::provisional::parse(&body).context(ApiSnafu)?),
+        Ok(None) => None,
+        Err(e) => return Err(e).context(ApiSnafu),
+    };
     let now = Timestamp::now();
     let mut decision = update_policy::decide(&update_policy::Inputs {
         now,
@@ -152,6 +158,7 @@ pub async fn tick(config: &Config, state: &mut State) -> Result<Decision, Error>
         memory: &state.memory,
         boot_id: &boot_id,
         jitter: rand::random::<f64>(),
+        provisional: provisional.as_ref(),
     });
     let mut lock_waiting = false;
     let outcome = act(config, state, &settings, &status, &decision, &boot_id, now).await;

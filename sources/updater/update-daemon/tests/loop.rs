@@ -196,3 +196,40 @@ fn bad_policy_settings_are_400s_naming_the_key() {
         assert_eq!(error["key"], key, "{body}: {text}");
     }
 }
+
+#[test]
+fn a_pending_try_holds_the_reboot_back_until_it_is_confirmed() {
+    let rt = Rt::new().unwrap();
+    let server = TestServer::start_with_updates(&["0.2.0"]);
+    set(&server, r#"{"updates": {"policy": "auto"}}"#);
+    let config = config(&server, "boot-1");
+    let mut state = State::load(&config.state_file).unwrap();
+    let seen = until(&rt, &server, &config, &mut state, Action::Prepare);
+    assert_eq!(seen, [Action::Refresh, Action::Prepare]);
+
+    let out = server.apiclient(&["set", "--try", "10m", "motd=trying"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for _ in 0..3 {
+        let d = rt.block_on(tick(&config, &mut state)).unwrap();
+        assert_eq!(d.action, Action::Wait, "{}", d.reason);
+        assert!(d.reason.contains("try-mode"), "{}", d.reason);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let s = server.json("GET", "/updates/status", None);
+    assert_eq!(s["update_state"], "Staged", "{s:#}");
+    assert_eq!(server.reboots(), 0);
+
+    let out = server.apiclient(&["confirm"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = until(&rt, &server, &config, &mut state, Action::Reboot);
+    assert_eq!(seen, [Action::Activate, Action::Reboot]);
+    assert_eq!(server.reboots(), 1);
+}

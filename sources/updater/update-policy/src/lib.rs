@@ -29,6 +29,7 @@
 //!     memory: &memory,
 //!     boot_id: "b1",
 //!     jitter: 0.5,
+//!     provisional: None,
 //! });
 //! assert_eq!(decision.action, Action::Refresh);
 //! ```
@@ -51,13 +52,15 @@
 //!   reboots (with that reason in the status) rather than being refused when set: the model checks
 //!   the zone's form only.
 //! * `check-interval` jitter is up to a tenth of the interval, drawn by the caller.
-//! * Waiting for an `apiclient exec` session or a try-mode settings change to end is not modeled:
-//!   neither exists on the node yet.
+//! * Waiting for an `apiclient exec` session to end is not modeled: the node has no exec yet. A
+//!   pending try-mode settings change does hold the reboot (and the fleet lock request) back
+//!   until it is confirmed or reverted.
 
 #![forbid(unsafe_code)]
 
 pub mod window;
 
+use api_types::provisional::Provisional;
 use api_types::update::{UpdateState, UpdateStatus};
 use jiff::{SignedDuration, Timestamp};
 use models::modeled_types::UpdatePolicy;
@@ -104,6 +107,9 @@ pub struct Inputs<'a> {
     pub boot_id: &'a str,
     /// A number in [0, 1) drawn by the caller; spreads checks over a fleet.
     pub jitter: f64,
+    /// The try-mode settings change pending on the node (`GET /tx/provisional`), if any: no
+    /// reboot while it may still be reverted.
+    pub provisional: Option<&'a Provisional>,
 }
 
 /// The next step.
@@ -349,6 +355,18 @@ fn step(
                     })
                 }
                 Ok(WindowState::Open { .. } | WindowState::Always) => {}
+            }
+            if let Some(try_change) = inputs.provisional {
+                return (
+                    Action::Wait,
+                    format!(
+                        "update {version} is {}; a try-mode settings change (transaction {}) \
+                         is pending until {}: no reboot until it is confirmed or reverted",
+                        state.to_string().to_lowercase(),
+                        try_change.transaction,
+                        try_change.deadline
+                    ),
+                );
             }
             let lock_configured = inputs
                 .settings

@@ -36,6 +36,7 @@ fn run(settings: &UpdatesSettings, status: &UpdateStatus, memory: &Memory) -> De
         memory,
         boot_id: "boot-2",
         jitter: 0.0,
+        provisional: None,
     })
 }
 
@@ -84,6 +85,7 @@ fn first_check_is_at_once_then_after_the_jittered_interval() {
         memory: &memory,
         boot_id: "boot-2",
         jitter: 0.5,
+        provisional: None,
     });
     assert_eq!(d.next_check, Some(at("2025-03-05T10:33:00Z")));
 
@@ -298,6 +300,7 @@ fn after_the_reboot_the_lock_is_released_on_the_new_boot_only() {
         memory: &memory,
         boot_id: "boot-1",
         jitter: 0.0,
+        provisional: None,
     });
     assert_eq!(same_boot.action, Action::Wait);
     assert!(
@@ -414,4 +417,52 @@ fn memory_round_trips_as_json() {
         serde_json::from_str::<Memory>("{}").unwrap(),
         Memory::default()
     );
+}
+
+#[test]
+fn a_pending_try_holds_the_reboot_and_the_lock_back() {
+    let auto = settings(json!({"policy": "auto", "fleet-lock": {"url": "http://lock.invalid/"}}));
+    let try_change: Provisional = serde_json::from_value(json!({
+        "transaction": "try-motd",
+        "changes": [{"key": "settings.motd", "old": "a", "new": "b"}],
+        "started": "2025-03-05T09:59:00Z",
+        "deadline": "2025-03-05T10:01:00Z",
+        "timeout_seconds": 120,
+        "remaining_seconds": 60
+    }))
+    .unwrap();
+    for state in ["Staged", "Ready"] {
+        let st = status(state, "1.0.0", Some("1.1.0"), None);
+        let memory = checked_recently();
+        let d = decide(&Inputs {
+            now: at(NOW),
+            settings: &auto,
+            status: &st,
+            memory: &memory,
+            boot_id: "boot-2",
+            jitter: 0.0,
+            provisional: Some(&try_change),
+        });
+        assert_eq!(d.action, Action::Wait, "{state}: {}", d.reason);
+        assert!(
+            d.reason.contains("try-motd") && d.reason.contains("2025-03-05T10:01:00Z"),
+            "{}",
+            d.reason
+        );
+        // Once it is confirmed or reverted, the reboot goes on (the lock first).
+        assert_eq!(run(&auto, &st, &memory).action, Action::AcquireLock);
+    }
+    // Staging goes on during a try: only the reboot waits.
+    let st = status("Available", "1.0.0", Some("1.1.0"), None);
+    let memory = checked_recently();
+    let d = decide(&Inputs {
+        now: at(NOW),
+        settings: &auto,
+        status: &st,
+        memory: &memory,
+        boot_id: "boot-2",
+        jitter: 0.0,
+        provisional: Some(&try_change),
+    });
+    assert_eq!(d.action, Action::Prepare);
 }
