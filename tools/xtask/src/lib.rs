@@ -31,4 +31,5 @@ pub mod containers;
 pub mod host;
 pub mod image;
 pub mod progress;
+pub mod sandbox;
 pub mod vm;

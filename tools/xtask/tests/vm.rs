@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use xtask::image::{self, Built};
+use xtask::sandbox;
 use xtask::vm::{BootOptions, Node};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -180,6 +181,55 @@ fn dev_boots_and_its_api_works_from_the_host() {
         );
     }
     println!("dev: {}", apiclient(&node, &["report", "boot"]));
+
+    // Issue 16: our units' sandboxes as the booted node's systemd rates them, each within its
+    // budget (xtask::sandbox::BUDGETS, the table the host test checks the unit files against).
+    let timeout = Duration::from_secs(60);
+    let (shipped, status) = node
+        .vm
+        .run_shell(
+            &format!("ls {}", Path::new("/").join(sandbox::UNIT_DIR).display()),
+            timeout,
+        )
+        .unwrap();
+    assert_eq!(status, 0, "{shipped}");
+    let (summary, status) = node
+        .vm
+        .run_shell(
+            "SYSTEMD_COLORS=0 systemd-analyze security --no-pager",
+            timeout,
+        )
+        .unwrap();
+    assert_eq!(status, 0, "{summary}");
+    let rated = sandbox::parse_summary(&summary);
+    let exposures: Vec<(String, f64)> = sandbox::BUDGETS
+        .iter()
+        .filter(|b| shipped.split_whitespace().any(|f| f == b.unit))
+        .map(|b| {
+            rated
+                .iter()
+                .find(|(unit, _)| unit == b.unit)
+                .cloned()
+                .unwrap_or_else(|| panic!("systemd-analyze did not rate {}: {summary}", b.unit))
+        })
+        .collect();
+    assert!(exposures.len() > 10, "{exposures:?}\n{shipped}");
+    println!("dev: exposure of our units\n{}", sandbox::table(&exposures));
+    let problems = sandbox::violations(&exposures);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // A sandbox that is too tight shows as a system call refused or a write denied.
+    let console = node.vm.console_log();
+    for line in console.lines().filter(|l| {
+        l.contains("Permission denied")
+            || l.contains("Read-only file system")
+            || l.contains("Operation not permitted")
+    }) {
+        println!("dev: console: {line}");
+    }
+    assert!(
+        !console.contains("status=31/SYS"),
+        "a unit was killed by its system call filter"
+    );
 
     // A support bundle of the booted node: a tarball real tar reads, with its manifest and
     // the node's journal, status and settings.
