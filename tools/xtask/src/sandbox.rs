@@ -256,8 +256,10 @@ mod tests {
     #[test]
     fn reasons_go_with_budgets_above_the_default() {
         for b in BUDGETS {
+            let above = b.max > DEFAULT_MAX;
+            let explained = !b.reason.is_empty();
             assert!(
-                (b.max > DEFAULT_MAX) == !b.reason.is_empty(),
+                above == explained,
                 "{}: a budget above {DEFAULT_MAX} needs a reason, and only such a budget",
                 b.unit
             );
