@@ -305,9 +305,13 @@ fn step(
     let failed = failed_version(inputs);
 
     match state {
-        UpdateState::Idle => release_or_wait(format!(
-            "up to date: {running_version} is the newest allowed version"
-        )),
+        UpdateState::Idle => release_or_wait(match failed {
+            Some(version) => format!(
+                "update {version} failed to boot once and rolled back; it is not tried again \
+                 ({running_version} runs, and no other update is known)"
+            ),
+            None => format!("up to date: {running_version} is the newest allowed version"),
+        }),
         UpdateState::Available => {
             let version = chosen.unwrap_or_default();
             if policy == UpdatePolicy::Check {

@@ -361,6 +361,17 @@ fn a_rollback_reported_by_the_updater_counts_too() {
         set: "B".into(),
     });
     assert_eq!(run(&auto, &s, &checked_recently()).action, Action::Wait);
+
+    // Back on the old version with nothing else offered, the status says why it stays.
+    let mut idle = status("Idle", "1.0.0", None, None);
+    idle.failed_update = s.failed_update.clone();
+    let d = run(&auto, &idle, &checked_recently());
+    assert_eq!(d.action, Action::Wait);
+    assert!(
+        d.reason.contains("update 1.1.0 failed to boot once") && !d.reason.contains("up to date"),
+        "{}",
+        d.reason
+    );
 }
 
 #[test]
