@@ -335,12 +335,47 @@ fn wait_for(decision: &Decision, poll: Duration) -> Duration {
     if decision.action != Action::Wait {
         return Duration::from_secs(1).min(poll);
     }
+    // A due time already past means now (one second), not the long poll: a negative span
+    // does not convert to a Duration.
     let until_due = decision
         .wake_at
-        .and_then(|t| {
-            let left = Timestamp::now().duration_until(t);
-            Duration::try_from(left).ok()
-        })
+        .map(|t| Duration::try_from(Timestamp::now().duration_until(t)).unwrap_or(Duration::ZERO))
         .unwrap_or(poll);
     until_due.min(poll).max(Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting_until(wake_at: Option<Timestamp>) -> Decision {
+        Decision {
+            action: Action::Wait,
+            reason: String::new(),
+            policy: models::modeled_types::UpdatePolicy::Auto,
+            next_check: wake_at,
+            window: None,
+            paused: None,
+            wake_at,
+        }
+    }
+
+    #[test]
+    fn a_due_time_in_the_past_is_followed_up_at_once() {
+        let poll = Duration::from_secs(60);
+        let past = Timestamp::now() - jiff::SignedDuration::from_secs(30);
+        assert_eq!(
+            wait_for(&waiting_until(Some(past)), poll),
+            Duration::from_secs(1)
+        );
+        let soon = Timestamp::now() + jiff::SignedDuration::from_secs(10);
+        let wait = wait_for(&waiting_until(Some(soon)), poll);
+        assert!(
+            wait > Duration::from_secs(5) && wait <= Duration::from_secs(10),
+            "{wait:?}"
+        );
+        assert_eq!(wait_for(&waiting_until(None), poll), poll);
+        let late = Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+        assert_eq!(wait_for(&waiting_until(Some(late)), poll), poll);
+    }
 }
