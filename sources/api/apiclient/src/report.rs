@@ -8,7 +8,7 @@
 //! (`api_types::boot_report::BootReport`).
 
 use crate::error::{self, Result};
-use crate::{encode_query_value, request};
+use crate::{encode_query_value, parse_document, request};
 use snafu::ResultExt;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -31,9 +31,7 @@ pub fn boot_report_uri(target: Option<&str>) -> String {
 /// Fetches the boot report.
 pub async fn fetch(socket_path: impl AsRef<Path>, target: Option<&str>) -> Result<BootReport> {
     let body = request(socket_path, &boot_report_uri(target), "GET", None).await?;
-    serde_json::from_str(&body).context(error::BootReportShapeSnafu {
-        body: body.chars().take(200).collect::<String>(),
-    })
+    parse_document("the boot report", body.as_bytes())
 }
 
 /// Prints the boot report to `out`: text, or the server's JSON with `json`.

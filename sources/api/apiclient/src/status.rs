@@ -8,7 +8,7 @@
 
 use crate::error::{self, Result};
 use crate::logs::format_entry;
-use crate::request;
+use crate::{parse_document, request};
 use snafu::ResultExt;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -23,9 +23,7 @@ pub const STATUS_URI: &str = "/status";
 /// Fetches the node's status.
 pub async fn fetch(socket_path: impl AsRef<Path>) -> Result<NodeStatus> {
     let body = request(socket_path, STATUS_URI, "GET", None).await?;
-    serde_json::from_str(&body).context(error::StatusShapeSnafu {
-        body: body.chars().take(200).collect::<String>(),
-    })
+    parse_document("the status document", body.as_bytes())
 }
 
 /// Prints the node's status to `out`: text, or the server's JSON with `json`.
