@@ -6,6 +6,7 @@
 //! one JSON object per entry and line, as the server keeps them.
 
 use crate::error::{self, Result};
+use crate::output::{print_document, Layout};
 use crate::{encode_query_value, parse_document, request};
 use snafu::ResultExt;
 use std::io::Write;
@@ -88,14 +89,7 @@ pub async fn audit<W: Write>(
     let body = request(socket_path, &options.uri(), "GET", None).await?;
     let entries: Vec<AuditEntry> = parse_document("the audit trail", body.as_bytes())?;
     for entry in &entries {
-        let mut line = if options.json {
-            serde_json::to_string(entry).map_err(|source| error::Error::SerializeBody { source })?
-        } else {
-            format_entry(entry)
-        };
-        line.push('\n');
-        out.write_all(line.as_bytes())
-            .context(error::WriteOutputSnafu)?;
+        print_document(out, entry, options.json, Layout::Entry, format_entry)?;
     }
     out.flush().context(error::WriteOutputSnafu)
 }

@@ -114,6 +114,7 @@ pub mod get;
 pub mod history;
 mod http;
 pub mod logs;
+mod output;
 pub mod preview;
 pub mod provisional;
 pub mod report;

@@ -7,6 +7,7 @@
 //! `--json` as one JSON object per line.
 
 use crate::error::{self, Result};
+use crate::output::{print_document, Layout};
 use crate::{encode_query_value, parse_document, request, stream_request};
 use snafu::ResultExt;
 use std::io::Write;
@@ -80,14 +81,7 @@ pub fn format_entry(entry: &LogEntry) -> String {
 }
 
 fn print_entry<W: Write>(out: &mut W, entry: &LogEntry, json: bool) -> Result<()> {
-    let mut line = if json {
-        serde_json::to_string(entry).map_err(|source| error::Error::SerializeBody { source })?
-    } else {
-        format_entry(entry)
-    };
-    line.push('\n');
-    out.write_all(line.as_bytes())
-        .context(error::WriteOutputSnafu)
+    print_document(out, entry, json, Layout::Entry, format_entry)
 }
 
 fn parse_entry(line: &[u8]) -> Result<LogEntry> {

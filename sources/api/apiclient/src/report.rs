@@ -7,9 +7,9 @@
 //! (`+`) ([`format_boot_report`]). With `--json` the server's document is printed as it is
 //! (`api_types::boot_report::BootReport`).
 
-use crate::error::{self, Result};
+use crate::error::Result;
+use crate::output::{print_document, Layout};
 use crate::{encode_query_value, parse_document, request};
-use snafu::ResultExt;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -42,18 +42,7 @@ pub async fn boot<W: Write>(
     out: &mut W,
 ) -> Result<()> {
     let report = fetch(socket_path, target).await?;
-    let mut text = if json {
-        serde_json::to_string_pretty(&report)
-            .map_err(|source| error::Error::SerializeBody { source })?
-    } else {
-        format_boot_report(&report)
-    };
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .context(error::WriteOutputSnafu)
+    print_document(out, &report, json, Layout::Document, format_boot_report)
 }
 
 /// Microseconds as seconds with millisecond precision ("6.123s").

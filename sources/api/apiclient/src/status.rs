@@ -6,10 +6,10 @@
 //! read: <reason>`, and the rest is still printed. With `--json` the server's document is
 //! printed as it is (`api_types::status::NodeStatus`).
 
-use crate::error::{self, Result};
+use crate::error::Result;
 use crate::logs::format_entry;
+use crate::output::{print_document, Layout};
 use crate::{parse_document, request};
-use snafu::ResultExt;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -33,18 +33,7 @@ pub async fn status<W: Write>(
     out: &mut W,
 ) -> Result<()> {
     let status = fetch(socket_path).await?;
-    let mut text = if json {
-        serde_json::to_string_pretty(&status)
-            .map_err(|source| error::Error::SerializeBody { source })?
-    } else {
-        format_status(&status)
-    };
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .context(error::WriteOutputSnafu)
+    print_document(out, &status, json, Layout::Document, format_status)
 }
 
 /// The status as text for a person (see the module's documentation).
