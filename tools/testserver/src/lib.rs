@@ -14,9 +14,11 @@
 //! `GET /units` runs [`TestServer::systemctl_command`] (the host's `systemctl` unless a test
 //! points it at a [`systemd::UserManager`]), and `GET /status` runs the workspace's real
 //! `signpost` on [`TestServer::disk`], a disk image that does not exist until a test makes
-//! one: by default its boot part is an error, never the host's disk.
+//! one (with [`disk::make_boot_disk`]): by default its boot part is an error, never the
+//! host's disk. The same disk serves the tests of signpost and updog.
 #![forbid(unsafe_code)]
 
+pub mod disk;
 pub mod journal;
 pub mod systemd;
 pub mod updater;
@@ -206,7 +208,7 @@ impl TestServer {
 
     /// The disk image signpost reads for `GET /status` (absent unless a test writes it).
     pub fn disk(&self) -> PathBuf {
-        self.dir.path().join("disk.img")
+        self.dir.path().join(disk::DISK_FILE)
     }
 
     /// Points `GET /units` at a user manager and restarts the server.

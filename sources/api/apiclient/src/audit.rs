@@ -6,7 +6,8 @@
 //! one JSON object per entry and line, as the server keeps them.
 
 use crate::error::{self, Result};
-use crate::{encode_query_value, request};
+use crate::output::{print_document, Layout};
+use crate::{encode_query_value, parse_document, request};
 use snafu::ResultExt;
 use std::io::Write;
 use std::path::Path;
@@ -86,18 +87,9 @@ pub async fn audit<W: Write>(
     out: &mut W,
 ) -> Result<()> {
     let body = request(socket_path, &options.uri(), "GET", None).await?;
-    let entries: Vec<AuditEntry> = serde_json::from_str(&body).context(error::AuditShapeSnafu {
-        body: body.chars().take(200).collect::<String>(),
-    })?;
+    let entries: Vec<AuditEntry> = parse_document("the audit trail", body.as_bytes())?;
     for entry in &entries {
-        let mut line = if options.json {
-            serde_json::to_string(entry).map_err(|source| error::Error::SerializeBody { source })?
-        } else {
-            format_entry(entry)
-        };
-        line.push('\n');
-        out.write_all(line.as_bytes())
-            .context(error::WriteOutputSnafu)?;
+        print_document(out, entry, options.json, Layout::Entry, format_entry)?;
     }
     out.flush().context(error::WriteOutputSnafu)
 }

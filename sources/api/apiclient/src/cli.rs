@@ -417,7 +417,12 @@ fn report<W: Write>(out: &mut W, transaction: &str, how: tx::Finish, answer: &st
             debug!("Committed and applied transaction {transaction}");
             return Ok(());
         }
-        tx::Finish::DryRun => crate::preview::render(answer).context(error::PreviewSnafu)?,
+        tx::Finish::DryRun => {
+            crate::preview::render(answer).with_context(|_| error::ResponseShapeSnafu {
+                what: "the dry-run preview",
+                body: error::excerpt(answer.as_bytes()),
+            })?
+        }
         tx::Finish::Try { .. } => {
             let doc = crate::provisional::parse(answer)?;
             format!(

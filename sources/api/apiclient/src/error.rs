@@ -97,6 +97,19 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The server answered 2xx, but not with the document this apiclient reads there.
+    #[snafu(display(
+        "Expected {what} from the API server, but its answer has an unexpected shape \
+         ({source}); is the API server older than this apiclient? It answered: {body}"
+    ))]
+    ResponseShape {
+        /// What the answer should have been, with its article: "the status document".
+        what: &'static str,
+        /// The start of the answer, its first 200 characters.
+        body: String,
+        source: serde_json::Error,
+    },
+
     /// `commit_and_apply` answered 5xx, yet nothing of the transaction was left pending: the
     /// settings are live and only applying them failed.
     #[snafu(display(
@@ -224,63 +237,6 @@ pub enum Error {
     #[snafu(display("Failed to write the output: {source}"))]
     WriteOutput { source: std::io::Error },
 
-    #[snafu(display(
-        "The server's dry-run answer has an unexpected shape ({source}); is the server's renderer \
-         older than this apiclient?"
-    ))]
-    Preview { source: serde_json::Error },
-
-    // ---- history ----------------------------------------------------------------------------
-    #[snafu(display("The server's history response has an unexpected shape: {source}"))]
-    HistoryShape { source: serde_json::Error },
-
-    // ---- logs -------------------------------------------------------------------------------
-    #[snafu(display("The server's journal entry has an unexpected shape ({source}): {line}"))]
-    LogShape {
-        line: String,
-        source: serde_json::Error,
-    },
-
-    // ---- audit ------------------------------------------------------------------------------
-    #[snafu(display(
-        "The server's audit trail has an unexpected shape ({source}); is the API server older \
-         than this apiclient? The answer began: {body}"
-    ))]
-    AuditShape {
-        body: String,
-        source: serde_json::Error,
-    },
-
-    // ---- status -----------------------------------------------------------------------------
-    #[snafu(display(
-        "The server's status answer has an unexpected shape ({source}); is the API server older \
-         than this apiclient? It answered: {body}"
-    ))]
-    StatusShape {
-        body: String,
-        source: serde_json::Error,
-    },
-
-    // ---- try mode ----------------------------------------------------------------------------
-    #[snafu(display(
-        "The server's try-mode answer has an unexpected shape ({source}); is the API server \
-         older than this apiclient? It answered: {body}"
-    ))]
-    ProvisionalShape {
-        body: String,
-        source: serde_json::Error,
-    },
-
-    // ---- report ------------------------------------------------------------------------------
-    #[snafu(display(
-        "The server's boot report has an unexpected shape ({source}); is the API server older \
-         than this apiclient? It answered: {body}"
-    ))]
-    BootReportShape {
-        body: String,
-        source: serde_json::Error,
-    },
-
     // ---- support bundle ---------------------------------------------------------------------
     #[snafu(display(
         "{} already exists; give another -o FILE, or --force to replace it",
@@ -301,12 +257,6 @@ pub enum Error {
     BundleNotGzip { start: Vec<u8> },
 
     // ---- update -----------------------------------------------------------------------------
-    #[snafu(display(
-        "The server's update status has an unexpected shape ({source}); is the API server older \
-         than this apiclient?"
-    ))]
-    UpdateStatusShape { source: serde_json::Error },
-
     #[snafu(display(
         "A pause of {requested} is longer than {max_days} days; run `apiclient update pause` \
          without --for to pause until `apiclient update resume`"
@@ -334,6 +284,18 @@ pub enum Error {
          '{other}' (started by someone else?); see `apiclient get /updates/status`"
     ))]
     UpdateOvertaken { action: String, other: String },
+}
+
+/// How much of an answer a [`Error::ResponseShape`] shows, in characters.
+const EXCERPT_CHARS: usize = 200;
+
+/// The start of a server's answer, for an error message: its first [`EXCERPT_CHARS`]
+/// characters (invalid UTF-8 shown as U+FFFD).
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(EXCERPT_CHARS)
+        .collect()
 }
 
 /// The last non-empty line of an updater's stderr, for a one-line error.

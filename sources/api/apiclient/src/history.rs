@@ -7,7 +7,7 @@
 //! record of the revert.
 
 use crate::error::{self, Result};
-use crate::{encode_query_value, request};
+use crate::{encode_query_value, parse_value, request};
 use serde_json::Value;
 use snafu::ResultExt;
 use std::path::Path;
@@ -27,7 +27,7 @@ pub async fn fetch(socket_path: impl AsRef<Path>) -> Result<Value> {
 
 /// Reads the records out of a `/history` response.
 pub fn records(value: Value) -> Result<Vec<Record>> {
-    serde_json::from_value(value).context(error::HistoryShapeSnafu)
+    parse_value("the list of history records", &value)
 }
 
 /// The URI that undoes the newest record, or the record `id`.

@@ -114,6 +114,7 @@ pub mod get;
 pub mod history;
 mod http;
 pub mod logs;
+mod output;
 pub mod preview;
 pub mod provisional;
 pub mod report;
@@ -231,6 +232,30 @@ pub(crate) fn check_status(method: &str, uri: &str, status: u16, body: &str) -> 
     .fail()
 }
 
+/// Reads a 2xx answer as the document `T`. An answer of another shape becomes
+/// [`Error::ResponseShape`], which names `what` was expected ("the status document") and shows
+/// the start of the answer.
+pub(crate) fn parse_document<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    body: &[u8],
+) -> Result<T> {
+    serde_json::from_slice(body).with_context(|_| error::ResponseShapeSnafu {
+        what,
+        body: error::excerpt(body),
+    })
+}
+
+/// Like [`parse_document`], for an answer already read as JSON.
+pub(crate) fn parse_value<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    value: &serde_json::Value,
+) -> Result<T> {
+    T::deserialize(value).with_context(|_| error::ResponseShapeSnafu {
+        what,
+        body: error::excerpt(value.to_string().as_bytes()),
+    })
+}
+
 /// Extracts a one-line explanation from an error body.
 ///
 /// The API server answers errors with `{"error": "...", "key": "settings.x"}`; the error text
@@ -314,6 +339,31 @@ mod test {
         assert_eq!(server_message(""), "(the server gave no explanation)");
         let long = "x".repeat(2 * MAX_MESSAGE_CHARS);
         assert_eq!(server_message(&long).len(), MAX_MESSAGE_CHARS + 3);
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_names_what_was_expected() {
+        let body = format!("{{\"id\": 1, \"pad\": \"{}\"}}", "y".repeat(300));
+        let err = parse_document::<Vec<u32>>("the audit trail", body.as_bytes()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("Expected the audit trail from the API server"),
+            "{text}"
+        );
+        assert!(text.contains("older than this apiclient"), "{text}");
+        assert!(text.ends_with(&body[..200]), "{text}");
+
+        let value = serde_json::json!({"state": 7});
+        let err = parse_value::<Vec<u32>>("the update status document", &value).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::ResponseShape { what: "the update status document", ref body, .. }
+                if body == r#"{"state":7}"#
+        ));
+        assert_eq!(
+            parse_value::<Vec<u32>>("x", &serde_json::json!([1, 2])).unwrap(),
+            [1, 2]
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! `--json` as one JSON object per line.
 
 use crate::error::{self, Result};
-use crate::{encode_query_value, request, stream_request};
+use crate::output::{print_document, Layout};
+use crate::{encode_query_value, parse_document, request, stream_request};
 use snafu::ResultExt;
 use std::io::Write;
 use std::path::Path;
@@ -80,23 +81,11 @@ pub fn format_entry(entry: &LogEntry) -> String {
 }
 
 fn print_entry<W: Write>(out: &mut W, entry: &LogEntry, json: bool) -> Result<()> {
-    let mut line = if json {
-        serde_json::to_string(entry).map_err(|source| error::Error::SerializeBody { source })?
-    } else {
-        format_entry(entry)
-    };
-    line.push('\n');
-    out.write_all(line.as_bytes())
-        .context(error::WriteOutputSnafu)
+    print_document(out, entry, json, Layout::Entry, format_entry)
 }
 
 fn parse_entry(line: &[u8]) -> Result<LogEntry> {
-    serde_json::from_slice(line).context(error::LogShapeSnafu {
-        line: String::from_utf8_lossy(line)
-            .chars()
-            .take(200)
-            .collect::<String>(),
-    })
+    parse_document("a journal entry", line)
 }
 
 /// Prints the entries the options select to `out`; with `follow`, goes on until the server
@@ -109,9 +98,7 @@ pub async fn logs<W: Write>(
     let uri = options.uri();
     if !options.follow {
         let body = request(socket_path, &uri, "GET", None).await?;
-        let entries: Vec<LogEntry> = serde_json::from_str(&body).context(error::LogShapeSnafu {
-            line: body.chars().take(200).collect::<String>(),
-        })?;
+        let entries: Vec<LogEntry> = parse_document("a list of journal entries", body.as_bytes())?;
         for entry in &entries {
             print_entry(out, entry, options.json)?;
         }

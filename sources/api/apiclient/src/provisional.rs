@@ -6,19 +6,16 @@
 //! the confirm restores them too. `apiclient provisional` shows the pending try (`GET
 //! /tx/provisional`, 404 when there is none), secret values replaced by the server.
 
-use crate::error::{self, Result};
-use crate::{check_status, raw_request, request};
+use crate::error::Result;
+use crate::{check_status, parse_document, raw_request, request};
 use api_types::provisional::{Provisional, CONFIRM_PATH, PATH};
 use serde_json::Value;
-use snafu::ResultExt;
 use std::fmt::Write as _;
 use std::path::Path;
 
 /// Reads the server's try document.
 pub fn parse(answer: &str) -> Result<Provisional> {
-    serde_json::from_str(answer).context(error::ProvisionalShapeSnafu {
-        body: answer.chars().take(200).collect::<String>(),
-    })
+    parse_document("the try-mode document", answer.as_bytes())
 }
 
 /// Keeps the pending try; returns the server's answer (the try that was kept).

@@ -7,9 +7,9 @@
 //! (`+`) ([`format_boot_report`]). With `--json` the server's document is printed as it is
 //! (`api_types::boot_report::BootReport`).
 
-use crate::error::{self, Result};
-use crate::{encode_query_value, request};
-use snafu::ResultExt;
+use crate::error::Result;
+use crate::output::{print_document, Layout};
+use crate::{encode_query_value, parse_document, request};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -31,9 +31,7 @@ pub fn boot_report_uri(target: Option<&str>) -> String {
 /// Fetches the boot report.
 pub async fn fetch(socket_path: impl AsRef<Path>, target: Option<&str>) -> Result<BootReport> {
     let body = request(socket_path, &boot_report_uri(target), "GET", None).await?;
-    serde_json::from_str(&body).context(error::BootReportShapeSnafu {
-        body: body.chars().take(200).collect::<String>(),
-    })
+    parse_document("the boot report", body.as_bytes())
 }
 
 /// Prints the boot report to `out`: text, or the server's JSON with `json`.
@@ -44,18 +42,7 @@ pub async fn boot<W: Write>(
     out: &mut W,
 ) -> Result<()> {
     let report = fetch(socket_path, target).await?;
-    let mut text = if json {
-        serde_json::to_string_pretty(&report)
-            .map_err(|source| error::Error::SerializeBody { source })?
-    } else {
-        format_boot_report(&report)
-    };
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .context(error::WriteOutputSnafu)
+    print_document(out, &report, json, Layout::Document, format_boot_report)
 }
 
 /// Microseconds as seconds with millisecond precision ("6.123s").

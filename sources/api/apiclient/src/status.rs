@@ -6,10 +6,10 @@
 //! read: <reason>`, and the rest is still printed. With `--json` the server's document is
 //! printed as it is (`api_types::status::NodeStatus`).
 
-use crate::error::{self, Result};
+use crate::error::Result;
 use crate::logs::format_entry;
-use crate::request;
-use snafu::ResultExt;
+use crate::output::{print_document, Layout};
+use crate::{parse_document, request};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -23,9 +23,7 @@ pub const STATUS_URI: &str = "/status";
 /// Fetches the node's status.
 pub async fn fetch(socket_path: impl AsRef<Path>) -> Result<NodeStatus> {
     let body = request(socket_path, STATUS_URI, "GET", None).await?;
-    serde_json::from_str(&body).context(error::StatusShapeSnafu {
-        body: body.chars().take(200).collect::<String>(),
-    })
+    parse_document("the status document", body.as_bytes())
 }
 
 /// Prints the node's status to `out`: text, or the server's JSON with `json`.
@@ -35,18 +33,7 @@ pub async fn status<W: Write>(
     out: &mut W,
 ) -> Result<()> {
     let status = fetch(socket_path).await?;
-    let mut text = if json {
-        serde_json::to_string_pretty(&status)
-            .map_err(|source| error::Error::SerializeBody { source })?
-    } else {
-        format_status(&status)
-    };
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .context(error::WriteOutputSnafu)
+    print_document(out, &status, json, Layout::Document, format_status)
 }
 
 /// The status as text for a person (see the module's documentation).

@@ -9,7 +9,7 @@
 //! with 409 and a sentence saying what to do; that sentence is shown as the error.
 
 use crate::error::{self, Result};
-use crate::request;
+use crate::{parse_value, request};
 use serde_json::Value;
 use snafu::ResultExt;
 use std::io::Write;
@@ -40,7 +40,7 @@ pub async fn status(socket_path: &Path) -> Result<(Value, Status)> {
         method: "GET",
         uri: STATUS_URI,
     })?;
-    let status = serde_json::from_value(value.clone()).context(error::UpdateStatusShapeSnafu)?;
+    let status = parse_value("the update status document", &value)?;
     Ok((value, status))
 }
 

@@ -6,8 +6,8 @@
 //! the tests are skipped with a notice, and fail under `CI=true`.
 
 use api_types::status::{NodeStatus, Part, Unit};
-use disk_layout::{create_disk, BootFlags, Layout, PartitionRole, MIB};
-use std::path::Path;
+use disk_layout::{Layout, MIB};
+use testserver::disk::make_boot_disk;
 use testserver::journal::{write_journal, Export};
 use testserver::systemd::UserManager;
 use testserver::TestServer;
@@ -15,26 +15,6 @@ use testserver::TestServer;
 const BOOT: &str = "0123456789abcdef0123456789abcdef";
 /// 2026-12-07T06:53:05Z, in microseconds.
 const T0: u64 = 1_796_626_385_000_000;
-
-/// A 1 GiB Ballast disk image as the image builder leaves it (set A boots, B is empty), with
-/// the GRUB environment block on its EFI system partition.
-fn make_disk(disk: &Path) {
-    let dir = disk.parent().unwrap();
-    let layout = create_disk(disk, 1024 * MIB, &Layout::small(), b"status test").unwrap();
-    let env_file = dir.join("grubenv");
-    std::fs::write(&env_file, grubenv::render(&BootFlags::fresh_image())).unwrap();
-    let esp = layout.partition(PartitionRole::EfiSystem).unwrap();
-    let esp_img = dir.join("esp.vfat");
-    imagebuilder::fs::make_fat(
-        &esp_img,
-        esp.size,
-        "1234abcd",
-        &[(grubenv::ESP_PATH, &env_file)],
-        1_700_000_000,
-    )
-    .expect("mkfs.vfat and mcopy are installed (apt-get install dosfstools mtools)");
-    imagebuilder::disk::write_sparse(disk, esp.offset, &esp_img).unwrap();
-}
 
 /// A user manager with `boom.service` failed and `fine.service` active, and a server reading
 /// it, whose journal holds twelve lines of boom and one of fine, and whose signpost reads a
@@ -88,7 +68,9 @@ fn node() -> Option<(UserManager, TestServer)> {
         })
         .collect();
     write_journal(&server.journal_dir, "node", &exports);
-    make_disk(&server.disk());
+    // A 1 GiB disk as the image builder leaves it: set A boots, B is empty.
+    let disk = make_boot_disk(server.dir.path(), &Layout::small(), 1024 * MIB);
+    assert_eq!(disk, server.disk());
     server.use_manager(&manager);
     Some((manager, server))
 }

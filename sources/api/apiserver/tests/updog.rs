@@ -2,13 +2,14 @@
 //! file (`--disk`/`--active A`) and a signed TUF repository made with the `repo` crate and
 //! served over HTTP on 127.0.0.1. Nothing here needs root or touches the host's disks.
 
-use disk_layout::{BootFlags, BootSet, Layout, PartitionRole};
+use disk_layout::{BootSet, Layout, PartitionRole, MIB};
 use repo::serve::ServedDir;
 use repo::{add_images, AddOptions, ImageFile, ImageSet, KeyDir, KeyOptions, RepoDir, Version};
 use serde_json::Value;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use testserver::disk::make_boot_disk;
 use testserver::TestServer;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -54,34 +55,6 @@ fn act(server: &TestServer, route: &str) -> Value {
     }
 }
 
-/// A disk image with Ballast's GPT, freshly built (set A running and successful), and the GRUB
-/// environment block on its EFI system partition, where signpost keeps the boot choice.
-fn make_disk(work: &Path) -> PathBuf {
-    let disk = work.join("disk.img");
-    let layout = Layout::small();
-    let written = disk_layout::create_disk(
-        &disk,
-        layout.min_disk_size() + 8 * disk_layout::MIB,
-        &layout,
-        b"apiserver-updog",
-    )
-    .unwrap();
-    let env = work.join("grubenv");
-    std::fs::write(&env, grubenv::render(&BootFlags::fresh_image())).unwrap();
-    let esp = written.partition(PartitionRole::EfiSystem).unwrap();
-    let esp_image = work.join("esp.vfat");
-    imagebuilder::fs::make_fat(
-        &esp_image,
-        esp.size,
-        "0badcafe",
-        &[(grubenv::ESP_PATH, &env)],
-        1_700_000_000,
-    )
-    .expect("mkfs.vfat and mcopy are installed (apt-get install dosfstools mtools)");
-    imagebuilder::disk::write_sparse(&disk, esp.offset, &esp_image).unwrap();
-    disk
-}
-
 struct Files {
     disk: PathBuf,
     boot: Vec<u8>,
@@ -93,7 +66,9 @@ struct Files {
 /// A disk running 0.1.0 from set A, and a repository offering 0.2.0, served on 127.0.0.1.
 fn setup(work: &Path) -> (Files, ServedDir) {
     let arch = std::env::consts::ARCH;
-    let disk = make_disk(work);
+    // Set A running and successful, B empty, room for the images beyond the layout.
+    let layout = Layout::small();
+    let disk = make_boot_disk(work, &layout, layout.min_disk_size() + 8 * MIB);
 
     let images = work.join("images");
     std::fs::create_dir(&images).unwrap();

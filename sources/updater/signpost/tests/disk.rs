@@ -12,26 +12,12 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use testserver::disk::make_boot_disk;
 
 /// A 1 GiB Ballast disk image with the fresh-image flags and a FAT EFI system partition that
 /// holds the GRUB environment block derived from them.
 fn make_disk(dir: &Path) -> PathBuf {
-    let disk = dir.join("disk.img");
-    let layout = create_disk(&disk, 1024 * MIB, &Layout::small(), b"signpost test").unwrap();
-    let env_file = dir.join("grubenv");
-    std::fs::write(&env_file, grubenv::render(&BootFlags::fresh_image())).unwrap();
-    let esp = layout.partition(PartitionRole::EfiSystem).unwrap();
-    let esp_img = dir.join("esp.vfat");
-    imagebuilder::fs::make_fat(
-        &esp_img,
-        esp.size,
-        "1234abcd",
-        &[(grubenv::ESP_PATH, &env_file)],
-        1_700_000_000,
-    )
-    .expect("mkfs.vfat and mcopy are installed (apt-get install dosfstools mtools)");
-    imagebuilder::disk::write_sparse(&disk, esp.offset, &esp_img).unwrap();
-    disk
+    make_boot_disk(dir, &Layout::small(), 1024 * MIB)
 }
 
 /// The attribute bits `sgdisk -A <number>:show` reports as set.

@@ -5,14 +5,13 @@
 #![allow(dead_code)]
 
 use clap::Parser;
-use disk_layout::{
-    create_disk, read_flags, read_layout, BootFlags, BootSet, Layout, PartitionRole, MIB,
-};
+use disk_layout::{read_flags, read_layout, BootFlags, BootSet, Layout, PartitionRole, MIB};
 use repo::serve::ServedDir;
 use repo::{add_images, AddOptions, ImageFile, ImageSet, KeyDir, KeyOptions, Published, RepoDir};
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use testserver::disk::make_boot_disk;
 use updog::{Args, Outcome};
 
 /// Sizes of the fake images: BOOT, ROOT, HASH.
@@ -71,7 +70,7 @@ impl Fixture {
         let repo = RepoDir::new(dir.path().join("repo"));
         std::fs::create_dir_all(repo.dir()).unwrap();
         let server = ServedDir::start(repo.dir()).unwrap();
-        let disk = make_disk(dir.path(), layout);
+        let disk = make_boot_disk(dir.path(), layout, layout.min_disk_size() + 8 * MIB);
         let fixture = Fixture {
             dir,
             keys,
@@ -264,26 +263,4 @@ impl Fixture {
             self.partition(PartitionRole::Root(self.active.other()), 1 << 20),
         )
     }
-}
-
-/// A disk image with `layout`, the fresh-image boot flags (A successful, B empty) and an EFI
-/// system partition holding the GRUB environment block derived from them.
-pub fn make_disk(dir: &Path, layout: &Layout) -> PathBuf {
-    let disk = dir.join("disk.img");
-    let size = layout.min_disk_size() + 8 * MIB;
-    let written = create_disk(&disk, size, layout, b"updog test").unwrap();
-    let env_file = dir.join("grubenv");
-    std::fs::write(&env_file, grubenv::render(&BootFlags::fresh_image())).unwrap();
-    let esp = written.partition(PartitionRole::EfiSystem).unwrap();
-    let esp_img = dir.join("esp.vfat");
-    imagebuilder::fs::make_fat(
-        &esp_img,
-        esp.size,
-        "0badcafe",
-        &[(grubenv::ESP_PATH, &env_file)],
-        1_700_000_000,
-    )
-    .expect("mkfs.vfat and mcopy are installed (apt-get install dosfstools mtools)");
-    imagebuilder::disk::write_sparse(&disk, esp.offset, &esp_img).unwrap();
-    disk
 }
