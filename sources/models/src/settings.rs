@@ -388,12 +388,17 @@ pub struct LogsSettings {
 }
 
 /// `settings.logs.remote`: the journal shipped with `systemd-journal-upload` to a
-/// `systemd-journal-remote` receiver. Shipping is on while `url` is set and off when it is not.
+/// `systemd-journal-remote` receiver. Shipping is on while `url` is set and `enabled` is not
+/// false.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RemoteLogsSettings {
-    /// `http://host[:port]` or `https://host[:port]` of the receiver (port 19532 when
-    /// absent); the uploader adds `/upload`.
+    /// `http://host[:port]` of the receiver (port 19532 when absent); the uploader adds
+    /// `/upload`. No https yet: it needs client certificates no setting provides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<JournalRemoteUrl>,
+    /// False stops shipping and keeps the URL (a setting cannot be removed through the API);
+    /// true, or absent, ships while `url` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }

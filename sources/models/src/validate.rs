@@ -209,7 +209,7 @@ mod tests {
                 "kernel-parameters": { "console": ["tty0", "ttyS0,115200"], "quiet": [] },
                 "init-parameters": { "systemd.log_level": ["debug"] }
             },
-            "logs": { "remote": { "url": "https://logs.example.com:19532" } }
+            "logs": { "remote": { "url": "http://logs.example.com:19532", "enabled": true } }
         });
         let settings = parse_settings(&document).unwrap();
         assert_eq!(
@@ -552,15 +552,18 @@ mod tests {
         parse_settings(&json!({"logs": {"remote": {"url": null}}})).unwrap();
         let cases = [
             ("ftp://logs.example.com", "scheme 'ftp'"),
+            ("https://logs.example.com", "client certificate"),
             ("logs.example.com", "has no scheme"),
             ("http://logs.example.com/upload", "adds /upload itself"),
             ("http://logs.example.com:99999", "port '99999'"),
         ];
         for (url, reason) in cases {
             let err = refusal(json!({"logs": {"remote": {"url": url}}}));
-            assert_eq!(err.key, "settings.logs.remote.url", "for {url}: {err}");
+            assert_eq!(err.key, constants::LOGS_REMOTE_URL_KEY, "for {url}: {err}");
             assert!(err.reason.contains(reason), "for {url}: {err}");
         }
+        let err = refusal(json!({"logs": {"remote": {"enabled": "no"}}}));
+        assert_eq!(err.key, "settings.logs.remote.enabled");
         let err = refusal(json!({"logs": {"remote": {"address": "x"}}}));
         assert_eq!(err.key, "settings.logs.remote.address");
         assert!(err.reason.contains("`url`"), "{}", err.reason);

@@ -202,11 +202,12 @@ fn patterns_agree_with_validators() {
     agree::<JournalRemoteUrl>(
         &[
             "http://logs.example.com",
-            "https://10.0.2.102:19532",
+            "http://10.0.2.102:19532",
             "http://[fd00::1]:19532",
         ],
         &[
             "logs.example.com",
+            "https://logs.example.com:19532",
             "http://logs.example.com/",
             "http://logs.example.com:19532/upload",
             "ftp://logs.example.com",
