@@ -180,6 +180,17 @@ pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
 /// the same commit as the change it describes.
 pub const PROVISIONAL_KEY: &str = "ballast.provisional";
 
+/// The setting that turns journal shipping on (set) or off (unset): the model checks it, the
+/// `journal-upload` package renders it into [`JOURNAL_UPLOAD_CONF`], the VM test sets it.
+pub const LOGS_REMOTE_URL_KEY: &str = "settings.logs.remote.url";
+
+/// systemd-journal-upload's configuration file, rendered from `settings.logs.remote`; empty
+/// while shipping is off, which keeps [`JOURNAL_UPLOAD_UNIT`] from starting.
+pub const JOURNAL_UPLOAD_CONF: &str = "/etc/systemd/journal-upload.conf";
+
+/// The unit that ships the journal to a `systemd-journal-remote` receiver.
+pub const JOURNAL_UPLOAD_UNIT: &str = "systemd-journal-upload.service";
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[
@@ -210,6 +221,9 @@ pub const ALL: &[&str] = &[
     AUDIT_MESSAGE_ID,
     BOOT_ID_FILE,
     PROVISIONAL_KEY,
+    LOGS_REMOTE_URL_KEY,
+    JOURNAL_UPLOAD_CONF,
+    JOURNAL_UPLOAD_UNIT,
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];

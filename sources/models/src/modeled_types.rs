@@ -540,10 +540,19 @@ fn url_pattern() -> String {
 fn url_host_pattern() -> String {
     let ipv4 = ipv4_pattern();
     let ipv6 = format!(r"\[{}\]", ipv6_pattern());
-    let name = format!(r"(?:{LABEL}\.){{0,3}}[A-Za-z](?:[0-9A-Za-z-]{{0,61}}[0-9A-Za-z])?");
-    let port =
-        "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+    let name = host_name_pattern();
+    let port = port_pattern();
     format!("(?:{name}|{ipv4}|{ipv6})(?::{port})?")
+}
+
+/// A host name of [`url_host_pattern`], unanchored.
+fn host_name_pattern() -> String {
+    format!(r"(?:{LABEL}\.){{0,3}}[A-Za-z](?:[0-9A-Za-z-]{{0,61}}[0-9A-Za-z])?")
+}
+
+/// A port number from 1 to 65535, unanchored.
+fn port_pattern() -> &'static str {
+    "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 }
 
 /// The absolute `http(s)://host[:port][/path]` form of [`url_pattern`]: what [`HttpUrl`] takes.
@@ -1377,6 +1386,83 @@ string_type! {
     ),
 }
 
+fn check_journal_remote_url(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    no_whitespace(input)?;
+    max_chars(input, URL_MAX_CHARS)?;
+    let Some((scheme, authority)) = input.split_once("://") else {
+        return Err(
+            "has no scheme; give http://host[:port] of a systemd-journal-remote receiver"
+                .to_string(),
+        );
+    };
+    if scheme == "https" {
+        // systemd-journal-upload over https loads a client key and certificate and a CA file
+        // that no setting provides yet; it would fail on every attempt.
+        return Err(
+            "uses https, which needs a client certificate and key for systemd-journal-upload \
+             that Ballast cannot configure yet; use http://host[:port]"
+                .to_string(),
+        );
+    }
+    if scheme != "http" {
+        return Err(format!("has scheme '{scheme}'; only http is allowed"));
+    }
+    if authority.contains(['/', '?', '#']) {
+        return Err(
+            "has a path, query or fragment; give only http(s)://host[:port], because \
+             systemd-journal-upload adds /upload itself"
+                .to_string(),
+        );
+    }
+    if authority.contains('@') {
+        return Err("carries user information; the receiver takes none".to_string());
+    }
+    if authority.parse::<Ipv6Addr>().is_ok() {
+        return Err(format!(
+            "an IPv6 address must be written in brackets with a port, as [{authority}]:19532"
+        ));
+    }
+    if authority.starts_with('[') && authority.ends_with(']') {
+        // systemd-journal-upload adds its default port only to a host without ':'.
+        return Err(format!(
+            "an IPv6 address needs a port, as {authority}:19532 (the uploader adds its \
+             default port only to a host without ':')"
+        ));
+    }
+    check_host_port(authority)
+}
+
+/// `http://host[:port]` without anything after the authority, an IPv6 address only in
+/// brackets and with a port: what [`JournalRemoteUrl`] takes.
+fn journal_remote_url_pattern() -> String {
+    let name = host_name_pattern();
+    let ipv4 = ipv4_pattern();
+    let ipv6 = ipv6_pattern();
+    let port = port_pattern();
+    format!(r"^http://(?:(?:{name}|{ipv4})(?::{port})?|\[{ipv6}\]:{port})$")
+}
+
+string_type! {
+    /// Where `systemd-journal-upload` sends the journal: `http://host[:port]` of a
+    /// `systemd-journal-remote` receiver. Without a port the uploader uses the receiver's
+    /// 19532. A path, query, fragment or user information is refused: the uploader appends
+    /// `/upload` to the value as given, so any of them would make a URL the receiver does not
+    /// serve. `https` is refused too: over https systemd 252's uploader loads a client key and
+    /// certificate and a CA file, which no setting provides yet, so it could never connect.
+    JournalRemoteUrl,
+    kind: "journal receiver URL",
+    check: check_journal_remote_url,
+    schema: string_schema(
+        "http://host[:port] of a systemd-journal-remote receiver.",
+        Some(&journal_remote_url_pattern()),
+        Some(8),
+        Some(URL_MAX_CHARS),
+        "http://logs.example.com:19532",
+    ),
+}
+
 /// The two words [`PauseUntil`] takes besides a time (their home is `constants`, which the
 /// apiclient that writes them shares).
 const PAUSE_NONE: &str = constants::UPDATES_PAUSE_NONE;
@@ -1545,6 +1631,49 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("'Bad_Host' is not a valid hostname: contains 'B'"));
+    }
+
+    #[test]
+    fn journal_remote_url() {
+        check::<JournalRemoteUrl>(
+            &[
+                "http://logs.example.com",
+                "http://logs.example.com:19532",
+                "http://10.0.2.102:19532",
+                "http://127.0.0.1",
+                "http://[fd00::1]:19532",
+                "http://localhost:8080",
+            ],
+            &[
+                "",
+                "logs.example.com",
+                "logs.example.com:19532",
+                "ftp://logs.example.com",
+                "https://logs.example.com:19532",
+                "HTTP://logs.example.com",
+                "http://logs.example.com/",
+                "http://logs.example.com:19532/upload",
+                "http://logs.example.com?x=1",
+                "http://logs.example.com#f",
+                "http://user:pw@logs.example.com",
+                "http://",
+                "http://:19532",
+                "http://logs.example.com:0",
+                "http://logs.example.com:65536",
+                "http://logs example.com",
+                "http://fd00::1",
+                "http://[fd00::1]",
+                "http://[nope]:1",
+                "http://bad_host:1",
+                "http://a\u{0}b",
+            ],
+        );
+        let reason = |input: &str| JournalRemoteUrl::try_from(input).unwrap_err().to_string();
+        assert!(reason("http://h:1/upload").contains("adds /upload itself"));
+        assert!(reason("http://[fd00::1]").contains("[fd00::1]:19532"));
+        assert!(reason("logs.example.com").contains("has no scheme"));
+        assert!(reason("ftp://x").contains("scheme 'ftp'"));
+        assert!(reason("https://x").contains("client certificate"));
     }
 
     #[test]

@@ -9,9 +9,9 @@
 use crate::modeled_types::FriendlyVersion;
 use crate::modeled_types::{
     BootConfigKey, BootConfigValue, BootstrapContainerMode, DnsDomain, HttpUrl, Identifier,
-    ImageReference, KmodKey, Lockdown, PauseUntil, PemCertificateString, SettingDuration,
-    SingleLineString, SysctlKey, TimeOfDay, Timezone, UpdatePolicy, Url, ValidBase64,
-    ValidLinuxHostname, Weekday,
+    ImageReference, JournalRemoteUrl, KmodKey, Lockdown, PauseUntil, PemCertificateString,
+    SettingDuration, SingleLineString, SysctlKey, TimeOfDay, Timezone, UpdatePolicy, Url,
+    ValidBase64, ValidLinuxHostname, Weekday,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -58,6 +58,9 @@ pub struct Settings {
     /// Kernel and init command line; applied on the next boot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<BootSettings>,
+    /// Where the node's journal goes besides the node itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<LogsSettings>,
 }
 
 /// `settings.network`
@@ -373,4 +376,29 @@ pub struct BootSettings {
     /// Parameters for init (systemd); an empty list gives a bare flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_parameters: Option<BTreeMap<BootConfigKey, Vec<BootConfigValue>>>,
+}
+
+/// `settings.logs`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LogsSettings {
+    /// Shipping the journal to a remote receiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteLogsSettings>,
+}
+
+/// `settings.logs.remote`: the journal shipped with `systemd-journal-upload` to a
+/// `systemd-journal-remote` receiver. Shipping is on while `url` is set and `enabled` is not
+/// false.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RemoteLogsSettings {
+    /// `http://host[:port]` of the receiver (port 19532 when absent); the uploader adds
+    /// `/upload`. No https yet: it needs client certificates no setting provides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<JournalRemoteUrl>,
+    /// False stops shipping and keeps the URL (a setting cannot be removed through the API);
+    /// true, or absent, ships while `url` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }

@@ -208,7 +208,8 @@ mod tests {
                 "reboot-to-reconcile": true,
                 "kernel-parameters": { "console": ["tty0", "ttyS0,115200"], "quiet": [] },
                 "init-parameters": { "systemd.log_level": ["debug"] }
-            }
+            },
+            "logs": { "remote": { "url": "http://logs.example.com:19532", "enabled": true } }
         });
         let settings = parse_settings(&document).unwrap();
         assert_eq!(
@@ -538,6 +539,34 @@ mod tests {
             assert_eq!(err.key, key, "for {updates}: {err}");
             assert!(err.reason.contains(reason), "for {updates}: {err}");
         }
+    }
+
+    #[test]
+    fn remote_logs_url_is_checked_by_key() {
+        let settings =
+            parse_settings(&json!({"logs": {"remote": {"url": "http://10.0.2.102:19532"}}}))
+                .unwrap();
+        let url = settings.logs.unwrap().remote.unwrap().url.unwrap();
+        assert_eq!(url.as_str(), "http://10.0.2.102:19532");
+        // Unset (null) is no shipping, and valid.
+        parse_settings(&json!({"logs": {"remote": {"url": null}}})).unwrap();
+        let cases = [
+            ("ftp://logs.example.com", "scheme 'ftp'"),
+            ("https://logs.example.com", "client certificate"),
+            ("logs.example.com", "has no scheme"),
+            ("http://logs.example.com/upload", "adds /upload itself"),
+            ("http://logs.example.com:99999", "port '99999'"),
+        ];
+        for (url, reason) in cases {
+            let err = refusal(json!({"logs": {"remote": {"url": url}}}));
+            assert_eq!(err.key, constants::LOGS_REMOTE_URL_KEY, "for {url}: {err}");
+            assert!(err.reason.contains(reason), "for {url}: {err}");
+        }
+        let err = refusal(json!({"logs": {"remote": {"enabled": "no"}}}));
+        assert_eq!(err.key, "settings.logs.remote.enabled");
+        let err = refusal(json!({"logs": {"remote": {"address": "x"}}}));
+        assert_eq!(err.key, "settings.logs.remote.address");
+        assert!(err.reason.contains("`url`"), "{}", err.reason);
     }
 
     #[test]

@@ -199,6 +199,22 @@ fn patterns_agree_with_validators() {
         &["busybox", "registry.example.com/a:v1"],
         &["-rm", "a b", ""],
     );
+    agree::<JournalRemoteUrl>(
+        &[
+            "http://logs.example.com",
+            "http://10.0.2.102:19532",
+            "http://[fd00::1]:19532",
+        ],
+        &[
+            "logs.example.com",
+            "https://logs.example.com:19532",
+            "http://logs.example.com/",
+            "http://logs.example.com:19532/upload",
+            "ftp://logs.example.com",
+            "http://[fd00::1]",
+            "http://logs.example.com:0",
+        ],
+    );
     agree::<Lockdown>(&["none", "integrity"], &["full"]);
     agree::<BootstrapContainerMode>(&["once"], &["never"]);
 }

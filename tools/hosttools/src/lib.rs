@@ -70,6 +70,10 @@ pub const GRUB_EFI_MODULE: &str = "/usr/lib/grub/x86_64-efi/linux.mod";
 /// Writes journal files from the journal export format; the tests of `GET /logs` make their
 /// journals with it. Outside the bin directories, so named by path.
 pub const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+/// Sends journal entries to a systemd-journal-remote receiver (the node's log shipping runs
+/// the same program); the receiver's tests upload journal files with it. Same package as
+/// [`JOURNAL_REMOTE`]; outside the bin directories, so named by path.
+pub const JOURNAL_UPLOAD: &str = "/lib/systemd/systemd-journal-upload";
 /// systemd's manager; the tests of `GET /units` run it as a user manager. Outside the bin
 /// directories, so named by path.
 pub const SYSTEMD: &str = "/lib/systemd/systemd";
@@ -109,6 +113,7 @@ pub const TABLE: &[Tool] = &[
     deb("mkfs.fat", "dosfstools"),
     deb("mkfs.vfat", "dosfstools"),
     deb("mmd", "mtools"),
+    deb("mount", "mount"),
     deb("qemu-img", "qemu-utils"),
     deb("qemu-system-x86_64", "qemu-system-x86"),
     deb("sgdisk", "gdisk"),
@@ -126,6 +131,7 @@ pub const TABLE: &[Tool] = &[
     deb(DEBIAN_KEYRING, "debian-archive-keyring"),
     deb(GRUB_EFI_MODULE, "grub-efi-amd64-bin"),
     deb(JOURNAL_REMOTE, "systemd-journal-remote"),
+    deb(JOURNAL_UPLOAD, "systemd-journal-remote"),
     deb(OVMF_CODE, "ovmf"),
     deb(SYSTEMD, "systemd"),
 ];

@@ -111,6 +111,10 @@ impl Step {
                 "unshare",
                 "tar",
                 "curl",
+                // Log shipping tests: the uploader against the receiver, the rendered
+                // configuration bound over /etc in a private mount namespace.
+                hosttools::JOURNAL_UPLOAD,
+                "mount",
             ],
             Step::BenchVerity => &["veritysetup"],
             Step::Images => &["gpgv", hosttools::DEBIAN_KEYRING],

@@ -26,6 +26,15 @@ const IMPLIED: &[(&str, &[&str])] = &[
         "sources/api/apiserver/tests/logs.rs",
         &[hosttools::JOURNAL_REMOTE, "journalctl"],
     ),
+    // The receiver helper and the uploader, by their paths.
+    (
+        "tools/testserver/src/journal.rs",
+        &[hosttools::JOURNAL_REMOTE, "journalctl"],
+    ),
+    (
+        "tools/testserver/tests/journal_upload.rs",
+        &[hosttools::JOURNAL_UPLOAD],
+    ),
 ];
 
 /// The build code path: what `cargo xtask build` runs outside its tests.

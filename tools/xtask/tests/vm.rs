@@ -3,9 +3,11 @@
 //! images first and then runs these one at a time (`--ignored --test-threads=1`); a plain
 //! `cargo test` skips them because booting takes minutes.
 
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use testserver::journal::{field, JournalReceiver};
 use xtask::image::{self, Built};
 use xtask::sandbox;
 use xtask::vm::{BootOptions, Node};
@@ -38,12 +40,29 @@ fn apiclient(node: &Node, args: &[&str]) -> String {
 #[ignore = "boots a VM; run by `cargo xtask test`"]
 fn dev_boots_and_its_api_works_from_the_host() {
     let built = built("dev");
-    let mut node = Node::boot(&built, &BootOptions::new("test-dev")).unwrap();
+    // A journal receiver on host loopback, reached by the node at LOG_RECEIVER (a guest
+    // forward: it exists from QEMU's start, so the receiver runs before the boot).
+    let receiver = JournalReceiver::start();
+    let mut opts = BootOptions::new("test-dev");
+    opts.network = Some(vmtest::UserNet {
+        guest_forwards: vec![vmtest::GuestForward::to_host_tcp(
+            *LOG_RECEIVER.ip(),
+            LOG_RECEIVER.port(),
+            receiver.port(),
+        )],
+        restrict: true,
+        ..Default::default()
+    });
+    let mut node = Node::boot(&built, &opts).unwrap();
     let ready = node.wait_for_api(BOOT_TIMEOUT).unwrap();
     println!(
         "dev: API answered {:.1} s after QEMU started",
         ready.as_secs_f64()
     );
+
+    // First, before any other change: the audit entry looked for at the receiver is then
+    // the one made while shipping was on.
+    ships_its_journal_to_the_receiver(&node, &receiver);
 
     let os: serde_json::Value = serde_json::from_str(&apiclient(&node, &["get", "os"])).unwrap();
     assert_eq!(os["os"]["variant_id"], "dev", "{os}");
@@ -129,7 +148,7 @@ fn dev_boots_and_its_api_works_from_the_host() {
         "{text}"
     );
 
-    // The audit trail: the motd set above, with who asked (root, through the API bridge).
+    // The audit trail: the motd sets above, with who asked (root, through the API bridge).
     let audit = apiclient(&node, &["audit", "--json"]);
     let entries: Vec<serde_json::Value> = audit
         .lines()
@@ -281,6 +300,113 @@ fn dev_boots_and_its_api_works_from_the_host() {
             "{part} missing from the bundle: {listing}"
         );
     }
+}
+
+/// Where the dev node finds the host's journal receiver: an address of QEMU's user network that
+/// a guest forward leads to the receiver on host loopback (vm_update.rs uses .101 for its
+/// FleetLock server).
+const LOG_RECEIVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 102), 19532);
+
+/// How long shipped entries may take to reach the receiver (software emulation, a unit that
+/// starts after the setting is applied, the uploader's batching).
+const SHIPPING_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The active state of `unit` on the node, from `GET /units`.
+fn unit_state(node: &Node, unit: &str) -> String {
+    let (status, body) = node.api("GET", "/units", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let units: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    units
+        .iter()
+        .find(|u| u["name"] == unit)
+        .and_then(|u| u["active_state"].as_str())
+        .unwrap_or("(not loaded)")
+        .to_string()
+}
+
+/// Polls [`unit_state`] until it is `want`; panics with the unit's log after `timeout`.
+fn wait_for_unit_state(node: &Node, unit: &str, want: &str, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let state = unit_state(node, unit);
+        if state == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{unit} is {state}, not {want}, after {} s; its log:\n{}",
+            timeout.as_secs(),
+            apiclient(node, &["logs", "-u", unit, "-n", "30"])
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Remote log shipping (issue 17): `settings.logs.remote.url` set through the API starts
+/// systemd-journal-upload, and the real receiver on the host gets the node's journal: the
+/// API server's own entries and the audit entry of a `set` made afterwards.
+/// `settings.logs.remote.enabled=false` stops it again.
+fn ships_its_journal_to_the_receiver(node: &Node, receiver: &JournalReceiver) {
+    let unit = constants::JOURNAL_UPLOAD_UNIT;
+    assert_eq!(
+        unit_state(node, unit),
+        "inactive",
+        "nothing ships before a URL is set"
+    );
+    let url = format!("http://{LOG_RECEIVER}");
+    apiclient(
+        node,
+        &["set", &format!("{}={url}", constants::LOGS_REMOTE_URL_KEY)],
+    );
+    wait_for_unit_state(node, unit, "active", SHIPPING_TIMEOUT);
+
+    apiclient(node, &["set", "motd=shipped to the host"]);
+    let audit_prefix = format!("MESSAGE_ID={}", constants::AUDIT_MESSAGE_ID);
+    let is_motd_audit = |e: &serde_json::Map<String, serde_json::Value>| {
+        field(e, "MESSAGE").is_some_and(|m| {
+            m.contains(&audit_prefix) && m.contains(" PATCH ") && m.contains("settings.motd")
+        })
+    };
+    let started = std::time::Instant::now();
+    let audit = receiver
+        .wait_for(SHIPPING_TIMEOUT, is_motd_audit)
+        .unwrap_or_else(|| {
+            panic!(
+                "no audit entry for the motd set reached the receiver within {} s; it holds \
+                 {} entries; receiver log: {}\nuploader log:\n{}",
+                SHIPPING_TIMEOUT.as_secs(),
+                receiver.entries().len(),
+                receiver.log(),
+                apiclient(node, &["logs", "-u", unit, "-n", "30"])
+            )
+        });
+    println!(
+        "dev: the audit entry of a set reached the host's receiver {:.1} s after the set: {}",
+        started.elapsed().as_secs_f64(),
+        field(&audit, "MESSAGE").unwrap_or_default()
+    );
+    assert_eq!(
+        field(&audit, "_SYSTEMD_UNIT"),
+        Some(constants::API_SERVER_UNIT),
+        "{audit:?}"
+    );
+    let entries = receiver.entries();
+    assert!(
+        entries.iter().any(
+            |e| field(e, "_SYSTEMD_UNIT") == Some(constants::API_SERVER_UNIT)
+                && field(e, "MESSAGE").is_some_and(|m| !m.contains(&audit_prefix))
+        ),
+        "no other entry of {} among the {} received",
+        constants::API_SERVER_UNIT,
+        entries.len()
+    );
+
+    // Off again: the unit stops (its rendered file is empty) and the URL stays set.
+    apiclient(node, &["set", "logs.remote.enabled=false"]);
+    wait_for_unit_state(node, unit, "inactive", SHIPPING_TIMEOUT);
+    let got: serde_json::Value =
+        serde_json::from_str(&apiclient(node, &["get", constants::LOGS_REMOTE_URL_KEY])).unwrap();
+    assert_eq!(got["settings"]["logs"]["remote"]["url"], url, "{got}");
 }
 
 /// An operator enlarges the disk: the init grows DATA and its filesystem to the new end.
