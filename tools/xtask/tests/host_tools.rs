@@ -100,6 +100,10 @@ fn code_paths() -> Vec<(&'static str, Vec<&'static str>)> {
             join(&[&["tools/xtask/src/bench_settings.rs"], BOOT_PATH]),
         ),
         ("bench update", vec!["tools/xtask/src/bench_update.rs"]),
+        (
+            "bench updater",
+            join(&[&["tools/xtask/src/bench_updater.rs"], BOOT_PATH]),
+        ),
         ("bench api", vec!["tools/xtask/src/bench_api.rs"]),
     ]
 }
