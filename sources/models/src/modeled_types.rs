@@ -1276,46 +1276,72 @@ impl TimeOfDay {
     }
 }
 
-/// Longest duration a setting may hold: 366 days.
-const MAX_SETTING_SECONDS: u64 = 366 * 24 * 3600;
+/// The units of a setting's duration, in the order they must be written, each with its length
+/// in seconds and the most digits its number may have. The digit limits keep the longest
+/// duration (99d999h99999m9999999s, about 326 days) under a year, so the grammar alone bounds
+/// it and the API document's pattern ([`setting_duration_pattern`]) is exactly what is accepted.
+const DURATION_UNITS: [(char, u64, usize); 4] =
+    [('d', 86_400, 2), ('h', 3_600, 3), ('m', 60, 5), ('s', 1, 7)];
 
-/// Reads `1h30m`, `90s`, `2d`: one or more numbers, each followed by `d`, `h`, `m` or `s`.
+/// The anchored pattern of a setting's duration, made from [`DURATION_UNITS`]: each unit at
+/// most once, in the order d, h, m, s, each number without a leading zero.
+pub fn setting_duration_pattern() -> String {
+    let parts: String = DURATION_UNITS
+        .iter()
+        .map(|(unit, _, digits)| format!("([1-9][0-9]{{0,{}}}{unit})?", digits - 1))
+        .collect();
+    format!("^{parts}$")
+}
+
+/// Reads `1h30m`, `90s`, `2d`: one or more numbers, each followed by its unit, in the order
+/// d, h, m, s, each unit at most once (see [`DURATION_UNITS`]).
 fn parse_setting_duration(input: &str) -> Result<u64, String> {
-    let expected = "expected numbers with units d, h, m or s, such as 90s, 10m, 1h30m or 2d";
+    let expected = "expected numbers with units in the order d, h, m, s, such as 90s, 10m, 1h30m \
+                    or 2d";
     if input.is_empty() {
         return Err(format!("is empty; {expected}"));
     }
     let mut total: u64 = 0;
     let mut number = String::new();
+    // The index in DURATION_UNITS the next unit must come at or after.
+    let mut next_unit = 0;
     for c in input.chars() {
         if c.is_ascii_digit() {
             number.push(c);
             continue;
         }
-        let unit = match c {
-            'd' => 86_400,
-            'h' => 3_600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(format!("contains {}; {expected}", show_char(c))),
+        let Some(at) = DURATION_UNITS.iter().position(|(unit, _, _)| *unit == c) else {
+            return Err(format!("contains {}; {expected}", show_char(c)));
         };
+        let (unit, seconds, digits) = DURATION_UNITS[at];
+        if at < next_unit {
+            return Err(format!(
+                "has '{unit}' out of place; each unit comes at most once, in the order d, h, m, s"
+            ));
+        }
+        next_unit = at + 1;
+        if number.is_empty() {
+            return Err(format!("has a unit without a number; {expected}"));
+        }
+        if number.starts_with('0') {
+            return Err(format!(
+                "has '{number}{unit}'; write each number without leading zeros, and leave out \
+                 units of zero"
+            ));
+        }
+        if number.len() > digits {
+            return Err(format!(
+                "has '{number}{unit}'; at most {digits} digits before '{unit}' (use a larger unit)"
+            ));
+        }
         let value: u64 = number
             .parse()
-            .map_err(|_| format!("has a unit without a number; {expected}"))?;
+            .map_err(|_| format!("has a number that is too long; {expected}"))?;
         number.clear();
-        total = value
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(|| "is too long".to_string())?;
+        total += value * seconds;
     }
     if !number.is_empty() {
         return Err(format!("ends in a number without a unit; {expected}"));
-    }
-    if total == 0 {
-        return Err("must be at least one second".to_string());
-    }
-    if total > MAX_SETTING_SECONDS {
-        return Err("is longer than 366 days".to_string());
     }
     Ok(total)
 }
@@ -1326,14 +1352,15 @@ fn check_setting_duration(input: &str) -> Result<(), String> {
 }
 
 string_type! {
-    /// A length of time such as `90s`, `10m`, `1h30m` or `2d`: numbers each followed by a unit
-    /// (`d`, `h`, `m`, `s`), at least one second and at most 366 days.
+    /// A length of time such as `90s`, `10m`, `1h30m` or `2d`: numbers each followed by a unit,
+    /// in the order `d`, `h`, `m`, `s`, each unit at most once (at least one second, under a
+    /// year; see [`DURATION_UNITS`]).
     SettingDuration,
     kind: "duration",
     check: check_setting_duration,
     schema: string_schema(
-        "Duration: numbers with units d, h, m or s, e.g. 1h30m.",
-        Some("^([0-9]+[dhms])+$"),
+        "Duration: numbers with units in the order d, h, m, s, each at most once, e.g. 1h30m.",
+        Some(&setting_duration_pattern()),
         Some(2),
         Some(32),
         "1h",

@@ -199,6 +199,34 @@ fn patterns_agree_with_validators() {
         &["busybox", "registry.example.com/a:v1"],
         &["-rm", "a b", ""],
     );
+    agree::<SettingDuration>(
+        &[
+            "1s",
+            "90s",
+            "10m",
+            "1h30m",
+            "2d",
+            "1d2h3m4s",
+            "99d999h99999m9999999s",
+        ],
+        &[
+            "",
+            "0s",
+            "30",
+            "1 hour",
+            "30m1h",
+            "1h1h",
+            "01h",
+            "400d",
+            "1000h",
+            "100000m",
+            "10000000s",
+            "1h0m",
+        ],
+    );
+    // The longest duration the grammar allows stays under a year.
+    let longest = SettingDuration::try_from("99d999h99999m9999999s").unwrap();
+    assert!(longest.seconds() < 366 * 86_400, "{}", longest.seconds());
     agree::<JournalRemoteUrl>(
         &[
             "http://logs.example.com",

@@ -91,11 +91,9 @@ pub struct ProvisionalChange {
     /// The value before the try; absent when the key had none (a revert removes it again).
     /// `"REDACTED"` for a secret setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub old: Option<Value>,
     /// The value the try gave it; `"REDACTED"` for a secret setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub new: Option<Value>,
     /// True when the setting is secret (`models::secret`): both values are replaced.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -47,12 +47,17 @@ impl BootReportQuery {
     pub fn targets(&self) -> Result<(Vec<String>, bool), ApiError> {
         match &self.target {
             Some(name) => {
+                // unit_name leaves room for the ".service" it may add.
                 let unit = crate::logs::unit_name("target", name)?;
-                // systemd's own limit, which the added ".service" may cross.
-                if unit.len() > crate::logs::MAX_UNIT_NAME_LEN {
-                    return Err(ApiError::bad_request(format!(
-                        "?target=: '{unit}' is longer than systemd's {} characters",
-                        crate::logs::MAX_UNIT_NAME_LEN
+                // A template (`getty@.service`) is a valid name, but no unit runs under it, and
+                // `systemctl show` refuses it: systemd has no such unit.
+                if unit
+                    .rsplit_once('.')
+                    .is_some_and(|(stem, _)| stem.ends_with('@'))
+                {
+                    return Err(ApiError::not_found(format!(
+                        "?target=: '{unit}' is a template; name one of its instances (e.g. \
+                         getty@tty1.service), see GET /units"
                     )));
                 }
                 Ok((vec![unit], true))
@@ -413,5 +418,18 @@ mod tests {
         };
         let e = q.targets().unwrap_err();
         assert!(e.message.starts_with("?target=:"), "{}", e.message);
+        // A template is no unit: 404, whether or not its type is given.
+        for template in ["getty@", "getty@.service", "a@b@.socket"] {
+            let q = BootReportQuery {
+                target: Some(template.into()),
+            };
+            let e = q.targets().unwrap_err();
+            assert_eq!(e.status.as_u16(), 404, "{template}: {}", e.message);
+            assert!(e.message.contains("template"), "{}", e.message);
+        }
+        let q = BootReportQuery {
+            target: Some("getty@tty1".into()),
+        };
+        assert_eq!(q.targets().unwrap().0, ["getty@tty1.service"]);
     }
 }

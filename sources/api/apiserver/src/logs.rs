@@ -38,6 +38,11 @@ pub const DEFAULT_LINES: u32 = 100;
 pub const MAX_UNITS: usize = 16;
 /// Longest unit name, as systemd allows (UNIT_NAME_MAX less its terminating NUL).
 pub const MAX_UNIT_NAME_LEN: usize = 255;
+/// The suffix added to a unit name given without its type.
+const DEFAULT_UNIT_SUFFIX: &str = ".service";
+/// Longest unit name a request may give: room is left for [`DEFAULT_UNIT_SUFFIX`], so a name
+/// the document allows never becomes too long for systemd once the suffix is added.
+pub const MAX_GIVEN_UNIT_NAME_LEN: usize = MAX_UNIT_NAME_LEN - DEFAULT_UNIT_SUFFIX.len();
 /// Longest `grep` pattern.
 pub const MAX_GREP_LEN: usize = 256;
 /// Most bytes of entries in one (non-follow) answer; older entries beyond it are left out.
@@ -130,16 +135,22 @@ fn bad(param: &str, message: impl std::fmt::Display) -> ApiError {
 }
 
 /// The pattern of one unit name (unanchored).
-const UNIT_NAME: &str = r"[A-Za-z0-9_][A-Za-z0-9@._:\\-]{0,254}";
+fn unit_name_regex() -> String {
+    format!(
+        r"[A-Za-z0-9_][A-Za-z0-9@._:\\-]{{0,{}}}",
+        MAX_GIVEN_UNIT_NAME_LEN - 1
+    )
+}
 
 /// The documented pattern of one unit name.
 pub fn unit_pattern() -> String {
-    format!("^{UNIT_NAME}$")
+    format!("^{}$", unit_name_regex())
 }
 
 /// The documented pattern of `unit`: one to [`MAX_UNITS`] names, comma-separated.
 pub fn unit_list_pattern() -> String {
-    format!("^{UNIT_NAME}(?:,{UNIT_NAME}){{0,{}}}$", MAX_UNITS - 1)
+    let name = unit_name_regex();
+    format!("^{name}(?:,{name}){{0,{}}}$", MAX_UNITS - 1)
 }
 
 /// The documented pattern of `priority`.
@@ -149,7 +160,10 @@ pub fn priority_pattern() -> String {
 
 /// The documented pattern of `since` and `until`: RFC 3339, or a relative time.
 pub fn time_pattern() -> String {
-    let date = "[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])";
+    // Days that exist in every year of their month; 29 February of a leap year is accepted
+    // too, beyond what the pattern shows (a pattern cannot tell leap years cheaply).
+    let date = "[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])\
+                |(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))";
     let time = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?";
     let offset = "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])";
     format!("^(?:-[0-9]{{1,9}}[smhd]|{date}[Tt ]{time}{offset})$")
@@ -233,10 +247,13 @@ pub fn unit_name(param: &str, name: &str) -> Result<String, ApiError> {
             ),
         ));
     }
-    if name.len() > MAX_UNIT_NAME_LEN {
+    if name.len() > MAX_GIVEN_UNIT_NAME_LEN {
         return Err(bad(
             param,
-            format!("a unit name is at most {MAX_UNIT_NAME_LEN} characters"),
+            format!(
+                "a unit name is at most {MAX_GIVEN_UNIT_NAME_LEN} characters (systemd's \
+                 {MAX_UNIT_NAME_LEN}, less room for {DEFAULT_UNIT_SUFFIX})"
+            ),
         ));
     }
     let typed = name
@@ -245,7 +262,7 @@ pub fn unit_name(param: &str, name: &str) -> Result<String, ApiError> {
     Ok(if typed {
         name.to_string()
     } else {
-        format!("{name}.service")
+        format!("{name}{DEFAULT_UNIT_SUFFIX}")
     })
 }
 
@@ -706,7 +723,8 @@ mod tests {
         assert!(refused(&[("unit", "a*")]).contains("?unit="));
         let many = vec!["a"; MAX_UNITS + 1].join(",");
         assert!(refused(&[("unit", &many)]).contains("at most"));
-        assert!(refused(&[("unit", &"a".repeat(256))]).contains("at most 255"));
+        assert!(refused(&[("unit", &"a".repeat(248))]).contains("at most 247"));
+        assert!(query(&[("unit", &"a".repeat(247))]).is_ok());
     }
 
     #[test]

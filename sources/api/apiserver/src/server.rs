@@ -412,11 +412,11 @@ query_params!(OsQuery {
         "Only the fields whose names start with this, e.g. arch or v (\"os.\" may be given too).";
 });
 query_params!(crate::boot_report::BootReportQuery {
-    "target", false, string_schema(crate::logs::unit_pattern(), 1, crate::logs::MAX_UNIT_NAME_LEN),
+    "target", false, string_schema(crate::logs::unit_pattern(), 1, crate::logs::MAX_GIVEN_UNIT_NAME_LEN),
         "The one unit whose chain to report, e.g. containerd or kubelet.service (a name that does not end in a unit type gets .service); apiserver.service and configured.target when absent.";
 });
 query_params!(crate::logs::LogsQuery {
-    "unit", false, string_schema(crate::logs::unit_list_pattern(), 1, crate::logs::MAX_UNITS * (crate::logs::MAX_UNIT_NAME_LEN + 1) - 1),
+    "unit", false, string_schema(crate::logs::unit_list_pattern(), 1, crate::logs::MAX_UNITS * (crate::logs::MAX_GIVEN_UNIT_NAME_LEN + 1) - 1),
         "Comma-separated systemd units whose entries to show (at most 16), e.g. apiserver or kubelet.service; a name that does not end in a unit type (.service, .socket, .timer, ...) gets .service.";
     "priority", false, string_schema(crate::logs::priority_pattern(), 1, 7),
         "Only entries at this syslog priority or more important: 0-7, or emerg, alert, crit, err, warning, notice, info, debug.";
