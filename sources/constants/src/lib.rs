@@ -191,6 +191,41 @@ pub const JOURNAL_UPLOAD_CONF: &str = "/etc/systemd/journal-upload.conf";
 /// The unit that ships the journal to a `systemd-journal-remote` receiver.
 pub const JOURNAL_UPLOAD_UNIT: &str = "systemd-journal-upload.service";
 
+/// The host containerd's API socket: the containerd instance that runs host containers only
+/// (workloads use the orchestrator-facing containerd, which never sees them). Its unit starts
+/// `containerd` with [`HOST_CONTAINERD_CONFIG`]; `host-ctr` dials this socket.
+pub const HOST_CONTAINERD_SOCKET: &str = "/run/host-containerd/containerd.sock";
+
+/// The host containerd's persistent root (content store, snapshots, metadata).
+pub const HOST_CONTAINERD_ROOT: &str = "/var/lib/host-containerd";
+
+/// The host containerd's runtime state (tasks, shims, FIFOs); gone at every boot.
+pub const HOST_CONTAINERD_STATE: &str = "/run/host-containerd";
+
+/// The host containerd's configuration file, shipped in the image (not rendered).
+pub const HOST_CONTAINERD_CONFIG: &str = "/usr/share/host-containerd/config.toml";
+
+/// The containerd namespace that holds host containers and their images.
+pub const HOST_CONTAINERD_NAMESPACE: &str = "ballast-host";
+
+/// The file rendered from `settings.host-containers` and `settings.container-registry` that
+/// `host-ctr` reads: one table per host container, mirrors and credentials.
+pub const HOST_CTR_CONFIG: &str = "/etc/host-containers/host-ctr.toml";
+
+/// Persistent storage of host containers on the data partition, one directory per container
+/// (its user data is the file `user-data` inside).
+pub const HOST_CONTAINERS_STORAGE: &str = "/var/lib/host-containers";
+
+/// Where each host container sees its own directory of [`HOST_CONTAINERS_STORAGE`]:
+/// `/.ballast/host-containers/NAME`.
+pub const HOST_CONTAINERS_STORAGE_INSIDE: &str = "/.ballast/host-containers";
+
+/// Where a superpowered host container sees the host's root filesystem (read-only).
+pub const HOST_ROOTFS_INSIDE: &str = "/.ballast/rootfs";
+
+/// The systemd template unit that runs one host container: `host-containers@NAME.service`.
+pub const HOST_CONTAINER_UNIT_TEMPLATE: &str = "host-containers@.service";
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[
@@ -224,6 +259,16 @@ pub const ALL: &[&str] = &[
     LOGS_REMOTE_URL_KEY,
     JOURNAL_UPLOAD_CONF,
     JOURNAL_UPLOAD_UNIT,
+    HOST_CONTAINERD_SOCKET,
+    HOST_CONTAINERD_ROOT,
+    HOST_CONTAINERD_STATE,
+    HOST_CONTAINERD_CONFIG,
+    HOST_CONTAINERD_NAMESPACE,
+    HOST_CTR_CONFIG,
+    HOST_CONTAINERS_STORAGE,
+    HOST_CONTAINERS_STORAGE_INSIDE,
+    HOST_ROOTFS_INSIDE,
+    HOST_CONTAINER_UNIT_TEMPLATE,
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];

@@ -42,13 +42,25 @@ fn dev_boots_and_its_api_works_from_the_host() {
     // A journal receiver on host loopback, reached by the node at LOG_RECEIVER (a guest
     // forward: it exists from QEMU's start, so the receiver runs before the boot).
     let receiver = JournalReceiver::start();
+    // A real registry on host loopback with the admin image published to it, reached by the
+    // node at REGISTRY (issue 15).
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = registry::Registry::start(registry_dir.path(), 0).unwrap();
+    let published = xtask::containers::publish(&["admin".to_string()], registry.addr()).unwrap();
     let mut opts = BootOptions::new("test-dev");
     opts.network = Some(vmtest::UserNet {
-        guest_forwards: vec![vmtest::GuestForward::to_host_tcp(
-            *LOG_RECEIVER.ip(),
-            LOG_RECEIVER.port(),
-            receiver.port(),
-        )],
+        guest_forwards: vec![
+            vmtest::GuestForward::to_host_tcp(
+                *LOG_RECEIVER.ip(),
+                LOG_RECEIVER.port(),
+                receiver.port(),
+            ),
+            vmtest::GuestForward::to_host_tcp(
+                *REGISTRY.ip(),
+                REGISTRY.port(),
+                registry.addr().port(),
+            ),
+        ],
         restrict: true,
         ..Default::default()
     });
@@ -62,6 +74,8 @@ fn dev_boots_and_its_api_works_from_the_host() {
     // First, before any other change: the audit entry looked for at the receiver is then
     // the one made while shipping was on.
     ships_its_journal_to_the_receiver(&node, &receiver);
+    node.vm.wait_for_shell(BOOT_TIMEOUT).unwrap();
+    runs_a_host_container(&mut node, &registry_dir.path().join("registry.log"), &published[0].0);
 
     let os: serde_json::Value = serde_json::from_str(&apiclient(&node, &["get", "os"])).unwrap();
     assert_eq!(os["os"]["variant_id"], "dev", "{os}");
@@ -331,6 +345,96 @@ fn ships_its_journal_to_the_receiver(node: &Node, receiver: &JournalReceiver) {
     let got: serde_json::Value =
         serde_json::from_str(&apiclient(node, &["get", constants::LOGS_REMOTE_URL_KEY])).unwrap();
     assert_eq!(got["settings"]["logs"]["remote"]["url"], url, "{got}");
+}
+
+/// Where the dev node finds the host's registry (a guest forward, like [`LOG_RECEIVER`]).
+const REGISTRY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 103), 5080);
+
+/// How long a host container may take from `apiclient set` to running: a pull of the admin
+/// image through QEMU's user network and its unpacking under software emulation.
+const HOST_CONTAINER_TIMEOUT: Duration = Duration::from_secs(240);
+
+fn shell(node: &mut Node, command: &str) -> String {
+    let (out, status) = node
+        .vm
+        .run_shell(command, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(status, 0, "`{command}` failed in the guest: {out}");
+    out.trim().to_string()
+}
+
+/// Host containers (issue 15): the admin image, published to the real registry on the host,
+/// is pulled by host-ctr into the host containerd and runs once `host-containers.admin` is
+/// enabled through the API, with its user data and the host's root inside; disabling it stops
+/// and removes it. `published` is the reference the image was pushed as (`addr/name:tag`).
+fn runs_a_host_container(node: &mut Node, registry_log: &Path, published: &str) {
+    let unit = "host-containers@admin.service";
+    assert_eq!(unit_state(node, unit), "inactive", "admin is disabled by default");
+    let (_, path) = published
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{published} has no registry part"));
+    let source = format!("{REGISTRY}/{path}");
+    let settings = serde_json::json!({
+        "container-registry": {"mirrors": [
+            {"registry": REGISTRY.to_string(), "endpoint": [format!("http://{REGISTRY}")]}
+        ]},
+        "host-containers": {"admin": {"source": source, "user-data": "aGVsbG8gYWRtaW4="}},
+    });
+    apiclient(node, &["set", "--json", &settings.to_string()]);
+    let started = std::time::Instant::now();
+    apiclient(node, &["set", "host-containers.admin.enabled=true"]);
+    wait_for_unit_state(node, unit, "active", HOST_CONTAINER_TIMEOUT);
+    let deadline = std::time::Instant::now() + HOST_CONTAINER_TIMEOUT;
+    let running = loop {
+        let log = apiclient(node, &["logs", "-u", unit, "-n", "50"]);
+        if log.contains("host container admin is running") {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "admin never ran within {} s; its log:\n{log}\nregistry log:\n{}",
+            HOST_CONTAINER_TIMEOUT.as_secs(),
+            std::fs::read_to_string(registry_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    println!(
+        "dev: admin running {:.1} s after it was enabled: {}",
+        started.elapsed().as_secs_f64(),
+        running
+            .lines()
+            .find(|l| l.contains("is running"))
+            .unwrap_or_default()
+    );
+    // The container's init (catatonit) runs in the host PID namespace (superpowered), from
+    // the image's root filesystem, and sees its user data and the host's root.
+    let pid = shell(node, "pgrep -xo catatonit");
+    let root = shell(node, &format!("ls /proc/{pid}/root/usr/bin/sheltie"));
+    assert!(root.ends_with("sheltie"), "{root}");
+    let user_data = shell(
+        node,
+        &format!("cat /proc/{pid}/root/.ballast/host-containers/admin/user-data"),
+    );
+    assert_eq!(user_data, "hello admin");
+    let os_release = shell(
+        node,
+        &format!("cat /proc/{pid}/root/.ballast/rootfs/etc/os-release"),
+    );
+    assert!(os_release.contains("Ballast"), "{os_release}");
+    // The workload containerd never sees it.
+    let host_ctr = shell(
+        node,
+        "ls /var/lib/host-containerd/io.containerd.snapshotter.v1.overlayfs/snapshots | wc -l",
+    );
+    assert!(host_ctr.parse::<u32>().unwrap_or(0) > 0, "{host_ctr}");
+
+    apiclient(node, &["set", "host-containers.admin.enabled=false"]);
+    wait_for_unit_state(node, unit, "inactive", Duration::from_secs(60));
+    let left = node
+        .vm
+        .run_shell("pgrep -x catatonit", Duration::from_secs(60))
+        .unwrap();
+    assert_ne!(left.1, 0, "catatonit still runs after admin was disabled: {}", left.0);
 }
 
 /// An operator enlarges the disk: the init grows DATA and its filesystem to the new end.
