@@ -182,11 +182,11 @@ impl Containerd {
             r#ref: reference.clone(),
             total,
             expected,
-            offset: 0,
+            // At the end: containerd truncates the ingest when a request's offset is 0.
+            offset: total,
             data: Vec::new(),
             labels,
         };
-        // The commit's offset is ignored by containerd when it carries no data.
         let requests = writes.chain(futures::stream::once(async move { commit }));
         let mut responses = content
             .write(self.request(requests))

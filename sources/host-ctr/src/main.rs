@@ -65,6 +65,7 @@ async fn main() -> ExitCode {
                 storage,
                 fifos,
                 namespace,
+                api_socket: constants::API_SOCKET.into(),
             };
             host_ctr::run(&name, &paths).await.map(|outcome| match outcome {
                 // A host container is meant to keep running: the unit restarts it.

@@ -131,6 +131,21 @@ fn credential_auth(host: &str, cred: &Credential) -> Result<RegistryAuth> {
     Ok(RegistryAuth::Anonymous)
 }
 
+/// An error's message followed by those of its causes, each once.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// `sha256:<hex>` of `data`.
 pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
@@ -254,12 +269,16 @@ async fn pull_from(
         endpoint: endpoint.host.clone(),
         message: e.to_string(),
     };
+    // The HTTP client's own message hides the cause ("error sending request"): add it.
+    let fetch_failed = |what: &str, e: &oci_client::errors::OciDistributionError| {
+        fetch_error(what, &with_causes(e))
+    };
     let client = client_for(endpoint);
     let auth = auth_for(&endpoint.host, config)?;
     let (mut body, mut digest) = client
         .pull_manifest_raw(&there, &auth, ACCEPTED)
         .await
-        .map_err(|e| fetch_error("the manifest", &e))?;
+        .map_err(|e| fetch_failed("the manifest", &e))?;
     let mut manifest: Value =
         serde_json::from_slice(&body).map_err(|e| fetch_error("the manifest", &e))?;
     if manifest.get("manifests").is_some() {
@@ -279,7 +298,7 @@ async fn pull_from(
         (body, digest) = client
             .pull_manifest_raw(&there.clone_with_digest(chosen), &auth, ACCEPTED)
             .await
-            .map_err(|e| fetch_error("the platform manifest", &e))?;
+            .map_err(|e| fetch_failed("the platform manifest", &e))?;
         manifest = serde_json::from_slice(&body).map_err(|e| fetch_error("the manifest", &e))?;
     }
     if sha256_digest(&body) != digest {
@@ -306,7 +325,7 @@ async fn pull_from(
     client
         .pull_blob(&there, &config_desc, &mut config_bytes)
         .await
-        .map_err(|e| fetch_error("the image configuration", &e))?;
+        .map_err(|e| fetch_failed("the image configuration", &e))?;
     if sha256_digest(&config_bytes) != config_desc.digest {
         return Err(fetch_error(
             "the image configuration",
@@ -341,7 +360,7 @@ async fn pull_from(
         let stream = client
             .pull_blob_stream(&there, layer)
             .await
-            .map_err(|e| fetch_error(&format!("layer {}", layer.digest), &e))?;
+            .map_err(|e| fetch_failed(&format!("layer {}", layer.digest), &e))?;
         let failed: Arc<Mutex<Option<String>>> = Arc::default();
         let failed_in = failed.clone();
         let chunks = stream

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use snafu::ResultExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::signal::unix::{signal, SignalKind};
 
 /// The FIFOs of each container's output, below this directory (one directory per container).
 pub const FIFO_DIR: &str = "/run/host-ctr/io";
@@ -32,6 +32,8 @@ pub struct Paths {
     pub storage: PathBuf,
     pub fifos: PathBuf,
     pub namespace: String,
+    /// The API socket, bound into every container at [`constants::API_SOCKET`].
+    pub api_socket: PathBuf,
 }
 
 impl Default for Paths {
@@ -42,6 +44,7 @@ impl Default for Paths {
             storage: constants::HOST_CONTAINERS_STORAGE.into(),
             fifos: FIFO_DIR.into(),
             namespace: constants::HOST_CONTAINERD_NAMESPACE.into(),
+            api_socket: constants::API_SOCKET.into(),
         }
     }
 }
@@ -57,35 +60,32 @@ pub enum Outcome {
     Exited(u32),
 }
 
-struct Signals {
-    term: Signal,
-    int: Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Signals> {
-        let listen = |kind: SignalKind, name: &str| {
-            signal(kind).context(error::SignalSnafu {
-                signal: name.to_string(),
-            })
-        };
-        Ok(Signals {
-            term: listen(SignalKind::terminate(), "SIGTERM")?,
-            int: listen(SignalKind::interrupt(), "SIGINT")?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
-}
-
-/// Runs host container `name` until it exits or this process is told to stop.
+/// Runs host container `name` until it exits or this process gets SIGTERM or SIGINT.
 pub async fn run(name: &str, paths: &Paths) -> Result<Outcome> {
-    let mut signals = Signals::new()?;
+    // Listen before the first step, so that a stop during the pull is not lost.
+    let mut term = signal(SignalKind::terminate()).context(error::SignalSnafu {
+        signal: "SIGTERM".to_string(),
+    })?;
+    let mut int = signal(SignalKind::interrupt()).context(error::SignalSnafu {
+        signal: "SIGINT".to_string(),
+    })?;
+    let stop = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    run_until(name, paths, stop).await
+}
+
+/// Runs host container `name` until it exits or `stop` resolves; then stops and removes it.
+pub async fn run_until(
+    name: &str,
+    paths: &Paths,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Outcome> {
+    let stop = stop;
+    tokio::pin!(stop);
     let mut wait = FIRST_RETRY;
     let (config, pulled, containerd) = loop {
         let config = HostCtrConfig::load(&paths.config)?;
@@ -109,7 +109,7 @@ pub async fn run(name: &str, paths: &Paths) -> Result<Outcome> {
         };
         let result = tokio::select! {
             result = attempt => result,
-            () = signals.recv() => return Ok(Outcome::Stopped),
+            () = &mut stop => return Ok(Outcome::Stopped),
         };
         match result {
             Ok((pulled, containerd)) => break (config, pulled, containerd),
@@ -120,7 +120,7 @@ pub async fn run(name: &str, paths: &Paths) -> Result<Outcome> {
                 );
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
-                    () = signals.recv() => return Ok(Outcome::Stopped),
+                    () = &mut stop => return Ok(Outcome::Stopped),
                 }
                 wait = (wait * 2).min(LONGEST_RETRY);
             }
@@ -137,6 +137,8 @@ pub async fn run(name: &str, paths: &Paths) -> Result<Outcome> {
         superpowered: container.superpowered,
         process: &process,
         storage: &storage,
+        api_socket: &paths.api_socket,
+        bounding: spec::bounding_set(),
     })?;
     let rootfs = containerd
         .prepare_snapshot(name, &pulled.top_chain)
@@ -164,8 +166,8 @@ pub async fn run(name: &str, paths: &Paths) -> Result<Outcome> {
 
     let outcome = tokio::select! {
         status = containerd.wait_task(name) => Outcome::Exited(status?),
-        () = signals.recv() => {
-            stop(&containerd, name).await?;
+        () = &mut stop => {
+            stop_task(&containerd, name).await?;
             Outcome::Stopped
         }
     };
@@ -180,7 +182,7 @@ pub async fn run(name: &str, paths: &Paths) -> Result<Outcome> {
 }
 
 /// SIGTERM to the task, SIGKILL after [`STOP_GRACE`].
-async fn stop(containerd: &Containerd, name: &str) -> Result<()> {
+async fn stop_task(containerd: &Containerd, name: &str) -> Result<()> {
     containerd.kill_task(name, libc_signal(nix::sys::signal::SIGTERM)).await?;
     match tokio::time::timeout(STOP_GRACE, containerd.wait_task(name)).await {
         Ok(result) => result.map(|_| ()),

@@ -34,7 +34,10 @@ const DEFAULT_CAPABILITIES: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability of Linux 6.1, for a superpowered container.
+/// Every capability of Linux 6.1, for a superpowered container, in the order of their numbers
+/// (`CAP_CHOWN` is 0): a superpowered container gets those of them that host-ctr itself has
+/// in its bounding set (as containerd's privileged mode does), so a runtime started with
+/// fewer is not asked for one it cannot give.
 const ALL_CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -122,6 +125,38 @@ pub struct SpecInput<'a> {
     pub process: &'a ImageProcess,
     /// The container's persistent directory on the host.
     pub storage: &'a Path,
+    /// The host's API socket.
+    pub api_socket: &'a Path,
+    /// The capability bounding set of host-ctr (bit N: capability N), see [`bounding_set`].
+    pub bounding: u64,
+}
+
+/// This process's capability bounding set, from `/proc/self/status`; all bits when it cannot
+/// be read.
+pub fn bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// The capabilities of `wanted` that are in `bounding`.
+fn capabilities(wanted: &[&'static str], bounding: u64) -> Vec<&'static str> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|cap| {
+            ALL_CAPABILITIES
+                .iter()
+                .position(|c| c == cap)
+                .is_some_and(|bit| bit < 64 && bounding & (1u64 << bit) != 0)
+        })
+        .collect()
 }
 
 fn bind(source: &str, destination: &str, read_only: bool) -> Value {
@@ -137,11 +172,14 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string());
     }
-    let caps = if input.superpowered {
-        ALL_CAPABILITIES
-    } else {
-        DEFAULT_CAPABILITIES
-    };
+    let caps = capabilities(
+        if input.superpowered {
+            ALL_CAPABILITIES
+        } else {
+            DEFAULT_CAPABILITIES
+        },
+        input.bounding,
+    );
     let inside = format!("{}/{}", constants::HOST_CONTAINERS_STORAGE_INSIDE, input.name);
 
     let mut mounts = vec![
@@ -155,7 +193,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
                "options": ["nosuid", "nodev", "mode=755"]}),
-        bind(constants::API_SOCKET, constants::API_SOCKET, false),
+        bind(
+            &input.api_socket.display().to_string(),
+            constants::API_SOCKET,
+            false,
+        ),
         bind(&input.storage.display().to_string(), &inside, false),
         bind("/etc/resolv.conf", "/etc/resolv.conf", true),
         bind("/etc/hosts", "/etc/hosts", true),
@@ -243,6 +285,8 @@ mod tests {
             superpowered,
             process: &process,
             storage: Path::new("/var/lib/host-containers/admin"),
+            api_socket: Path::new(constants::API_SOCKET),
+            bounding: u64::MAX,
         })
         .unwrap()
     }
@@ -263,6 +307,20 @@ mod tests {
             .iter()
             .map(|n| n["type"].as_str().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn capabilities_are_limited_to_the_bounding_set() {
+        // Everything but CAP_SYS_RESOURCE (24), as in a sandbox that withholds it.
+        let caps = capabilities(ALL_CAPABILITIES, 0x1ff_feff_ffff);
+        assert_eq!(caps.len(), ALL_CAPABILITIES.len() - 1);
+        assert!(!caps.contains(&"CAP_SYS_RESOURCE"));
+        assert_eq!(ALL_CAPABILITIES[24], "CAP_SYS_RESOURCE");
+        assert_eq!(
+            capabilities(DEFAULT_CAPABILITIES, u64::MAX).len(),
+            DEFAULT_CAPABILITIES.len()
+        );
+        assert!(bounding_set() != 0);
     }
 
     #[test]
