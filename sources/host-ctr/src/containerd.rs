@@ -10,11 +10,10 @@ use containerd_client::services::v1::snapshots::{
 use containerd_client::services::v1::{
     containers_client::ContainersClient, content_client::ContentClient, diff_client::DiffClient,
     images_client::ImagesClient, leases_client::LeasesClient, tasks_client::TasksClient,
-    AbortRequest, ApplyRequest, Container, CreateContainerRequest,
-    CreateImageRequest, CreateRequest as CreateLeaseRequest, CreateTaskRequest,
-    DeleteContainerRequest, DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest, Image,
-    InfoRequest, KillRequest, StartRequest, UpdateImageRequest, WaitRequest, WriteAction,
-    WriteContentRequest,
+    AbortRequest, ApplyRequest, Container, CreateContainerRequest, CreateImageRequest,
+    CreateRequest as CreateLeaseRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest, Image, InfoRequest, KillRequest,
+    StartRequest, UpdateImageRequest, WaitRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::tonic::{transport::Channel, Code, Request, Status};
 use containerd_client::types::{Descriptor, Mount};

@@ -33,7 +33,9 @@ pub enum Error {
     #[snafu(display("'{reference}' is not a valid image reference: {message}"))]
     BadReference { reference: String, message: String },
 
-    #[snafu(display("Mirror endpoint '{endpoint}' of registry {registry} is not a URL with a host"))]
+    #[snafu(display(
+        "Mirror endpoint '{endpoint}' of registry {registry} is not a URL with a host"
+    ))]
     BadMirror { registry: String, endpoint: String },
 
     #[snafu(display("Credentials for {registry}: 'auth' is not base64 of user:password"))]

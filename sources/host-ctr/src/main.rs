@@ -67,11 +67,13 @@ async fn main() -> ExitCode {
                 namespace,
                 api_socket: constants::API_SOCKET.into(),
             };
-            host_ctr::run(&name, &paths).await.map(|outcome| match outcome {
-                // A host container is meant to keep running: the unit restarts it.
-                host_ctr::Outcome::Exited(_) => ExitCode::FAILURE,
-                _ => ExitCode::SUCCESS,
-            })
+            host_ctr::run(&name, &paths)
+                .await
+                .map(|outcome| match outcome {
+                    // A host container is meant to keep running: the unit restarts it.
+                    host_ctr::Outcome::Exited(_) => ExitCode::FAILURE,
+                    _ => ExitCode::SUCCESS,
+                })
         }
         Command::Sync { applied } => host_ctr::HostCtrConfig::load(&args.config)
             .and_then(|config| host_ctr::sync::sync(&config, &applied))

@@ -286,9 +286,7 @@ async fn pull_from(
             .as_array()
             .into_iter()
             .flatten()
-            .find(|m| {
-                m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64"
-            })
+            .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64")
             .and_then(|m| m["digest"].as_str())
             .ok_or_else(|| error::Error::BadImage {
                 reference: source.to_string(),

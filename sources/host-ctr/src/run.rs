@@ -140,9 +140,7 @@ pub async fn run_until(
         api_socket: &paths.api_socket,
         bounding: spec::bounding_set(),
     })?;
-    let rootfs = containerd
-        .prepare_snapshot(name, &pulled.top_chain)
-        .await?;
+    let rootfs = containerd.prepare_snapshot(name, &pulled.top_chain).await?;
     containerd
         .create_container(name, &pulled.name, &spec)
         .await?;
@@ -183,7 +181,9 @@ pub async fn run_until(
 
 /// SIGTERM to the task, SIGKILL after [`STOP_GRACE`].
 async fn stop_task(containerd: &Containerd, name: &str) -> Result<()> {
-    containerd.kill_task(name, libc_signal(nix::sys::signal::SIGTERM)).await?;
+    containerd
+        .kill_task(name, libc_signal(nix::sys::signal::SIGTERM))
+        .await?;
     match tokio::time::timeout(STOP_GRACE, containerd.wait_task(name)).await {
         Ok(result) => result.map(|_| ()),
         Err(_) => {
@@ -191,7 +191,9 @@ async fn stop_task(containerd: &Containerd, name: &str) -> Result<()> {
                 "host container {name} did not stop within {} s; killing it",
                 STOP_GRACE.as_secs()
             );
-            containerd.kill_task(name, libc_signal(nix::sys::signal::SIGKILL)).await?;
+            containerd
+                .kill_task(name, libc_signal(nix::sys::signal::SIGKILL))
+                .await?;
             containerd.wait_task(name).await.map(|_| ())
         }
     }
@@ -204,7 +206,9 @@ fn libc_signal(signal: nix::sys::signal::Signal) -> u32 {
 /// Removes what a run of `name` leaves in containerd: its task (killed first), the container
 /// and its snapshot. What is missing is skipped.
 pub async fn remove(containerd: &Containerd, name: &str) -> Result<()> {
-    containerd.kill_task(name, libc_signal(nix::sys::signal::SIGKILL)).await?;
+    containerd
+        .kill_task(name, libc_signal(nix::sys::signal::SIGKILL))
+        .await?;
     // A task that was running needs a moment to be reaped before it can be deleted.
     for _ in 0..50 {
         match containerd.delete_task(name).await {

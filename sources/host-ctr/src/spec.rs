@@ -180,7 +180,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         },
         input.bounding,
     );
-    let inside = format!("{}/{}", constants::HOST_CONTAINERS_STORAGE_INSIDE, input.name);
+    let inside = format!(
+        "{}/{}",
+        constants::HOST_CONTAINERS_STORAGE_INSIDE,
+        input.name
+    );
 
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc",
@@ -204,10 +208,14 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     ];
     if input.superpowered {
         mounts.insert(0, bind("/dev", "/dev", false));
-        mounts.push(json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-                           "options": ["nosuid", "noexec", "nodev", "rw"]}));
-        mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-                           "options": ["nosuid", "noexec", "nodev", "rw"]}));
+        mounts.push(
+            json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                           "options": ["nosuid", "noexec", "nodev", "rw"]}),
+        );
+        mounts.push(
+            json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                           "options": ["nosuid", "noexec", "nodev", "rw"]}),
+        );
         let mut host_root = bind("/", constants::HOST_ROOTFS_INSIDE, true);
         host_root["options"] = json!(["rbind", "rslave", "ro"]);
         mounts.push(host_root);
@@ -217,10 +225,14 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
             json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
                    "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         );
-        mounts.push(json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-                           "options": ["nosuid", "noexec", "nodev", "ro"]}));
-        mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-                           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+        mounts.push(
+            json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                           "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        );
+        mounts.push(
+            json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                           "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        );
     }
 
     let mut namespaces = vec![json!({"type": "ipc"}), json!({"type": "mount"})];
@@ -236,12 +248,24 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     });
     if !input.superpowered {
         linux["maskedPaths"] = json!([
-            "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-            "/sys/firmware", "/sys/devices/virtual/powercap"
+            "/proc/acpi",
+            "/proc/asound",
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/latency_stats",
+            "/proc/timer_list",
+            "/proc/timer_stats",
+            "/proc/sched_debug",
+            "/proc/scsi",
+            "/sys/firmware",
+            "/sys/devices/virtual/powercap"
         ]);
         linux["readonlyPaths"] = json!([
-            "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            "/proc/bus",
+            "/proc/fs",
+            "/proc/irq",
+            "/proc/sys",
+            "/proc/sysrq-trigger"
         ]);
     }
 
@@ -328,7 +352,10 @@ mod tests {
         let p = process();
         assert_eq!(p.args, ["/usr/bin/catatonit", "-P"]);
         assert_eq!(p.cwd.as_deref(), Some("/root"));
-        assert_eq!(ImageProcess::from_config(&json!({})), ImageProcess::default());
+        assert_eq!(
+            ImageProcess::from_config(&json!({})),
+            ImageProcess::default()
+        );
     }
 
     #[test]

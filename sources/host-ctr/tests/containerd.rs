@@ -32,10 +32,7 @@ const FILES: &[(&str, &str)] = &[
         "/lib/x86_64-linux-gnu/libc.so.6",
         "lib/x86_64-linux-gnu/libc.so.6",
     ),
-    (
-        "/lib64/ld-linux-x86-64.so.2",
-        "lib64/ld-linux-x86-64.so.2",
-    ),
+    ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
 ];
 
 fn ready() -> bool {
@@ -58,7 +55,15 @@ fn ready() -> bool {
 /// The image's single layer, gzipped, and its diff ID.
 fn layer() -> (Vec<u8>, String) {
     let mut tar = tar::Builder::new(Vec::new());
-    for dir in ["bin", "lib", "lib/x86_64-linux-gnu", "lib64", "etc", "tmp", "run"] {
+    for dir in [
+        "bin",
+        "lib",
+        "lib/x86_64-linux-gnu",
+        "lib64",
+        "etc",
+        "tmp",
+        "run",
+    ] {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
         header.set_mode(0o755);
@@ -278,7 +283,12 @@ fn an_unreachable_registry_is_one_clear_error() {
         .port();
     let registry = format!("127.0.0.1:{port}");
     let config_path = dir.path().join("host-ctr.toml");
-    write_config(&config_path, &registry, &format!("{registry}/test/hello:1"), true);
+    write_config(
+        &config_path,
+        &registry,
+        &format!("{registry}/test/hello:1"),
+        true,
+    );
     let config = host_ctr::HostCtrConfig::load(&config_path).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let err = runtime

@@ -75,7 +75,11 @@ fn dev_boots_and_its_api_works_from_the_host() {
     // the one made while shipping was on.
     ships_its_journal_to_the_receiver(&node, &receiver);
     node.vm.wait_for_shell(BOOT_TIMEOUT).unwrap();
-    runs_a_host_container(&mut node, &registry_dir.path().join("registry.log"), &published[0].0);
+    runs_a_host_container(
+        &mut node,
+        &registry_dir.path().join("registry.log"),
+        &published[0].0,
+    );
 
     let os: serde_json::Value = serde_json::from_str(&apiclient(&node, &["get", "os"])).unwrap();
     assert_eq!(os["os"]["variant_id"], "dev", "{os}");
@@ -355,10 +359,7 @@ const REGISTRY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 103), 5
 const HOST_CONTAINER_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn shell(node: &mut Node, command: &str) -> String {
-    let (out, status) = node
-        .vm
-        .run_shell(command, Duration::from_secs(60))
-        .unwrap();
+    let (out, status) = node.vm.run_shell(command, Duration::from_secs(60)).unwrap();
     assert_eq!(status, 0, "`{command}` failed in the guest: {out}");
     out.trim().to_string()
 }
@@ -368,8 +369,34 @@ fn shell(node: &mut Node, command: &str) -> String {
 /// enabled through the API, with its user data and the host's root inside; disabling it stops
 /// and removes it. `published` is the reference the image was pushed as (`addr/name:tag`).
 fn runs_a_host_container(node: &mut Node, registry_log: &Path, published: &str) {
+    // control is enabled by default with a placeholder source that no registry serves: its
+    // unit stays active, retrying with one clear line per try, and the boot was not held up.
+    let control = "host-containers@control.service";
+    wait_for_unit_state(node, control, "active", Duration::from_secs(120));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let log = apiclient(node, &["logs", "-u", control, "-n", "20"]);
+        if log.contains("cannot pull registry.ballast.invalid/ballast/control:v0.1.0")
+            && log.contains("retrying in")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry line from {control}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for unit in [constants::CONFIGURED_TARGET, "mark-successful-boot.service"] {
+        assert_eq!(unit_state(node, unit), "active", "{unit}");
+    }
+
     let unit = "host-containers@admin.service";
-    assert_eq!(unit_state(node, unit), "inactive", "admin is disabled by default");
+    assert_eq!(
+        unit_state(node, unit),
+        "inactive",
+        "admin is disabled by default"
+    );
     let (_, path) = published
         .split_once('/')
         .unwrap_or_else(|| panic!("{published} has no registry part"));
@@ -434,7 +461,11 @@ fn runs_a_host_container(node: &mut Node, registry_log: &Path, published: &str) 
         .vm
         .run_shell("pgrep -x catatonit", Duration::from_secs(60))
         .unwrap();
-    assert_ne!(left.1, 0, "catatonit still runs after admin was disabled: {}", left.0);
+    assert_ne!(
+        left.1, 0,
+        "catatonit still runs after admin was disabled: {}",
+        left.0
+    );
 }
 
 /// An operator enlarges the disk: the init grows DATA and its filesystem to the new end.

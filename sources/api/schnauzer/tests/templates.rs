@@ -202,7 +202,10 @@ fn host_ctr_config() {
         ["containers"],
         "{unset:?}"
     );
-    assert_eq!(unset["containers"]["admin"]["enabled"].as_bool(), Some(false));
+    assert_eq!(
+        unset["containers"]["admin"]["enabled"].as_bool(),
+        Some(false)
+    );
     assert_eq!(
         unset["containers"]["admin"]["superpowered"].as_bool(),
         Some(true)
