@@ -48,6 +48,9 @@ fn dev_boots_and_its_api_works_from_the_host() {
     let registry = registry::Registry::start(registry_dir.path(), 0).unwrap();
     let published = xtask::containers::publish(&["admin".to_string()], registry.addr()).unwrap();
     let mut opts = BootOptions::new("test-dev");
+    // Room on DATA for the admin image (its layer unpacked and in the content store), as a
+    // node's disk would have; the image's own DATA is 128 MiB.
+    opts.disk_size_mib = Some(2048);
     opts.network = Some(vmtest::UserNet {
         guest_forwards: vec![
             vmtest::GuestForward::to_host_tcp(
