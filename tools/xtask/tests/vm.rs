@@ -448,7 +448,7 @@ fn runs_a_host_container(node: &mut Node, registry_log: &Path, published: &str) 
     assert_eq!(user_data, "hello admin");
     let os_release = shell(
         node,
-        &format!("cat /proc/{pid}/root/.ballast/rootfs/etc/os-release"),
+        &format!("cat /proc/{pid}/root/.ballast/rootfs/usr/lib/os-release"),
     );
     assert!(os_release.contains("Ballast"), "{os_release}");
     // The workload containerd never sees it.
