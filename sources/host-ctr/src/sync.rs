@@ -64,9 +64,12 @@ pub fn decide(container: &ContainerConfig, applied: Option<&str>) -> Action {
     }
 }
 
+/// The node's systemctl, by its full path as the other restart commands name it.
+const SYSTEMCTL: &str = "/usr/bin/systemctl";
+
 fn systemctl(action: Action, unit: &str) -> Result<()> {
-    let command = format!("systemctl --no-block {} {unit}", action.verb());
-    let out = Command::new("systemctl")
+    let command = format!("{SYSTEMCTL} --no-block {} {unit}", action.verb());
+    let out = Command::new(SYSTEMCTL)
         .args(["--no-block", action.verb(), unit])
         .output()
         .map_err(|e| error::Error::Systemctl {
