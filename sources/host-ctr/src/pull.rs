@@ -165,26 +165,60 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-fn extra_roots() -> Vec<Certificate> {
-    match std::fs::read(CA_BUNDLE) {
-        Ok(data) if !data.is_empty() => vec![Certificate {
-            encoding: CertificateEncoding::Pem,
-            data,
-        }],
-        _ => Vec::new(),
+/// The certificates of a PEM bundle, one PEM document each (a client certificate is read
+/// from one document, not from a whole bundle).
+pub fn split_pem(bundle: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = bundle;
+    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let Some(end) = rest[start..].find(END) else {
+            break;
+        };
+        let stop = start + end + END.len();
+        out.push(format!("{}\n", &rest[start..stop]));
+        rest = &rest[stop..];
     }
+    out
 }
 
-fn client_for(endpoint: &Endpoint) -> Client {
-    Client::new(ClientConfig {
+/// The roots a registry's certificate is checked against: Mozilla's (the `webpki-root-certs`
+/// crate, as Bottlerocket ships Mozilla's bundle by default) and the node's own from
+/// `settings.pki`. Given explicitly, because the node has no system store for rustls's
+/// platform verifier to find.
+fn trusted_roots() -> Vec<Certificate> {
+    let mut roots: Vec<Certificate> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|der| Certificate {
+            encoding: CertificateEncoding::Der,
+            data: der.to_vec(),
+        })
+        .collect();
+    if let Ok(bundle) = std::fs::read_to_string(CA_BUNDLE) {
+        roots.extend(split_pem(&bundle).into_iter().map(|pem| Certificate {
+            encoding: CertificateEncoding::Pem,
+            data: pem.into_bytes(),
+        }));
+    }
+    roots
+}
+
+fn client_for(endpoint: &Endpoint, source: &str) -> Result<Client> {
+    Client::try_from(ClientConfig {
         protocol: if endpoint.insecure {
             ClientProtocol::HttpsExcept(vec![endpoint.host.clone()])
         } else {
             ClientProtocol::Https
         },
         platform_resolver: Some(Box::new(oci_client::client::linux_amd64_resolver)),
-        extra_root_certificates: extra_roots(),
+        tls_certs_only: trusted_roots(),
         ..Default::default()
+    })
+    .map_err(|e| error::Error::Fetch {
+        what: "a registry client".into(),
+        reference: source.to_string(),
+        endpoint: endpoint.host.clone(),
+        message: with_causes(&e),
     })
 }
 
@@ -273,7 +307,7 @@ async fn pull_from(
     let fetch_failed = |what: &str, e: &oci_client::errors::OciDistributionError| {
         fetch_error(what, &with_causes(e))
     };
-    let client = client_for(endpoint);
+    let client = client_for(endpoint, source)?;
     let auth = auth_for(&endpoint.host, config)?;
     let (mut body, mut digest) = client
         .pull_manifest_raw(&there, &auth, ACCEPTED)
@@ -497,6 +531,21 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::config::Mirror;
+
+    #[test]
+    fn bundles_split_into_certificates_and_roots_are_never_empty() {
+        let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----";
+        let bundle = format!("# settings.pki.a\n{one}\n\n# settings.pki.b\n{one}\n");
+        assert_eq!(split_pem(&bundle), [format!("{one}\n"), format!("{one}\n")]);
+        assert!(split_pem("# nothing trusted\n").is_empty());
+        assert!(trusted_roots().len() > 100);
+        // A client builds even where the system has no CA store (a node).
+        let endpoint = Endpoint {
+            host: "registry.example".into(),
+            insecure: false,
+        };
+        client_for(&endpoint, "registry.example/a:1").unwrap();
+    }
 
     #[test]
     fn chain_ids_follow_the_image_spec() {
