@@ -59,6 +59,11 @@ async fn main() -> ExitCode {
             storage,
             fifos,
         } => {
+            // Single-threaded still: the environment may be changed.
+            if let Err(e) = host_ctr::pull::install_trust_store(&fifos.join("roots.pem")) {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
             let paths = host_ctr::Paths {
                 config: args.config,
                 socket,

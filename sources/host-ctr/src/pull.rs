@@ -203,6 +203,44 @@ fn trusted_roots() -> Vec<Certificate> {
     roots
 }
 
+/// Writes [`trusted_roots`] as one PEM bundle to `path` and points `SSL_CERT_FILE` at it.
+///
+/// The registry client builds a default HTTP client inside (whatever the configuration), and
+/// that one asks rustls's platform verifier for the system's roots; a node has none (its
+/// `/etc/pki/tls/certs/ca-bundle.crt` holds only `settings.pki`, often nothing), and the
+/// client then panics. Call this once at start, before any other thread runs.
+pub fn install_trust_store(path: &Path) -> Result<()> {
+    let mut bundle = String::new();
+    for root in trusted_roots() {
+        match root.encoding {
+            CertificateEncoding::Pem => bundle.push_str(&String::from_utf8_lossy(&root.data)),
+            CertificateEncoding::Der => {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(&root.data);
+                bundle.push_str("-----BEGIN CERTIFICATE-----\n");
+                for line in encoded.as_bytes().chunks(64) {
+                    bundle.push_str(&String::from_utf8_lossy(line));
+                    bundle.push('\n');
+                }
+                bundle.push_str("-----END CERTIFICATE-----\n");
+            }
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| error::Error::Io {
+            action: "create".into(),
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    std::fs::write(path, bundle).map_err(|source| error::Error::Io {
+        action: "write".into(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::env::set_var("SSL_CERT_FILE", path);
+    Ok(())
+}
+
 fn client_for(endpoint: &Endpoint, source: &str) -> Result<Client> {
     Client::try_from(ClientConfig {
         protocol: if endpoint.insecure {
