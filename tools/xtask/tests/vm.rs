@@ -460,7 +460,24 @@ fn runs_a_host_container(node: &mut Node, registry_log: &Path, published: &str) 
     assert!(host_ctr.parse::<u32>().unwrap_or(0) > 0, "{host_ctr}");
 
     apiclient(node, &["set", "host-containers.admin.enabled=false"]);
-    wait_for_unit_state(node, unit, "inactive", Duration::from_secs(60));
+    // Stopped, and then unloaded by systemd as an instance nothing refers to.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = unit_state(node, unit);
+        if state == "inactive" || state == "(not loaded)" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{unit} is still {state} 60 s after admin was disabled"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = apiclient(node, &["logs", "-u", unit, "-n", "20"]);
+    assert!(
+        log.contains("host container admin stopped and removed"),
+        "{log}"
+    );
     let left = node
         .vm
         .run_shell("pgrep -x catatonit", Duration::from_secs(60))
