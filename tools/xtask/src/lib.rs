@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod containers;
+pub mod diskspace;
 pub mod host;
 pub mod image;
 pub mod progress;

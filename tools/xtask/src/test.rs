@@ -76,6 +76,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
 }
 
 fn run_stages(args: &TestArgs, stages: &mut Stages) -> Result<()> {
+    stages.run("disk space", || {
+        xtask::diskspace::ensure(
+            "test",
+            xtask::diskspace::TEST_BUDGET_GIB,
+            &[host::target_dir(), host::root().join("build")],
+        )
+    })?;
     stages.run("host packages", || host::ensure_for("test"))?;
     if !args.no_lint {
         stages.run("fmt", || {
