@@ -20,19 +20,7 @@ fn built(variant: &str) -> Built {
 }
 
 fn apiclient(node: &Node, args: &[&str]) -> String {
-    let bin = xtask::host::target_dir().join("release/apiclient");
-    let out = Command::new(&bin)
-        .arg("--socket-path")
-        .arg(&node.api_socket)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-    assert!(
-        out.status.success(),
-        "apiclient {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    node.apiclient(args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 #[test]
