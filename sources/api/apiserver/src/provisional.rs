@@ -309,7 +309,7 @@ pub fn start(
         .map(|(key, value)| (key, Some(value)))
         .collect();
     values.insert(provisional_key(), Some(serialize(&record)?));
-    ds.commit_values(tx, &values, Some(tx))?;
+    ds.commit_values(tx, &values, Some(tx), record.caller.as_ref())?;
     tracing::info!(
         tx,
         keys = record.changes.len(),
@@ -321,7 +321,11 @@ pub fn start(
 
 /// Keeps the pending try: removes its record in a commit of its own. Refused (409) when none
 /// is pending or its deadline has passed.
-pub fn confirm(ds: &mut (dyn DataStore + Send + Sync), boot_id: &str) -> Result<Record, ApiError> {
+pub fn confirm(
+    ds: &mut (dyn DataStore + Send + Sync),
+    boot_id: &str,
+    caller: Option<&Caller>,
+) -> Result<Record, ApiError> {
     let Some(record) = load(ds)? else {
         return Err(conflict(
             "no try is pending, so there is nothing to confirm (a try not confirmed in time has \
@@ -336,16 +340,18 @@ pub fn confirm(ds: &mut (dyn DataStore + Send + Sync), boot_id: &str) -> Result<
         )));
     }
     let values = BTreeMap::from([(provisional_key(), None)]);
-    ds.commit_values(CONFIRM_TX, &values, None)?;
+    ds.commit_values(CONFIRM_TX, &values, None, caller)?;
     tracing::info!(tx = record.transaction, "try-mode change confirmed");
     Ok(record)
 }
 
 /// Reverts the pending try, if any: every key whose live value is still the one the try gave
 /// it gets its old value back (or is removed), and the record goes, in one commit. Returns the
-/// record and the keys restored, with their restored values.
+/// record and the keys restored, with their restored values. `caller` (the server, named by
+/// why it reverts) is recorded in the history.
 pub fn revert(
     ds: &mut (dyn DataStore + Send + Sync),
+    caller: &Caller,
 ) -> Result<Option<(Record, Vec<RecordChange>)>, ApiError> {
     let Some(record) = load(ds)? else {
         return Ok(None);
@@ -366,7 +372,7 @@ pub fn revert(
         }
     }
     values.insert(provisional_key(), None);
-    ds.commit_values(REVERT_TX, &values, None)?;
+    ds.commit_values(REVERT_TX, &values, None, Some(caller))?;
     tracing::warn!(
         tx = record.transaction,
         keys = restored.len(),
@@ -398,21 +404,32 @@ pub fn revert_from_earlier_boot(
         tx = record.transaction,
         "the node rebooted while a try-mode change was pending; reverting it before serving"
     );
-    let outcome = revert(&mut **guard);
-    audit_revert(audit, BOOT_CALLER, &outcome);
+    let caller = server_caller(BOOT_CALLER);
+    let outcome = revert(&mut **guard, &caller);
+    audit_revert(audit, caller, &outcome);
     outcome.map(|_| ())
+}
+
+/// The server itself as the caller of a change it makes on its own, `program` saying why.
+pub fn server_caller(program: &str) -> Caller {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = std::fs::metadata("/proc/self")
+        .map(|m| (m.uid(), m.gid()))
+        .unwrap_or((0, 0));
+    Caller {
+        uid,
+        gid,
+        pid: Some(std::process::id()),
+        program: Some(program.to_string()),
+    }
 }
 
 /// The audit entry of a revert the server made by itself.
 fn audit_revert(
     audit: &AuditLog,
-    program: &str,
+    caller: Caller,
     outcome: &Result<Option<(Record, Vec<RecordChange>)>, ApiError>,
 ) {
-    use std::os::unix::fs::MetadataExt;
-    let (uid, gid) = std::fs::metadata("/proc/self")
-        .map(|m| (m.uid(), m.gid()))
-        .unwrap_or((0, 0));
     let (changes, status) = match outcome {
         Ok(Some((record, restored))) => {
             let mut changes =
@@ -435,12 +452,7 @@ fn audit_revert(
     };
     audit.append(&AuditEntry {
         time: jiff::Timestamp::now().to_string(),
-        caller: Some(Caller {
-            uid,
-            gid,
-            pid: Some(std::process::id()),
-            program: Some(program.to_string()),
-        }),
+        caller: Some(caller),
         method: "REVERT".to_string(),
         path,
         changes: changes.changes,
@@ -474,17 +486,19 @@ pub async fn run_timer(state: AppState) {
             }
         }
         let store = state.store.clone();
+        let caller = server_caller(TIMEOUT_CALLER);
+        let reverter = caller.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let mut guard = store.write().unwrap_or_else(|p| p.into_inner());
             // Confirmed or replaced while the timer slept: look again.
             match load(&**guard)? {
-                Some(now) if now == record => revert(&mut **guard),
+                Some(now) if now == record => revert(&mut **guard, &reverter),
                 _ => Ok(None),
             }
         })
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("revert task failed: {e}"))));
-        audit_revert(&state.audit, TIMEOUT_CALLER, &outcome);
+        audit_revert(&state.audit, caller, &outcome);
         match outcome {
             Ok(Some((_, restored))) => {
                 let keys: Vec<String> = restored.into_iter().map(|c| c.key).collect();

@@ -481,7 +481,14 @@ fn history_entry(r: datastore::CommitRecord) -> HistoryEntry {
                 new: c.new,
             })
             .collect(),
+        caller: r.caller,
     }
+}
+
+/// Who sent a request, for the history: the connection's peer credentials and program, as the
+/// audit trail records them.
+fn caller(peer: Option<Extension<crate::audit::Peer>>) -> Option<api_types::audit::Caller> {
+    peer.map(|Extension(peer)| peer.caller())
 }
 
 // ---- running datastore work off the async threads ----
@@ -732,12 +739,14 @@ fn nothing_pending(tx: &str) -> ApiError {
               (status = 422, description = "Nothing pending", body = ErrorBody)))]
 async fn commit_tx(
     State(state): State<AppState>,
+    peer: Option<Extension<crate::audit::Peer>>,
     ApiQuery(q): ApiQuery<TxQuery>,
 ) -> Result<(Extension<Changes>, Json<Vec<String>>), ApiError> {
     let tx = q.name()?;
-    let changed = crate::group_commit::commit(&state.store, &state.commits, tx.clone())
-        .await?
-        .ok_or_else(|| nothing_pending(&tx))?;
+    let changed =
+        crate::group_commit::commit(&state.store, &state.commits, tx.clone(), caller(peer))
+            .await?
+            .ok_or_else(|| nothing_pending(&tx))?;
     Ok((
         Extension(Changes::keys(changed.iter().map(String::as_str))),
         Json(changed),
@@ -783,12 +792,14 @@ async fn apply_tx(
               (status = 500, body = ErrorBody)))]
 async fn commit_and_apply_tx(
     State(state): State<AppState>,
+    peer: Option<Extension<crate::audit::Peer>>,
     ApiQuery(q): ApiQuery<TxQuery>,
 ) -> Result<(Extension<Changes>, Json<Vec<String>>), ApiError> {
     let tx = q.name()?;
-    let changed = crate::group_commit::commit(&state.store, &state.commits, tx.clone())
-        .await?
-        .ok_or_else(|| nothing_pending(&tx))?;
+    let changed =
+        crate::group_commit::commit(&state.store, &state.commits, tx.clone(), caller(peer))
+            .await?
+            .ok_or_else(|| nothing_pending(&tx))?;
     let changes = Changes::keys(changed.iter().map(String::as_str));
     if !changed.is_empty() {
         state.applier.apply(Some(changed.clone()))?;
@@ -861,7 +872,7 @@ async fn start_try(
     let tx = TxQuery { tx: q.tx }.name()?;
     let timeout =
         api_types::provisional::parse_timeout(&q.timeout).map_err(ApiError::bad_request)?;
-    let caller = peer.map(|Extension(peer)| peer.caller());
+    let caller = caller(peer);
     let boot_id = state.try_mode.boot_id.clone();
     let record = write(&state, move |ds| {
         crate::provisional::start(ds, &tx, timeout, &boot_id, caller)
@@ -901,6 +912,7 @@ async fn get_provisional(
               (status = 500, body = ErrorBody)))]
 async fn confirm_try(
     State(state): State<AppState>,
+    peer: Option<Extension<crate::audit::Peer>>,
 ) -> Result<
     (
         Extension<Changes>,
@@ -909,7 +921,11 @@ async fn confirm_try(
     ApiError,
 > {
     let boot_id = state.try_mode.boot_id.clone();
-    let record = write(&state, move |ds| crate::provisional::confirm(ds, &boot_id)).await?;
+    let caller = caller(peer);
+    let record = write(&state, move |ds| {
+        crate::provisional::confirm(ds, &boot_id, caller.as_ref())
+    })
+    .await?;
     state.try_mode.wake();
     let mut document = record.document(&state.try_mode.boot_id);
     document.remaining_seconds = 0;
@@ -1101,8 +1117,10 @@ pub(crate) async fn live_settings(state: &AppState) -> Result<Value, ApiError> {
               (status = 422, description = "Nothing left to undo", body = ErrorBody)))]
 async fn undo_history(
     State(state): State<AppState>,
+    peer: Option<Extension<crate::audit::Peer>>,
     ApiQuery(q): ApiQuery<UndoQuery>,
 ) -> Result<(Extension<Changes>, Json<HistoryEntry>), ApiError> {
+    let caller = caller(peer);
     let record = write(&state, move |ds| {
         let id = match q.id {
             Some(id) => id,
@@ -1113,7 +1131,7 @@ async fn undo_history(
                 )
             })?,
         };
-        Ok(ds.undo(Some(id))?)
+        Ok(ds.undo(Some(id), caller.as_ref())?)
     })
     .await?;
     let changes = Changes::with_values(

@@ -578,6 +578,7 @@ mod tests {
                     new: Some("\"hi\"".into()),
                 },
             ],
+            caller: None,
         }];
         redact_history(&mut entries);
         let text = serde_json::to_string(&entries).unwrap();
