@@ -1348,12 +1348,18 @@ async fn get_boot_report(
 
 // ---- the support bundle ----
 
-/// The query of GET /support-bundle: none yet; an unknown parameter is a 400.
+/// The query of GET /support-bundle; an unknown parameter is a 400.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SupportBundleQuery {}
+pub struct SupportBundleQuery {
+    /// The age recipient to encrypt the archive to.
+    pub recipient: Option<String>,
+}
 
-query_params!(SupportBundleQuery {});
+query_params!(SupportBundleQuery {
+    "recipient", false, string_schema(crate::support_bundle::recipient_pattern(), crate::support_bundle::RECIPIENT_LEN.0, crate::support_bundle::RECIPIENT_LEN.1),
+        "An age recipient, X25519 (age1...) or post-quantum hybrid (age1pq1...), as `age-keygen -y` prints it: the archive is encrypted to it on the node and the answer is an age file (application/octet-stream) that only the matching identity opens. A recipient that does not parse (its checksum is checked too) is a 400 that says why.";
+});
 
 /// The answer of GET /support-bundle in the document: bytes (a gzip-compressed tar archive).
 pub struct SupportBundleArchive;
@@ -1380,25 +1386,39 @@ impl ToSchema for SupportBundleArchive {}
 /// part with its size or the error that kept it out. A part that cannot be read leaves the
 /// answer a 200. Recorded in the audit trail, although it changes nothing.
 #[utoipa::path(get, path = "/support-bundle", params(SupportBundleQuery),
-    responses((status = 200, description = "The archive (Content-Disposition names its file)",
-                content((SupportBundleArchive = "application/gzip"))),
+    responses((status = 200, description = "The archive (Content-Disposition names its file); with recipient, the archive encrypted to it as an age file",
+                content((SupportBundleArchive = "application/gzip"), (SupportBundleArchive = "application/octet-stream"))),
+              (status = 400, description = "The recipient is not an age X25519 recipient (the message says why)", body = ErrorBody),
               (status = 500, description = "The archive could not be written", body = ErrorBody)))]
 async fn get_support_bundle(
     State(state): State<AppState>,
-    ApiQuery(_): ApiQuery<SupportBundleQuery>,
+    ApiQuery(q): ApiQuery<SupportBundleQuery>,
 ) -> Result<Response, ApiError> {
+    let recipient = q
+        .recipient
+        .as_deref()
+        .map(crate::support_bundle::parse_recipient)
+        .transpose()?;
     let bundle = crate::support_bundle::collect(&state).await;
-    let file = format!("{}.tar.gz", bundle.top);
-    let archive = tokio::task::spawn_blocking(move || bundle.archive())
-        .await
-        .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
-        .map_err(|e| ApiError::internal(format!("cannot write the support bundle: {e}")))?;
+    let mut file = format!("{}.tar.gz", bundle.top);
+    let mut content_type = api_types::support_bundle::CONTENT_TYPE;
+    if recipient.is_some() {
+        file.push_str(api_types::support_bundle::ENCRYPTED_SUFFIX);
+        content_type = api_types::support_bundle::ENCRYPTED_CONTENT_TYPE;
+    }
+    let archive = tokio::task::spawn_blocking(move || {
+        let archive = bundle.archive()?;
+        match &recipient {
+            Some(recipient) => crate::support_bundle::encrypt(&archive, recipient),
+            None => Ok(archive),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
+    .map_err(|e| ApiError::internal(format!("cannot write the support bundle: {e}")))?;
     Ok((
         [
-            (
-                axum::http::header::CONTENT_TYPE,
-                api_types::support_bundle::CONTENT_TYPE.to_string(),
-            ),
+            (axum::http::header::CONTENT_TYPE, content_type.to_string()),
             (
                 axum::http::header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{file}\""),
