@@ -263,12 +263,19 @@ fn history_round_trips() {
                     new: Some("\"1\"".into()),
                 },
             ],
+            caller: None,
         },
         HistoryEntry {
             id: 2,
             time: "2024-05-01T10:05:00Z".into(),
             transaction: "undo-1".into(),
             changes: vec![],
+            caller: Some(api_types::audit::Caller {
+                uid: 0,
+                gid: 0,
+                pid: Some(42),
+                program: Some("apiclient".into()),
+            }),
         },
     ];
     let json = round_trip(&entries);
@@ -279,6 +286,12 @@ fn history_round_trips() {
                  {"key": "settings.motd", "old": null, "new": "\"hi\""},
                  {"key": "settings.kernel.sysctl.\"net.ipv4.ip_forward\"", "old": "\"0\"",
                   "new": "\"1\""}]})
+    );
+    // The caller is left out when unknown, and an entry without one (written before callers
+    // were recorded) still reads.
+    assert_eq!(
+        json[1]["caller"],
+        json!({"uid": 0, "gid": 0, "pid": 42, "program": "apiclient"})
     );
     assert!(serde_json::from_value::<Vec<HistoryEntry>>(json!({"not": "a list"})).is_err());
     assert!(serde_json::from_value::<Vec<HistoryEntry>>(json!([{"time": "x"}])).is_err());

@@ -404,7 +404,8 @@ pub fn revert(
     tracing::warn!(
         tx = record.transaction,
         keys = restored.len(),
-        "reverted a try-mode change that was not confirmed"
+        "reverted a try-mode change: {}",
+        caller.program.as_deref().unwrap_or("apiserver")
     );
     Ok(Some((record, restored)))
 }

@@ -429,8 +429,8 @@ fn a_failing_health_check_reverts_a_try_early_and_the_revert_names_it() {
     wait_for_revert(&server, Duration::from_secs(30));
     let entry = audit(&server)
         .into_iter()
-        .filter(|e| e.method == "REVERT")
-        .last()
+        .rev()
+        .find(|e| e.method == "REVERT")
         .unwrap();
     let program = entry.caller.unwrap().program.unwrap();
     assert!(
