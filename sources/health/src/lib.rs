@@ -41,20 +41,9 @@ use serde::{Deserialize, Serialize};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A check that did not pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// Which check: `unit NAME` or `probe NAME`.
-    pub check: String,
-    /// Why, as a sentence part: `is failed`, `answered 503`, `did not answer within 5 s`.
-    pub reason: String,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.check, self.reason)
-    }
-}
+/// A check that did not pass, and the gate's record (declared once, in `api_types::health`,
+/// which the updater reads too).
+pub use api_types::health::{read_boot_failure, BootFailure, Failure};
 
 /// The outcome of one evaluation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,37 +208,6 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         inner = source;
     }
     inner.to_string()
-}
-
-/// What the boot's gate leaves at [`constants::HEALTH_BOOT_FAILURE`] when it gives up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BootFailure {
-    /// RFC 3339, UTC.
-    pub time: String,
-    /// The OS version that booted (the one that will be rolled back).
-    pub version: String,
-    /// How long the gate waited.
-    pub waited_seconds: u64,
-    pub failures: Vec<Failure>,
-}
-
-impl BootFailure {
-    /// One line: `health checks failed on 0.2.0 after 120 s: unit x.service is failed`.
-    pub fn summary(&self) -> String {
-        let list: Vec<String> = self.failures.iter().map(Failure::to_string).collect();
-        format!(
-            "health checks failed on {} after {} s: {}",
-            self.version,
-            self.waited_seconds,
-            list.join("; ")
-        )
-    }
-}
-
-/// Reads the record a failed boot gate left, if any (an unreadable one counts as none).
-pub fn read_boot_failure(path: &std::path::Path) -> Option<BootFailure> {
-    let text = std::fs::read_to_string(path).ok()?;
-    serde_json::from_str(&text).ok()
 }
 
 /// Errors of reading the checks from the API.

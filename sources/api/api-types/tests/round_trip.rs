@@ -56,6 +56,7 @@ fn full_status() -> UpdateStatus {
         failed_update: Some(FailedUpdate {
             version: "1.0.9".into(),
             set: "B".into(),
+            health: None,
         }),
         daemon: None,
     }
@@ -361,6 +362,7 @@ fn updater_status_round_trips() {
         failed_update: Some(FailedUpdate {
             version: "0.9.0".into(),
             set: "B".into(),
+            health: None,
         }),
     };
     let json = round_trip(&status);
