@@ -14,8 +14,9 @@
 //!   to pass. A boot whose checks never pass is not marked successful, so signpost's boot
 //!   deadline resets it and GRUB boots the previous set: an update that breaks a workload
 //!   rolls itself back. The gate writes the failed check to
-//!   [`constants::HEALTH_BOOT_FAILURE`] on the data partition, where the set booted after the
-//!   rollback finds it.
+//!   [`constants::HEALTH_BOOT_FAILURE`] on the data partition ([`BootFailure`], declared in
+//!   `api_types::health`), where updog on the set booted after the rollback finds it and names
+//!   the checks in the failed update of `GET /updates/status`.
 //!
 //! # Library
 //!
