@@ -191,6 +191,22 @@ pub const JOURNAL_UPLOAD_CONF: &str = "/etc/systemd/journal-upload.conf";
 /// The unit that ships the journal to a `systemd-journal-remote` receiver.
 pub const JOURNAL_UPLOAD_UNIT: &str = "systemd-journal-upload.service";
 
+/// The health checks (`settings.health`): units that must be active and HTTP probes, which
+/// gate try-mode changes (the API server) and the marking of a boot as successful.
+pub const HEALTH_KEY: &str = "settings.health";
+
+/// A probe's timeout when its setting names none.
+pub const HEALTH_DEFAULT_PROBE_TIMEOUT_SECS: u64 = 5;
+
+/// How long the boot waits for the health checks when `settings.health.boot-wait` is unset:
+/// well inside signpost's boot deadline (300 s), so a boot whose checks never pass is not
+/// marked successful and the deadline rolls it back.
+pub const HEALTH_DEFAULT_BOOT_WAIT_SECS: u64 = 120;
+
+/// Where the boot's health gate writes why it did not mark the boot successful (on the data
+/// partition, so the set booted after the rollback can report it in the update status).
+pub const HEALTH_BOOT_FAILURE: &str = concat!(datastore_dir!(), "/health-boot-failure.json");
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[
@@ -224,6 +240,7 @@ pub const ALL: &[&str] = &[
     LOGS_REMOTE_URL_KEY,
     JOURNAL_UPLOAD_CONF,
     JOURNAL_UPLOAD_UNIT,
+    HEALTH_BOOT_FAILURE,
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];

@@ -273,6 +273,8 @@ pub struct ServerConfig {
     pub kmsg_ready: bool,
     /// Where the boot id is read (try-mode changes are reverted after a reboot).
     pub boot_id_file: PathBuf,
+    /// How often a pending try-mode change looks at `settings.health`.
+    pub health_interval: std::time::Duration,
 }
 
 /// Opens the datastore, listens on the socket and serves until SIGTERM or SIGINT, then removes
@@ -284,7 +286,8 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         path: &config.audit.path,
     })?;
     let store: server::SharedStore = Arc::new(RwLock::new(Box::new(store)));
-    let try_mode = provisional::TryMode::new(&config.boot_id_file);
+    let try_mode = provisional::TryMode::new(&config.boot_id_file)
+        .with_health_interval(config.health_interval);
     // Before the socket exists: a try left by an earlier boot is reverted before anyone can
     // read or write a setting.
     if let Err(e) = provisional::revert_from_earlier_boot(&store, &try_mode, &audit) {

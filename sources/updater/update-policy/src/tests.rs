@@ -363,6 +363,7 @@ fn a_rollback_reported_by_the_updater_counts_too() {
     s.failed_update = Some(api_types::update::FailedUpdate {
         version: "1.1.0".into(),
         set: "B".into(),
+        health: None,
     });
     assert_eq!(run(&auto, &s, &checked_recently()).action, Action::Wait);
 
