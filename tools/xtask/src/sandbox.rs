@@ -241,9 +241,75 @@ pub fn violations(exposures: &[(String, f64)]) -> Vec<String> {
         .collect()
 }
 
+/// The unit that empties /tmp early in the boot (tmp.conf's `D /tmp`).
+pub const TMPFILES_SETUP: &str = "systemd-tmpfiles-setup.service";
+
+/// Early units (`DefaultDependencies=no`) with `PrivateDevices=yes` that are not ordered after
+/// [`TMPFILES_SETUP`], read from a unit file's text and its drop-ins' (in order). systemd 252
+/// builds a private /dev in a directory it makes under the host's /tmp; when tmpfiles empties
+/// /tmp meanwhile, the unit fails with 226/NAMESPACE (seen in CI: storewolf and migrator, and
+/// the boot was never marked successful). systemd adds this ordering for `PrivateTmp=` itself,
+/// not for `PrivateDevices=`.
+pub fn early_private_dev_unordered(unit: &str, texts: &[String]) -> Option<String> {
+    let mut default_deps = true;
+    let mut private_dev = false;
+    let mut after_tmpfiles = false;
+    for line in texts.iter().flat_map(|t| t.lines()).map(str::trim) {
+        if let Some(v) = line.strip_prefix("DefaultDependencies=") {
+            default_deps = !matches!(v.trim(), "no" | "false" | "0" | "off");
+        } else if let Some(v) = line.strip_prefix("PrivateDevices=") {
+            private_dev = matches!(v.trim(), "yes" | "true" | "1" | "on");
+        } else if let Some(v) = line.strip_prefix("After=") {
+            after_tmpfiles |= v.split_whitespace().any(|u| u == TMPFILES_SETUP);
+        }
+    }
+    (!default_deps && private_dev && !after_tmpfiles).then(|| {
+        format!(
+            "{unit} starts early (DefaultDependencies=no) with PrivateDevices=yes but is not \
+             After={TMPFILES_SETUP}: its private /dev is built under /tmp while tmpfiles may \
+             empty it (226/NAMESPACE); add the ordering"
+        )
+    })
+}
+
+/// [`early_private_dev_unordered`] over every first-party unit staged under `root` (see
+/// [`stage_units`]), drop-ins included.
+pub fn namespace_order_violations(root: &Path, units: &[String]) -> Result<Vec<String>> {
+    let dir = root.join(UNIT_DIR);
+    let mut problems = Vec::new();
+    for unit in units {
+        let mut texts = vec![std::fs::read_to_string(dir.join(unit))
+            .with_context(|| format!("cannot read {unit}"))?];
+        if let Ok(entries) = std::fs::read_dir(dir.join(format!("{unit}.d"))) {
+            let mut dropins: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            dropins.sort();
+            for d in dropins {
+                texts.push(std::fs::read_to_string(&d)?);
+            }
+        }
+        problems.extend(early_private_dev_unordered(unit, &texts));
+    }
+    Ok(problems)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_early_unit_with_a_private_dev_must_wait_for_tmpfiles() {
+        let unit = |body: &str| vec![format!("[Unit]\n{body}\n[Service]\nPrivateDevices=yes\n")];
+        assert!(
+            early_private_dev_unordered("a.service", &unit("DefaultDependencies=no")).is_some()
+        );
+        assert!(early_private_dev_unordered(
+            "a.service",
+            &unit("DefaultDependencies=no\nAfter=local-fs.target systemd-tmpfiles-setup.service")
+        )
+        .is_none());
+        // Ordinary units are ordered after sysinit.target, and so after tmpfiles, already.
+        assert!(early_private_dev_unordered("a.service", &unit("")).is_none());
+    }
 
     #[test]
     fn the_overall_line_is_parsed() {

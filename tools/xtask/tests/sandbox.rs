@@ -23,7 +23,8 @@ fn every_first_party_unit_is_within_its_exposure_budget() {
     sandbox::stage_units(&packages, root.path()).unwrap();
     let exposures = sandbox::offline_exposures(root.path(), &units).unwrap();
     println!("{}", sandbox::table(&exposures));
-    let problems = sandbox::violations(&exposures);
+    let mut problems = sandbox::violations(&exposures);
+    problems.extend(sandbox::namespace_order_violations(root.path(), &units).unwrap());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // Every budget names a unit that still exists, so the table cannot keep dead entries.
     for budget in sandbox::BUDGETS {
