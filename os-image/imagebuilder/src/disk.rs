@@ -25,6 +25,48 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> error
     }
 }
 
+/// Makes `disk`, a sparse disk image of `size` bytes laid out as `layout`, the way a new node's
+/// disk reads before its first boot, without the images: the GPT with the fresh-image boot
+/// flags (set A successful and next to boot, set B empty; GUIDs derived from `seed`, so two
+/// disks made alike are alike) and an EFI system partition holding only the GRUB environment
+/// block of those flags. For the tests and benchmarks of what reads or changes the boot state
+/// (signpost, updog, the update API). Needs `mkfs.vfat` and `mcopy`.
+pub fn make_fresh_boot_disk(
+    disk: &Path,
+    layout: &disk_layout::Layout,
+    size: u64,
+    seed: &[u8],
+) -> Result<()> {
+    use disk_layout::{BootFlags, PartitionRole};
+    use snafu::{OptionExt, ResultExt};
+    let written = disk_layout::create_disk(disk, size, layout, seed).context(error::DiskSnafu)?;
+    let esp = written
+        .partition(PartitionRole::EfiSystem)
+        .context(error::InvalidInputSnafu {
+            reason: "the layout has no EFI system partition",
+        })?;
+    // The GRUB block and the FAT image are made beside the disk and dropped once copied in.
+    let parent = disk.parent().unwrap_or(Path::new("."));
+    let scratch =
+        tempfile::tempdir_in(parent).map_err(io("make a scratch directory in", parent))?;
+    let env_file = scratch.path().join("grubenv");
+    std::fs::write(&env_file, grubenv::render(&BootFlags::fresh_image()))
+        .map_err(io("write", &env_file))?;
+    let esp_image = scratch.path().join("esp.vfat");
+    crate::fs::make_fat(
+        &esp_image,
+        esp.size,
+        FRESH_ESP_VOLUME_ID,
+        &[(grubenv::ESP_PATH, &env_file)],
+        FRESH_ESP_EPOCH,
+    )?;
+    write_sparse(disk, esp.offset, &esp_image)
+}
+
+/// The FAT volume ID and file times of [`make_fresh_boot_disk`]'s EFI system partition.
+const FRESH_ESP_VOLUME_ID: &str = "0badcafe";
+const FRESH_ESP_EPOCH: u64 = 1_700_000_000;
+
 /// `lseek` with unsigned offsets (EOVERFLOW when an offset does not fit).
 fn seek(fd: std::os::fd::RawFd, offset: u64, whence: Whence) -> Result<u64, Errno> {
     let offset = i64::try_from(offset).map_err(|_| Errno::EOVERFLOW)?;

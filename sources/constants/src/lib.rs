@@ -226,6 +226,22 @@ pub const HOST_ROOTFS_INSIDE: &str = "/.ballast/rootfs";
 /// The systemd template unit that runs one host container: `host-containers@NAME.service`.
 pub const HOST_CONTAINER_UNIT_TEMPLATE: &str = "host-containers@.service";
 
+/// The health checks (`settings.health`): units that must be active and HTTP probes, which
+/// gate try-mode changes (the API server) and the marking of a boot as successful.
+pub const HEALTH_KEY: &str = "settings.health";
+
+/// A probe's timeout when its setting names none.
+pub const HEALTH_DEFAULT_PROBE_TIMEOUT_SECS: u64 = 5;
+
+/// How long the boot waits for the health checks when `settings.health.boot-wait` is unset:
+/// well inside signpost's boot deadline (300 s), so a boot whose checks never pass is not
+/// marked successful and the deadline rolls it back.
+pub const HEALTH_DEFAULT_BOOT_WAIT_SECS: u64 = 120;
+
+/// Where the boot's health gate writes why it did not mark the boot successful (on the data
+/// partition, so the set booted after the rollback can report it in the update status).
+pub const HEALTH_BOOT_FAILURE: &str = concat!(datastore_dir!(), "/health-boot-failure.json");
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[
@@ -269,6 +285,8 @@ pub const ALL: &[&str] = &[
     HOST_CONTAINERS_STORAGE_INSIDE,
     HOST_ROOTFS_INSIDE,
     HOST_CONTAINER_UNIT_TEMPLATE,
+
+    HEALTH_BOOT_FAILURE,
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];

@@ -82,8 +82,8 @@ pub use model::{ConfigurationFile, Model, Service};
 pub use os::OsInfo;
 pub use settings::{
     BootSettings, BootstrapContainer, ContainerRegistrySettings, DnsSettings, FleetLockSettings,
-    HostContainer, KernelSettings, KmodSetting, LogsSettings, MaintenanceWindow, NetworkSettings,
-    NtpSettings, PkiBundle, RegistryCredential, RegistryMirror, RemoteLogsSettings, Settings,
-    UpdatesSettings, MAX_UPDATE_SEED,
+    HealthProbe, HealthSettings, HostContainer, KernelSettings, KmodSetting, LogsSettings,
+    MaintenanceWindow, NetworkSettings, NtpSettings, PkiBundle, RegistryCredential, RegistryMirror,
+    RemoteLogsSettings, Settings, UpdatesSettings, MAX_UPDATE_SEED,
 };
 pub use validate::parse_settings;

@@ -1490,6 +1490,113 @@ string_type! {
     ),
 }
 
+/// The unit types a [`SystemdUnitName`] may end in.
+pub const UNIT_TYPES: &[&str] = &[
+    "service",
+    "socket",
+    "target",
+    "mount",
+    "automount",
+    "timer",
+    "path",
+    "swap",
+    "slice",
+    "scope",
+    "device",
+];
+
+fn check_systemd_unit_name(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    max_chars(input, 255)?;
+    only_chars(
+        input,
+        |c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c),
+        "letters, digits and ':', '-', '_', '.', '\\', '@'",
+    )?;
+    if input.starts_with('-') || input.starts_with('.') {
+        // The name is passed to systemctl as an argument.
+        return Err("must not start with '-' or '.'".to_string());
+    }
+    match input.rsplit_once('.') {
+        Some((name, kind)) if !name.is_empty() && UNIT_TYPES.contains(&kind) => Ok(()),
+        _ => Err(format!(
+            "does not end in a unit type; name it in full, e.g. {input}.service (types: {})",
+            UNIT_TYPES.join(", ")
+        )),
+    }
+}
+
+string_type! {
+    /// A systemd unit named in full with its type, such as `containerd.service` or
+    /// `kubelet.socket`: the characters systemd allows, not starting with `-` or `.`.
+    SystemdUnitName,
+    kind: "systemd unit name",
+    check: check_systemd_unit_name,
+    schema: string_schema(
+        "systemd unit with its type, e.g. containerd.service.",
+        Some(&format!(
+            r"^[A-Za-z0-9:_\\@][A-Za-z0-9:_.\\@-]{{0,240}}\.(?:{})$",
+            UNIT_TYPES.join("|")
+        )),
+        Some(3),
+        Some(255),
+        "containerd.service",
+    ),
+}
+
+fn check_local_http_url(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    not_empty(input)?;
+    no_whitespace(input)?;
+    max_chars(input, URL_MAX_CHARS)?;
+    let parsed = url::Url::parse(input).map_err(|e| {
+        format!("{e}; give a URL on the node such as http://127.0.0.1:8080/healthz")
+    })?;
+    if parsed.scheme() != "http" {
+        return Err(format!(
+            "has scheme '{}'; a probe speaks plain http to the node itself",
+            parsed.scheme()
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("carries user information; a probe sends none".to_string());
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if !loopback {
+        return Err(format!(
+            "names host '{}', which is not the node; probes reach only 127.0.0.0/8, [::1] \
+             and localhost, so a check never depends on another machine",
+            parsed.host_str().unwrap_or("")
+        ));
+    }
+    Ok(())
+}
+
+string_type! {
+    /// A URL on the node itself for a health probe: `http://` and a loopback host
+    /// (`127.0.0.0/8`, `[::1]`, `localhost`), with any port and path.
+    LocalHttpUrl,
+    kind: "URL on the node",
+    check: check_local_http_url,
+    schema: string_schema(
+        "http:// URL on a loopback address of the node.",
+        Some(&format!(
+            r"^http://(?:localhost|127\.{o}\.{o}\.{o}|\[::1\])(?::{port})?(?:/[A-Za-z0-9._~/-]*)?$",
+            o = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])",
+            port = port_pattern()
+        )),
+        Some(16),
+        Some(URL_MAX_CHARS),
+        "http://127.0.0.1:8080/healthz",
+    ),
+}
+
 /// The two words [`PauseUntil`] takes besides a time (their home is `constants`, which the
 /// apiclient that writes them shares).
 const PAUSE_NONE: &str = constants::UPDATES_PAUSE_NONE;

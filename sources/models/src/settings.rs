@@ -13,6 +13,7 @@ use crate::modeled_types::{
     SettingDuration, SingleLineString, SysctlKey, TimeOfDay, Timezone, UpdatePolicy, Url,
     ValidBase64, ValidLinuxHostname, Weekday,
 };
+use crate::modeled_types::{LocalHttpUrl, SystemdUnitName};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -61,6 +62,9 @@ pub struct Settings {
     /// Where the node's journal goes besides the node itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<LogsSettings>,
+    /// What a healthy node looks like: gates try-mode changes and marks a boot successful.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSettings>,
 }
 
 /// `settings.network`
@@ -401,4 +405,36 @@ pub struct RemoteLogsSettings {
     /// true, or absent, ships while `url` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+}
+
+/// `settings.health`: the checks a healthy node passes. While a try-mode change is pending, a
+/// failing check reverts it at once; a boot is marked successful only once every check
+/// passes (within `boot-wait`), so an update that breaks a workload rolls back by itself.
+/// No checks (the default) always passes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HealthSettings {
+    /// systemd units that must be active, with their type (`containerd.service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<Vec<SystemdUnitName>>,
+    /// HTTP probes by name: each passes when its URL answers 2xx in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<BTreeMap<Identifier, HealthProbe>>,
+    /// How long a boot waits for every check to pass before it gives up (and is not marked
+    /// successful); 2m when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_wait: Option<SettingDuration>,
+}
+
+/// `settings.health.probes.NAME`: an HTTP GET of a URL on the node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HealthProbe {
+    /// `http://` on a loopback address (127.0.0.0/8, `[::1]`, `localhost`); a probe without
+    /// one fails, naming what is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<LocalHttpUrl>,
+    /// How long the answer may take; 5s when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<SettingDuration>,
 }

@@ -570,6 +570,68 @@ mod tests {
     }
 
     #[test]
+    fn health_checks_are_checked_by_key() {
+        let settings = parse_settings(&json!({"health": {
+            "units": ["containerd.service", "kubelet.socket"],
+            "probes": {"app": {"url": "http://127.0.0.1:8080/healthz", "timeout": "3s"},
+                       "six": {"url": "http://[::1]/"}},
+            "boot-wait": "90s"
+        }}))
+        .unwrap();
+        let health = settings.health.unwrap();
+        assert_eq!(health.units.unwrap()[0].as_str(), "containerd.service");
+        assert_eq!(health.boot_wait.unwrap().seconds(), 90);
+        let cases = [
+            (
+                json!({"units": ["containerd"]}),
+                "settings.health.units",
+                "unit type",
+            ),
+            (
+                json!({"units": ["-x.service"]}),
+                "settings.health.units",
+                "must not start",
+            ),
+            (
+                json!({"units": ["a b.service"]}),
+                "settings.health.units",
+                "U+0020",
+            ),
+            (
+                json!({"probes": {"app": {"url": "http://10.0.0.1/"}}}),
+                "settings.health.probes.app.url",
+                "not the node",
+            ),
+            (
+                json!({"probes": {"app": {"url": "https://127.0.0.1/"}}}),
+                "settings.health.probes.app.url",
+                "scheme 'https'",
+            ),
+            (
+                json!({"probes": {"app": {"timeout": "soon"}}}),
+                "settings.health.probes.app.timeout",
+                "",
+            ),
+            (
+                json!({"probes": {"-bad": {}}}),
+                "settings.health.probes.-bad",
+                "",
+            ),
+            (json!({"boot-wait": 5}), "settings.health.boot-wait", ""),
+            (
+                json!({"commands": []}),
+                "settings.health.commands",
+                "`units`",
+            ),
+        ];
+        for (health, key, reason) in cases {
+            let err = refusal(json!({ "health": health }));
+            assert!(err.key.starts_with(key), "for {health}: {err}");
+            assert!(err.reason.contains(reason), "for {health}: {err}");
+        }
+    }
+
+    #[test]
     fn each_group_refuses_bad_values_by_key() {
         let cases = [
             (json!({"motd": "a\u{2028}b"}), "settings.motd"),

@@ -125,6 +125,7 @@ pub const TABLE: &[Tool] = &[
     deb("skopeo", "skopeo"),
     deb("sync", "coreutils"),
     deb("systemctl", "systemd"),
+    deb("systemd-analyze", "systemd"),
     deb("tar", "tar"),
     deb("tee", "coreutils"),
     deb("unshare", "util-linux"),

@@ -3,7 +3,7 @@
 //! from [`disk_layout::create_disk`] with the fresh-image boot flags, and a FAT EFI system
 //! partition holding the GRUB environment block derived from those flags.
 
-use disk_layout::{create_disk, BootFlags, Layout, PartitionRole};
+use disk_layout::Layout;
 use std::path::{Path, PathBuf};
 
 /// The name of the disk image [`make_boot_disk`] writes in its directory, the same as
@@ -16,34 +16,15 @@ pub const DISK_FILE: &str = "disk.img";
 /// FAT image needs `mkfs.vfat` and `mcopy` on the host.
 pub fn make_boot_disk(dir: &Path, layout: &Layout, size: u64) -> PathBuf {
     let disk = dir.join(DISK_FILE);
-    let written = create_disk(&disk, size, layout, b"testserver disk")
-        .unwrap_or_else(|e| panic!("create the test disk {}: {e}", disk.display()));
-    let esp = written
-        .partition(PartitionRole::EfiSystem)
-        .expect("every layout has an EFI system partition");
-
-    // The GRUB block and the FAT image are made beside the disk and dropped once copied in.
-    let scratch = tempfile::tempdir_in(dir).expect("a scratch directory beside the test disk");
-    let env_file = scratch.path().join("grubenv");
-    std::fs::write(&env_file, grubenv::render(&BootFlags::fresh_image())).unwrap();
-    let esp_image = scratch.path().join("esp.vfat");
-    imagebuilder::fs::make_fat(
-        &esp_image,
-        esp.size,
-        "0badcafe",
-        &[(grubenv::ESP_PATH, &env_file)],
-        1_700_000_000,
-    )
-    .expect("mkfs.vfat and mcopy are installed (apt-get install dosfstools mtools)");
-    imagebuilder::disk::write_sparse(&disk, esp.offset, &esp_image)
-        .unwrap_or_else(|e| panic!("write the EFI system partition of {}: {e}", disk.display()));
+    imagebuilder::disk::make_fresh_boot_disk(&disk, layout, size, b"testserver disk")
+        .unwrap_or_else(|e| panic!("make the test disk {}: {e}", disk.display()));
     disk
 }
 
 #[cfg(test)]
 mod test {
     use super::*;
-    use disk_layout::{read_flags, read_layout, BootSet, MIB};
+    use disk_layout::{read_flags, read_layout, BootFlags, BootSet, PartitionRole, MIB};
 
     #[test]
     fn the_disk_boots_set_a_and_its_grub_block_agrees() {

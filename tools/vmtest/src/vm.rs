@@ -267,8 +267,8 @@ impl Vm {
         // The status follows the end marker on the same line.
         self.wait_for_console("\n", timeout)?;
         let state = self.console.lock();
-        let output = String::from_utf8_lossy(&state.bytes[start..stop])
-            .replace('\r', "")
+        let output = String::from_utf8_lossy(&state.bytes[start..stop]).replace('\r', "");
+        let output = without_console_messages(&output)
             .trim_start_matches('\n')
             .to_string();
         let status = String::from_utf8_lossy(&state.bytes[stop + end.len()..self.cursor])
@@ -537,10 +537,54 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|p| p + from)
 }
 
+/// `output` without the lines the guest's kernel and journal wrote to the console meanwhile
+/// (`[   43.576191] ballast-status[179]: ...`, or a kernel message): the shell shares the serial
+/// console with them, so a unit that prints at the end of boot can land inside a command's
+/// output. Only a line that starts with a kernel timestamp is dropped, which no command the
+/// tests run prints (they never read dmesg through the shell).
+pub fn without_console_messages(output: &str) -> String {
+    output
+        .split_inclusive('\n')
+        .filter(|line| !is_console_message(line))
+        .collect()
+}
+
+/// Whether `line` starts with a kernel log timestamp: `[`, spaces, digits, `.`, six digits, `]`.
+fn is_console_message(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix('[') else {
+        return false;
+    };
+    let rest = rest.trim_start_matches(' ');
+    let Some((stamp, _)) = rest.split_once("] ") else {
+        return false;
+    };
+    let Some((secs, micros)) = stamp.split_once('.') else {
+        return false;
+    };
+    !secs.is_empty()
+        && secs.bytes().all(|b| b.is_ascii_digit())
+        && micros.len() == 6
+        && micros.bytes().all(|b| b.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::VmConfig;
+
+    #[test]
+    fn console_messages_inside_a_command_output_are_dropped() {
+        let out = "[   43.576191] apiclient[179]: 152 units active (171 loaded, 0 failed)\n\
+                   search-list\n\
+                   [ 1234.000001] kernel says hi\n\
+                   [not a stamp] kept\n\
+                   [ 1.5] kept too\n";
+        assert_eq!(
+            without_console_messages(out),
+            "search-list\n[not a stamp] kept\n[ 1.5] kept too\n"
+        );
+        assert_eq!(without_console_messages("Europe/Paris"), "Europe/Paris");
+    }
 
     #[test]
     fn finds_after_cursor() {

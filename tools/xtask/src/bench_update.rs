@@ -14,7 +14,7 @@
 //! it for reference.
 
 use anyhow::{bail, Context, Result};
-use disk_layout::{create_disk, BootFlags, Layout, PartitionRole, MIB};
+use disk_layout::{Layout, MIB};
 use repo::serve::ServedDir;
 use repo::{add_images, AddOptions, ImageFile, ImageSet, KeyDir, KeyOptions, RepoDir};
 use std::io::{Read, Write};
@@ -66,22 +66,12 @@ fn random_file(path: &Path, size: u64) -> Result<()> {
 /// A disk with room for the images, the fresh-image boot flags and the GRUB block.
 fn make_disk(dir: &Path, layout: &Layout) -> Result<PathBuf> {
     let disk = dir.join("disk.img");
-    let written = create_disk(&disk, layout.min_disk_size(), layout, b"bench update")?;
-    let env_file = dir.join("grubenv");
-    std::fs::write(&env_file, grubenv::render(&BootFlags::fresh_image()))?;
-    let esp = written
-        .partition(PartitionRole::EfiSystem)
-        .context("the layout has an EFI system partition")?;
-    let esp_img = dir.join("esp.vfat");
-    imagebuilder::fs::make_fat(
-        &esp_img,
-        esp.size,
-        "0badcafe",
-        &[(grubenv::ESP_PATH, &env_file)],
-        1_700_000_000,
+    imagebuilder::disk::make_fresh_boot_disk(
+        &disk,
+        layout,
+        layout.min_disk_size(),
+        b"bench update",
     )?;
-    imagebuilder::disk::write_sparse(&disk, esp.offset, &esp_img)?;
-    std::fs::remove_file(&esp_img)?;
     Ok(disk)
 }
 

@@ -20,7 +20,6 @@ use anyhow::{bail, Context, Result};
 use repo::serve::ServedDir;
 use repo::{add_images, AddOptions, ImageSet, KeyDir, RepoDir};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use xtask::image::{self, Built};
 use xtask::vm::{BootOptions, Node};
@@ -63,20 +62,7 @@ fn publish(dir: &Path, built: &Built) -> Result<()> {
 }
 
 fn apiclient(node: &Node, args: &[&str]) -> Result<String> {
-    let bin = xtask::host::target_dir().join("release/apiclient");
-    let out = Command::new(&bin)
-        .arg("--socket-path")
-        .arg(&node.api_socket)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {}", bin.display()))?;
-    if !out.status.success() {
-        bail!(
-            "apiclient {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    node.apiclient(args)
 }
 
 fn boot(built: &Built, name: &str, served: &ServedDir, keep_disk: bool) -> Result<Node> {

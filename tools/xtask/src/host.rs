@@ -45,6 +45,34 @@ pub fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Runs a command in the workspace root with each line of its output (stdout and stderr)
+/// written to stderr behind `[tag] `, so that commands running at once stay readable.
+pub fn run_prefixed(tag: &str, program: &str, args: &[&str]) -> Result<std::process::ExitStatus> {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
+    fn relay(tag: &str, from: impl Read) {
+        for line in BufReader::new(from).split(b'\n').map_while(|l| l.ok()) {
+            eprintln!("[{tag}] {}", String::from_utf8_lossy(&line));
+        }
+    }
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let stderr = child.stderr.take().context("no stderr pipe")?;
+    std::thread::scope(|scope| {
+        scope.spawn(|| relay(tag, stdout));
+        scope.spawn(|| relay(tag, stderr));
+    });
+    child
+        .wait()
+        .with_context(|| format!("cannot wait for {program}"))
+}
+
 /// A part of a command that runs host programs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {

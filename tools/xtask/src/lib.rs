@@ -11,6 +11,10 @@
 //! build-host code for the programs it starts and checks both. [`progress`] shows each step as
 //! it runs, with cargo's own output for the compiles.
 //!
+//! [`sandbox`] holds the exposure budget of every systemd unit of ours, the one table that
+//! tests/sandbox.rs (the unit files, rated offline) and the dev VM test (the booted node) hold
+//! the units to.
+//!
 //! # Usage
 //!
 //! `cargo xtask build --variant dev`, `cargo xtask run`, `cargo xtask test`, `cargo xtask lock`,
@@ -28,7 +32,9 @@
 #![forbid(unsafe_code)]
 
 pub mod containers;
+pub mod diskspace;
 pub mod host;
 pub mod image;
 pub mod progress;
+pub mod sandbox;
 pub mod vm;

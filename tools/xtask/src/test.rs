@@ -17,8 +17,122 @@ pub struct TestArgs {
     pub no_vm: bool,
 }
 
-/// The VM end-to-end test binaries of tools/xtask/tests, run one at a time.
+/// The VM end-to-end test binaries of tools/xtask/tests.
 const VM_TESTS: &[&str] = &["vm", "vm_settings", "vm_update"];
+
+/// The VM tests run in two lanes at once, one VM each: a TCG guest keeps about one core busy,
+/// and this machine class has two. Inside a lane, tests run one at a time. A lane is a list of
+/// list of [`LaneEntry`]. Splitting by
+/// `--skip` in one lane and the same name in the other means a renamed test still runs (in the
+/// skipping lane), only the balance suffers. Balanced on a clean-clone run: the rollback test
+/// (about 480 s) with vm and vm_settings (about 130 s each) against the other vm_update tests
+/// (about 620 s).
+const VM_LANES: [&[LaneEntry]; 2] = [
+    &[
+        LaneEntry::only("vm_update", ROLLBACK_TEST),
+        LaneEntry::whole("vm", &[]),
+        LaneEntry::whole("vm_settings", &[]),
+    ],
+    &[LaneEntry::whole("vm_update", &[ROLLBACK_TEST])],
+];
+
+/// One `cargo test` run of a lane.
+struct LaneEntry {
+    /// The test binary (a file of tools/xtask/tests).
+    test: &'static str,
+    /// The one test to run, or `None` for all of the binary's VM tests.
+    only: Option<&'static str>,
+    /// Tests of the binary to leave out.
+    skip: &'static [&'static str],
+}
+
+impl LaneEntry {
+    const fn only(test: &'static str, name: &'static str) -> Self {
+        LaneEntry {
+            test,
+            only: Some(name),
+            skip: &[],
+        }
+    }
+
+    const fn whole(test: &'static str, skip: &'static [&'static str]) -> Self {
+        LaneEntry {
+            test,
+            only: None,
+            skip,
+        }
+    }
+}
+
+/// The longest VM test, given a lane of its own start.
+const ROLLBACK_TEST: &str = "an_update_that_never_finishes_booting_is_rolled_back_by_itself";
+
+/// The `cargo test` arguments of one lane entry.
+fn lane_args<'a>(test: &'a str, only: Option<&'a str>, skip: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["test", "-p", "xtask", "--test", test, "--", "--ignored"];
+    if let Some(name) = only {
+        args.extend(["--exact", name]);
+    }
+    for name in skip {
+        args.extend(["--skip", name]);
+    }
+    args.extend(["--test-threads=1", "--nocapture"]);
+    args
+}
+
+/// Runs the VM lanes at once, each line of output prefixed with its lane; fails naming every
+/// lane entry that failed (a failure in one lane does not stop the other).
+fn run_vm_lanes() -> Result<()> {
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let lanes: Vec<_> = VM_LANES
+            .iter()
+            .enumerate()
+            .map(|(i, lane)| scope.spawn(move || run_lane(&format!("lane {}", i + 1), lane)))
+            .collect();
+        lanes
+            .into_iter()
+            .flat_map(|lane| {
+                lane.join()
+                    .unwrap_or_else(|_| vec!["a lane panicked".into()])
+            })
+            .collect()
+    });
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("VM tests failed: {}", failures.join("; "))
+    }
+}
+
+/// Runs one lane's entries in order, streaming their output; returns the failed entries.
+fn run_lane(tag: &str, lane: &[LaneEntry]) -> Vec<String> {
+    let mut failed = Vec::new();
+    for LaneEntry { test, only, skip } in lane {
+        let args = lane_args(test, *only, skip);
+        let started = Instant::now();
+        eprintln!("[{tag}] xtask: running cargo {}", args.join(" "));
+        let ok = match host::run_prefixed(tag, "cargo", &args) {
+            Ok(status) => status.success(),
+            Err(e) => {
+                eprintln!("[{tag}] xtask: {e:#}");
+                false
+            }
+        };
+        let what = match only {
+            Some(name) => format!("{test} {name}"),
+            None => test.to_string(),
+        };
+        eprintln!(
+            "[{tag}] xtask: {what} {} after {:.1} s",
+            if ok { "passed" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
+        if !ok {
+            failed.push(format!("{what} ({tag})"));
+        }
+    }
+    failed
+}
 
 /// Stages run so far, with their times.
 #[derive(Default)]
@@ -76,6 +190,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
 }
 
 fn run_stages(args: &TestArgs, stages: &mut Stages) -> Result<()> {
+    stages.run("disk space", || {
+        xtask::diskspace::ensure(
+            "test",
+            xtask::diskspace::TEST_BUDGET_GIB,
+            &[host::target_dir(), host::root().join("build")],
+        )
+    })?;
     stages.run("host packages", || host::ensure_for("test"))?;
     if !args.no_lint {
         stages.run("fmt", || {
@@ -118,30 +239,55 @@ fn run_stages(args: &TestArgs, stages: &mut Stages) -> Result<()> {
         "migration rename-dns-search-list",
         image::build_rename_dns_migration,
     )?;
-    for test in VM_TESTS {
-        stages.run(&format!("VM tests {test}"), || {
-            host::run(
-                "cargo",
-                &[
-                    "test",
-                    "-p",
-                    "xtask",
-                    "--test",
-                    test,
-                    "--",
-                    "--ignored",
-                    "--test-threads=1",
-                    "--nocapture",
-                ],
-            )
-        })?;
-    }
+    stages.run("VM tests (build)", || {
+        let mut args = vec!["test", "-p", "xtask", "--no-run"];
+        for test in VM_TESTS {
+            args.extend(["--test", test]);
+        }
+        host::run("cargo", &args)
+    })?;
+    stages.run("VM tests (two lanes)", run_vm_lanes)?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_vm_test_binary_runs_in_a_lane_and_a_test_run_alone_is_skipped_elsewhere() {
+        let entries: Vec<_> = VM_LANES.iter().flat_map(|l| l.iter()).collect();
+        for test in VM_TESTS {
+            assert!(
+                entries.iter().any(|e| e.test == *test && e.only.is_none()),
+                "{test} has no lane running it whole"
+            );
+        }
+        for LaneEntry { test, only, .. } in entries.iter().copied() {
+            if let Some(name) = only {
+                let skipped = entries
+                    .iter()
+                    .any(|e| e.test == *test && e.only.is_none() && e.skip.contains(name));
+                assert!(skipped, "{test} {name} would run twice");
+            }
+        }
+        assert_eq!(
+            lane_args("vm_update", None, &["x"]),
+            [
+                "test",
+                "-p",
+                "xtask",
+                "--test",
+                "vm_update",
+                "--",
+                "--ignored",
+                "--skip",
+                "x",
+                "--test-threads=1",
+                "--nocapture"
+            ]
+        );
+    }
 
     #[test]
     fn the_table_lists_every_stage_and_the_total() {

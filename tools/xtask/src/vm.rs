@@ -90,6 +90,31 @@ pub fn resize(disk: &Path, mib: u64) -> Result<()> {
 }
 
 impl Node {
+    /// Runs the host's release `apiclient` against this node's API (through the bridge) and
+    /// returns its output whatever its exit status.
+    pub fn apiclient_output(&self, args: &[&str]) -> Result<std::process::Output> {
+        let bin = crate::host::target_dir().join("release/apiclient");
+        Command::new(&bin)
+            .arg("--socket-path")
+            .arg(&self.api_socket)
+            .args(args)
+            .output()
+            .with_context(|| format!("cannot run {}", bin.display()))
+    }
+
+    /// Runs `apiclient ARGS` against this node and returns its standard output; fails with its
+    /// standard error when it fails.
+    pub fn apiclient(&self, args: &[&str]) -> Result<String> {
+        let out = self.apiclient_output(args)?;
+        if !out.status.success() {
+            bail!(
+                "apiclient {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Boots `built` (or `opts.disk`) with UEFI firmware.
     pub fn boot(built: &Built, opts: &BootOptions) -> Result<Node> {
         crate::host::ensure(&[crate::host::Step::Boot])?;

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 use testserver::journal::{field, JournalReceiver};
 use xtask::image::{self, Built};
+use xtask::sandbox;
 use xtask::vm::{BootOptions, Node};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -20,19 +21,7 @@ fn built(variant: &str) -> Built {
 }
 
 fn apiclient(node: &Node, args: &[&str]) -> String {
-    let bin = xtask::host::target_dir().join("release/apiclient");
-    let out = Command::new(&bin)
-        .arg("--socket-path")
-        .arg(&node.api_socket)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-    assert!(
-        out.status.success(),
-        "apiclient {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    node.apiclient(args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 #[test]
@@ -221,6 +210,79 @@ fn dev_boots_and_its_api_works_from_the_host() {
     }
     println!("dev: {}", apiclient(&node, &["report", "boot"]));
 
+    // Issue 16: our units' sandboxes as the booted node's systemd rates them, each within its
+    // budget (xtask::sandbox::BUDGETS, the table the host test checks the unit files against).
+    let timeout = Duration::from_secs(60);
+    let (shipped, status) = node
+        .vm
+        .run_shell(
+            &format!("ls {}", Path::new("/").join(sandbox::UNIT_DIR).display()),
+            timeout,
+        )
+        .unwrap();
+    assert_eq!(status, 0, "{shipped}");
+    // Named one by one: without names systemd-analyze rates only the services running now,
+    // not the oneshot units that have done their work.
+    let units: Vec<&str> = sandbox::BUDGETS
+        .iter()
+        .map(|b| b.unit)
+        .filter(|unit| shipped.split_whitespace().any(|f| f == *unit))
+        .collect();
+    let (rated, status) = node
+        .vm
+        .run_shell(
+            &format!(
+                "SYSTEMD_COLORS=0 systemd-analyze security --no-pager {} | grep 'Overall exposure'",
+                units.join(" ")
+            ),
+            timeout,
+        )
+        .unwrap();
+    assert_eq!(status, 0, "{rated}");
+    let exposures: Vec<(String, f64)> = units
+        .iter()
+        .map(|unit| {
+            let score = sandbox::parse_exposure(&rated, unit)
+                .unwrap_or_else(|| panic!("systemd-analyze did not rate {unit}: {rated}"));
+            (unit.to_string(), score)
+        })
+        .collect();
+    assert!(exposures.len() > 10, "{exposures:?}\n{shipped}");
+    println!("dev: exposure of our units\n{}", sandbox::table(&exposures));
+    let problems = sandbox::violations(&exposures);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The renderer runs inside the API server's sandbox: a new host name must still reach
+    // the kernel (`hostname -F`: sethostname in the host's UTS namespace).
+    apiclient(&node, &["set", "network.hostname=sandboxed-node"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (name, _) = node
+            .vm
+            .run_shell("cat /proc/sys/kernel/hostname", timeout)
+            .unwrap();
+        if name.trim() == "sandboxed-node" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host name never changed: {name}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // A sandbox that is too tight shows as a system call refused or a write denied.
+    let console = node.vm.console_log();
+    for line in console.lines().filter(|l| {
+        l.contains("Permission denied")
+            || l.contains("Read-only file system")
+            || l.contains("Operation not permitted")
+    }) {
+        println!("dev: console: {line}");
+    }
+    assert!(
+        !console.contains("status=31/SYS"),
+        "a unit was killed by its system call filter"
+    );
+
     // A support bundle of the booted node: a tarball real tar reads, with its manifest and
     // the node's journal, status and settings.
     let dir = tempfile::tempdir().unwrap();
@@ -239,6 +301,8 @@ fn dev_boots_and_its_api_works_from_the_host() {
         "status.json",
         "settings.json",
         "mountinfo.txt",
+        // Read by the API server through its sandbox (CAP_SYSLOG, kernel.dmesg_restrict=1).
+        "kmsg.txt",
     ] {
         assert!(
             listing.lines().any(|l| l.ends_with(&format!("/{part}"))),

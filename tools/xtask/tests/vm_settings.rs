@@ -5,7 +5,6 @@
 //! Run by `cargo xtask test` with the other VM tests.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xtask::image::{self, Built};
@@ -109,19 +108,7 @@ impl Imds {
 }
 
 fn apiclient(node: &Node, args: &[&str]) -> String {
-    let bin = xtask::host::target_dir().join("release/apiclient");
-    let out = Command::new(&bin)
-        .arg("--socket-path")
-        .arg(&node.api_socket)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-    assert!(
-        out.status.success(),
-        "apiclient {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    node.apiclient(args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn setting(node: &Node, key: &str) -> serde_json::Value {

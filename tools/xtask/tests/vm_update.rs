@@ -83,23 +83,12 @@ fn network(served: &ServedDir) -> vmtest::UserNet {
 }
 
 fn apiclient_output(node: &Node, args: &[&str]) -> Output {
-    let bin = xtask::host::target_dir().join("release/apiclient");
-    Command::new(&bin)
-        .arg("--socket-path")
-        .arg(&node.api_socket)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+    node.apiclient_output(args)
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn apiclient(node: &Node, args: &[&str]) -> String {
-    let out = apiclient_output(node, args);
-    assert!(
-        out.status.success(),
-        "apiclient {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    node.apiclient(args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Points the node's updater at the repository under `/<sub>/` of the server.

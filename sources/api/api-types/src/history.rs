@@ -2,6 +2,7 @@
 //! and `POST /history/undo` with the entry of the revert. Ballast's own route; Bottlerocket
 //! keeps no history.
 
+use crate::audit::Caller;
 use serde::{Deserialize, Serialize};
 
 /// One key changed by a commit: old and new values as the stored JSON text (`"\"hi\""` for the
@@ -26,4 +27,10 @@ pub struct HistoryEntry {
     pub transaction: String,
     /// Only the keys whose value changed, sorted by key.
     pub changes: Vec<HistoryChange>,
+    /// Who asked for the commit: the same caller the audit trail records (peer credentials
+    /// of the request's connection); for a change the server made by itself (a try-mode
+    /// revert), the server with the reason as its program. Absent for commits recorded before
+    /// callers were, and for commits made without the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Caller>,
 }

@@ -49,6 +49,7 @@
 pub mod audit;
 pub mod boot;
 pub mod boot_report;
+pub mod health;
 pub mod history;
 pub mod logs;
 pub mod preview;

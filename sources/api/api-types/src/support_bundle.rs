@@ -2,6 +2,11 @@
 //! tar archive of the node's state, whose one top directory ([`top_dir`]) holds a file per
 //! part and [`MANIFEST_NAME`], the [`Manifest`] listing every part with its size, or the error
 //! that kept it out.
+//!
+//! With `?recipient=age1...` ([`RECIPIENT_PARAM`]) the server encrypts the archive to that age
+//! X25519 recipient before a byte of it leaves the node: the answer is then an age file
+//! (binary, starting with [`AGE_MAGIC`]) of type [`ENCRYPTED_CONTENT_TYPE`], whose plaintext is
+//! the same gzip-compressed tar archive; `age -d -i KEY` (or `rage`) opens it.
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +14,15 @@ use serde::{Deserialize, Serialize};
 pub const PATH: &str = "/support-bundle";
 /// The answer's content type.
 pub const CONTENT_TYPE: &str = "application/gzip";
+/// The answer's content type when it is encrypted (an age file).
+pub const ENCRYPTED_CONTENT_TYPE: &str = "application/octet-stream";
+/// The query parameter naming the age recipient to encrypt to.
+pub const RECIPIENT_PARAM: &str = "recipient";
+/// How every binary age file starts (the age format's version line).
+pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+/// The file name suffix of an encrypted bundle, after `.tar.gz`.
+pub const ENCRYPTED_SUFFIX: &str = ".age";
+
 /// The manifest's file name in the top directory.
 pub const MANIFEST_NAME: &str = "MANIFEST.json";
 

@@ -178,6 +178,11 @@ pub struct FailedUpdate {
     pub version: String,
     /// The partition set ("A" or "B") that held it.
     pub set: String,
+    /// Why its boot was not marked successful, when its health gate said so: the
+    /// `settings.health` checks that still failed (`health checks failed on 1.1.0 after
+    /// 120 s: unit app.service is failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 /// The document served at `GET /updates/status`: Bottlerocket's fields, then Ballast's own

@@ -56,6 +56,7 @@ fn full_status() -> UpdateStatus {
         failed_update: Some(FailedUpdate {
             version: "1.0.9".into(),
             set: "B".into(),
+            health: None,
         }),
         daemon: None,
     }
@@ -263,12 +264,19 @@ fn history_round_trips() {
                     new: Some("\"1\"".into()),
                 },
             ],
+            caller: None,
         },
         HistoryEntry {
             id: 2,
             time: "2024-05-01T10:05:00Z".into(),
             transaction: "undo-1".into(),
             changes: vec![],
+            caller: Some(api_types::audit::Caller {
+                uid: 0,
+                gid: 0,
+                pid: Some(42),
+                program: Some("apiclient".into()),
+            }),
         },
     ];
     let json = round_trip(&entries);
@@ -279,6 +287,12 @@ fn history_round_trips() {
                  {"key": "settings.motd", "old": null, "new": "\"hi\""},
                  {"key": "settings.kernel.sysctl.\"net.ipv4.ip_forward\"", "old": "\"0\"",
                   "new": "\"1\""}]})
+    );
+    // The caller is left out when unknown, and an entry without one (written before callers
+    // were recorded) still reads.
+    assert_eq!(
+        json[1]["caller"],
+        json!({"uid": 0, "gid": 0, "pid": 42, "program": "apiclient"})
     );
     assert!(serde_json::from_value::<Vec<HistoryEntry>>(json!({"not": "a list"})).is_err());
     assert!(serde_json::from_value::<Vec<HistoryEntry>>(json!([{"time": "x"}])).is_err());
@@ -348,6 +362,7 @@ fn updater_status_round_trips() {
         failed_update: Some(FailedUpdate {
             version: "0.9.0".into(),
             set: "B".into(),
+            health: None,
         }),
     };
     let json = round_trip(&status);

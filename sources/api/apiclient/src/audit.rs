@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// One audit entry (declared once, in `api_types::audit`).
-pub use api_types::audit::AuditEntry;
+pub use api_types::audit::{AuditEntry, Caller};
 
 /// What to ask the server for, and how to print it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,19 +42,24 @@ impl AuditOptions {
     }
 }
 
+/// A caller as a short word: `uid=0 apiclient[123]` (program `?` when unknown, no `[pid]`
+/// when the kernel gave none). Also used by `apiclient history`.
+pub fn format_caller(c: &Caller) -> String {
+    let program = c.program.as_deref().unwrap_or("?");
+    match c.pid {
+        Some(pid) => format!("uid={} {program}[{pid}]", c.uid),
+        None => format!("uid={} {program}", c.uid),
+    }
+}
+
 /// An entry as one line of text:
 /// `2026-12-07T06:53:05Z uid=0 apiclient[123] PATCH /settings?tx=t 204 settings.motd`.
 pub fn format_entry(entry: &AuditEntry) -> String {
-    let who = match &entry.caller {
-        Some(c) => {
-            let program = c.program.as_deref().unwrap_or("?");
-            match c.pid {
-                Some(pid) => format!("uid={} {program}[{pid}]", c.uid),
-                None => format!("uid={} {program}", c.uid),
-            }
-        }
-        None => "uid=?".to_string(),
-    };
+    let who = entry
+        .caller
+        .as_ref()
+        .map(format_caller)
+        .unwrap_or_else(|| "uid=?".to_string());
     let mut line = format!(
         "{} {who} {} {} {}",
         entry.time, entry.method, entry.path, entry.status
@@ -97,7 +102,7 @@ pub async fn audit<W: Write>(
 #[cfg(test)]
 mod test {
     use super::*;
-    use api_types::audit::{AuditChange, Caller};
+    use api_types::audit::AuditChange;
 
     #[test]
     fn uri_has_each_option_given() {

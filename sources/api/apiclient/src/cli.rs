@@ -256,6 +256,12 @@ pub struct SupportBundleArgs {
     /// Replace FILE if it exists.
     #[arg(long)]
     pub force: bool,
+
+    /// Have the node encrypt the archive to this age recipient (age1..., as `age-keygen -y`
+    /// prints it) before it leaves the node; FILE is then an age file (name it .tar.gz.age)
+    /// that `age -d -i KEYFILE` opens.
+    #[arg(long, value_name = "AGE_RECIPIENT")]
+    pub recipient: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -522,8 +528,14 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
         },
         Command::SupportBundle(args) => {
             let destination = support_bundle::Destination::from_arg(&args.output);
-            let size =
-                support_bundle::support_bundle(socket, &destination, args.force, out).await?;
+            let size = support_bundle::support_bundle(
+                socket,
+                &destination,
+                args.force,
+                args.recipient.as_deref(),
+                out,
+            )
+            .await?;
             match destination {
                 support_bundle::Destination::File(path) => {
                     write_out(

@@ -251,10 +251,13 @@ pub enum Error {
     },
 
     #[snafu(display(
-        "The server's support bundle is not a gzip archive (it began with {start:02x?}); is the \
+        "The server's support bundle is not {expected} (it began with {start:02x?}); is the \
          API server older than this apiclient?"
     ))]
-    BundleNotGzip { start: Vec<u8> },
+    BundleNotGzip {
+        start: Vec<u8>,
+        expected: &'static str,
+    },
 
     // ---- update -----------------------------------------------------------------------------
     #[snafu(display(

@@ -1,8 +1,10 @@
 //! `history` and `undo`: committed settings changes, and reverting them.
 //!
 //! `GET /history` answers with a JSON array of records
-//! `{"id", "time", "transaction", "changes": [{"key", "old", "new"}]}`, where `old` and `new`
-//! are the JSON text of the value before and after, or null when the key was unset.
+//! `{"id", "time", "transaction", "changes": [{"key", "old", "new"}], "caller"?}`, where `old`
+//! and `new` are the JSON text of the value before and after, or null when the key was unset,
+//! and `caller` is who asked for the commit (as in the audit trail; absent in records from
+//! before callers were recorded, shown as `-`).
 //! `POST /history/undo[?id=ID]` reverts the newest (or the given) record and answers with the
 //! record of the revert.
 
@@ -61,18 +63,24 @@ pub fn format_table(records: &[Record]) -> String {
     if records.is_empty() {
         return "No committed changes recorded.\n".to_string();
     }
-    let mut rows: Vec<[String; 4]> = vec![[
+    let mut rows: Vec<[String; 5]> = vec![[
         "ID".to_string(),
         "TIME".to_string(),
         "TRANSACTION".to_string(),
+        "CALLER".to_string(),
         "CHANGE".to_string(),
     ]];
     for record in records {
         let id = record.id.to_string();
         let time = record.time.clone();
         let transaction = record.transaction.clone();
+        let caller = record
+            .caller
+            .as_ref()
+            .map(crate::audit::format_caller)
+            .unwrap_or_else(|| "-".to_string());
         if record.changes.is_empty() {
-            rows.push([id, time, transaction, "(no changes)".into()]);
+            rows.push([id, time, transaction, caller, "(no changes)".into()]);
             continue;
         }
         for (i, change) in record.changes.iter().enumerate() {
@@ -83,14 +91,26 @@ pub fn format_table(records: &[Record]) -> String {
                 side(change.new.as_deref())
             );
             if i == 0 {
-                rows.push([id.clone(), time.clone(), transaction.clone(), text]);
+                rows.push([
+                    id.clone(),
+                    time.clone(),
+                    transaction.clone(),
+                    caller.clone(),
+                    text,
+                ]);
             } else {
-                rows.push([String::new(), String::new(), String::new(), text]);
+                rows.push([
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    text,
+                ]);
             }
         }
     }
 
-    let widths: Vec<usize> = (0..3)
+    let widths: Vec<usize> = (0..4)
         .map(|column| {
             rows.iter()
                 .map(|row| row[column].chars().count())
@@ -100,13 +120,13 @@ pub fn format_table(records: &[Record]) -> String {
         .collect();
     let mut out = String::new();
     for row in rows {
-        for column in 0..3 {
+        for column in 0..4 {
             let cell = &row[column];
             out.push_str(cell);
             let pad = widths[column] - cell.chars().count() + 2;
             out.push_str(&" ".repeat(pad));
         }
-        out.push_str(&row[3]);
+        out.push_str(&row[4]);
         out.push('\n');
     }
     out
@@ -131,7 +151,8 @@ mod test {
                 {"key": "settings.motd", "old": null, "new": "\"hi\""},
                 {"key": "settings.ntp.time-servers", "old": "[\"a\"]", "new": "[\n \"b\"\n]"}
              ]},
-            {"id": 2, "time": "2024-05-01T10:05:00Z", "transaction": "undo-1", "changes": []}
+            {"id": 2, "time": "2024-05-01T10:05:00Z", "transaction": "undo-1", "changes": [],
+             "caller": {"uid": 0, "gid": 0, "pid": 42, "program": "apiclient"}}
         ]);
         let table = format_table(&records(value).unwrap());
         let lines: Vec<&str> = table.lines().collect();
@@ -148,6 +169,14 @@ mod test {
         );
         assert!(lines[2].starts_with("    "), "{table}");
         assert!(lines[3].ends_with("(no changes)"), "{table}");
+        // The caller, or `-` for a record from before callers were recorded.
+        let caller = lines[0].find("CALLER").unwrap();
+        assert_eq!(lines[1].find("-  "), Some(caller), "{table}");
+        assert_eq!(
+            lines[3].find("uid=0 apiclient[42]"),
+            Some(caller),
+            "{table}"
+        );
         // The CHANGE column lines up.
         let column = lines[0].find("CHANGE").unwrap();
         assert_eq!(lines[1].find("settings.motd"), Some(column));

@@ -5,9 +5,15 @@
 //! download never leaves a half archive under the name asked for. An existing destination is
 //! refused unless `force`: the move is then a hard link, which fails rather than replace a file
 //! that appeared meanwhile. `-` writes the archive to the given writer (stdout) instead.
+//!
+//! With a recipient (`--recipient age1...`) the server encrypts the archive before sending it
+//! (so the plaintext never leaves the node) and the file is an age file; this client checks
+//! only that it starts like one, and leaves the recipient's checks to the server, whose 400
+//! says what is wrong with it.
 
 use crate::error::{self, Result};
-use crate::stream_request;
+use crate::{encode_query_value, stream_request};
+use api_types::support_bundle::{AGE_MAGIC, PATH, RECIPIENT_PARAM};
 use snafu::{ensure, ResultExt};
 use std::fs::File;
 use std::io::Write;
@@ -36,20 +42,37 @@ impl Destination {
 /// The first two bytes of every gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Checks the archive's first bytes as they arrive: the server's answer must be gzip.
+/// Checks the archive's first bytes as they arrive: the server's answer must be gzip, or an
+/// age file when it was asked to encrypt.
 struct MagicCheck {
+    magic: &'static [u8],
+    what: &'static str,
     start: Vec<u8>,
 }
 
 impl MagicCheck {
+    fn new(encrypted: bool) -> MagicCheck {
+        let (magic, what) = if encrypted {
+            (AGE_MAGIC, "an age file")
+        } else {
+            (&GZIP_MAGIC[..], "a gzip archive")
+        };
+        MagicCheck {
+            magic,
+            what,
+            start: Vec::new(),
+        }
+    }
+
     fn feed(&mut self, data: &[u8]) -> Result<()> {
-        if self.start.len() < GZIP_MAGIC.len() {
-            let take = (GZIP_MAGIC.len() - self.start.len()).min(data.len());
+        if self.start.len() < self.magic.len() {
+            let take = (self.magic.len() - self.start.len()).min(data.len());
             self.start.extend_from_slice(&data[..take]);
             ensure!(
-                GZIP_MAGIC.starts_with(&self.start),
+                self.magic.starts_with(&self.start),
                 error::BundleNotGzipSnafu {
-                    start: self.start.clone()
+                    start: self.start.clone(),
+                    expected: self.what,
                 }
             );
         }
@@ -58,25 +81,35 @@ impl MagicCheck {
 
     fn finish(&self) -> Result<()> {
         ensure!(
-            self.start == GZIP_MAGIC,
+            self.start == self.magic,
             error::BundleNotGzipSnafu {
-                start: self.start.clone()
+                start: self.start.clone(),
+                expected: self.what,
             }
         );
         Ok(())
     }
 }
 
-/// Fetches the bundle into `destination` (with [`Destination::Out`], into `out`); returns its
-/// size in bytes.
+/// The request's URI: the route, with the recipient when one is given.
+pub fn uri(recipient: Option<&str>) -> String {
+    match recipient {
+        Some(r) => format!("{PATH}?{RECIPIENT_PARAM}={}", encode_query_value(r)),
+        None => PATH.to_string(),
+    }
+}
+
+/// Fetches the bundle (encrypted to `recipient` when given) into `destination` (with
+/// [`Destination::Out`], into `out`); returns its size in bytes.
 pub async fn support_bundle<W: Write>(
     socket_path: impl AsRef<Path>,
     destination: &Destination,
     force: bool,
+    recipient: Option<&str>,
     out: &mut W,
 ) -> Result<u64> {
-    let uri = api_types::support_bundle::PATH;
-    let mut check = MagicCheck { start: Vec::new() };
+    let uri = &uri(recipient);
+    let mut check = MagicCheck::new(recipient.is_some());
     let mut size = 0u64;
     match destination {
         Destination::Out => {
@@ -165,14 +198,28 @@ mod test {
 
     #[test]
     fn only_gzip_is_taken() {
-        let mut check = MagicCheck { start: Vec::new() };
+        let mut check = MagicCheck::new(false);
         check.feed(&[0x1f]).unwrap();
         check.feed(&[0x8b, 0, 1]).unwrap();
         check.finish().unwrap();
-        let mut check = MagicCheck { start: Vec::new() };
+        let mut check = MagicCheck::new(false);
         assert!(check.feed(b"{\"error\"").is_err());
-        let empty = MagicCheck { start: Vec::new() };
+        let empty = MagicCheck::new(false);
         assert!(empty.finish().is_err());
+        // Asked to encrypt: an age file, and a plain archive is refused.
+        let mut check = MagicCheck::new(true);
+        check.feed(b"age-encryption.org/v1\n-> X25519 ").unwrap();
+        check.finish().unwrap();
+        let mut check = MagicCheck::new(true);
+        let e = check.feed(&[0x1f, 0x8b]).unwrap_err();
+        assert!(e.to_string().contains("not an age file"), "{e}");
+    }
+
+    #[test]
+    fn the_recipient_goes_in_the_query() {
+        assert_eq!(uri(None), "/support-bundle");
+        assert_eq!(uri(Some("age1abc")), "/support-bundle?recipient=age1abc");
+        assert_eq!(uri(Some("a b&c")), "/support-bundle?recipient=a%20b%26c");
     }
 
     #[test]

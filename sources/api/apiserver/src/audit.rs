@@ -53,8 +53,9 @@ pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The query parameters recorded with their values; any other parameter's value is replaced
-/// by [`REDACTED`]. None of these carries a setting's value.
-pub const RECORDED_PARAMS: &[&str] = &["tx", "keys", "id", "timeout"];
+/// by [`REDACTED`]. None of these carries a setting's value (a support bundle's `recipient`
+/// is a public key, recorded so the trail says whom a bundle was encrypted to).
+pub const RECORDED_PARAMS: &[&str] = &["tx", "keys", "id", "timeout", "recipient"];
 
 /// Where the audit trail is kept and how much of it.
 #[derive(Debug, Clone)]

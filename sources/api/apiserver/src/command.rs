@@ -35,6 +35,11 @@ impl std::fmt::Display for CommandLine {
 }
 
 impl CommandLine {
+    /// The program and its arguments.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
     /// A command line from a constant known not to be empty.
     pub fn from_static(text: &'static str) -> CommandLine {
         CommandLine {

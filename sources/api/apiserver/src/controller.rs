@@ -3,6 +3,7 @@
 //! read next to the route it serves.
 
 use crate::error::ApiError;
+use api_types::audit::Caller;
 use datastore::{serialization, Committed, DataStore, Key, KeyType};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -247,11 +248,12 @@ pub fn merge(into: &mut Value, later: Value) {
 pub fn commit<D: DataStore + ?Sized>(
     ds: &mut D,
     tx: &str,
+    caller: Option<&Caller>,
 ) -> Result<Option<Vec<String>>, ApiError> {
     let committed = if tx == constants::LAUNCH_TX {
-        ds.commit_transaction_keeping_newer(tx)
+        ds.commit_transaction_keeping_newer(tx, caller)
     } else {
-        ds.commit_transaction(tx)
+        ds.commit_transaction(tx, caller)
     };
     match committed {
         Ok(record) => Ok(Some(record.changes.into_iter().map(|c| c.key).collect())),

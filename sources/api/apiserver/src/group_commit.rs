@@ -15,6 +15,7 @@
 use crate::controller;
 use crate::error::ApiError;
 use crate::server::SharedStore;
+use api_types::audit::Caller;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
@@ -30,6 +31,7 @@ pub struct CommitQueue {
 #[derive(Debug)]
 struct Waiter {
     tx: String,
+    caller: Option<Caller>,
     answer: oneshot::Sender<Outcome>,
 }
 
@@ -43,8 +45,14 @@ impl CommitQueue {
     }
 }
 
-/// Commits transaction `tx`, batched with whatever other commits are waiting.
-pub async fn commit(store: &SharedStore, queue: &Arc<CommitQueue>, tx: String) -> Outcome {
+/// Commits transaction `tx` for `caller` (recorded in the history), batched with whatever
+/// other commits are waiting.
+pub async fn commit(
+    store: &SharedStore,
+    queue: &Arc<CommitQueue>,
+    tx: String,
+    caller: Option<Caller>,
+) -> Outcome {
     let (answer, answered) = oneshot::channel();
     let alone = tx == constants::LAUNCH_TX;
     if !alone {
@@ -54,6 +62,7 @@ pub async fn commit(store: &SharedStore, queue: &Arc<CommitQueue>, tx: String) -
             .unwrap_or_else(|p| p.into_inner())
             .push(Waiter {
                 tx: tx.clone(),
+                caller: caller.clone(),
                 answer,
             });
     }
@@ -61,13 +70,16 @@ pub async fn commit(store: &SharedStore, queue: &Arc<CommitQueue>, tx: String) -
     let task = tokio::task::spawn_blocking(move || {
         let mut guard = store.write().unwrap_or_else(|p| p.into_inner());
         if alone {
-            return Some(controller::commit(&mut **guard, &tx));
+            return Some(controller::commit(&mut **guard, &tx, caller.as_ref()));
         }
         let batch = queue.take();
         if batch.is_empty() {
             return None;
         }
-        let names: Vec<&str> = batch.iter().map(|w| w.tx.as_str()).collect();
+        let names: Vec<(&str, Option<&Caller>)> = batch
+            .iter()
+            .map(|w| (w.tx.as_str(), w.caller.as_ref()))
+            .collect();
         let results = guard.commit_transactions(&names);
         drop(guard);
         for (waiter, result) in batch.into_iter().zip(results) {

@@ -71,6 +71,10 @@ struct Args {
     /// when the server starts (tests point this at a file of their own).
     #[arg(long, default_value = constants::BOOT_ID_FILE)]
     boot_id_file: PathBuf,
+    /// Seconds between two evaluations of settings.health while a try-mode change is pending
+    /// (a check failing twice in a row reverts the change).
+    #[arg(long, default_value_t = apiserver::provisional::DEFAULT_HEALTH_INTERVAL.as_secs())]
+    health_interval: u64,
     /// trace, debug, info, warn or error.
     #[arg(long, default_value = "info")]
     log_level: logging::LevelFilter,
@@ -147,6 +151,7 @@ async fn run() -> ExitCode {
         },
         kmsg_ready: args.kmsg_ready,
         boot_id_file: args.boot_id_file,
+        health_interval: std::time::Duration::from_secs(args.health_interval.max(1)),
     };
     match apiserver::serve(config).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,7 +44,19 @@
 //! - A confirm after the deadline is a 409: the revert is under way.
 //! - Every start, confirm and revert is in the audit trail: the routes through the audit layer,
 //!   the automatic reverts as entries of their own whose caller's program is
-//!   `apiserver (try-mode timeout)` or `apiserver (try-mode revert at boot)`.
+//!   `apiserver (try-mode timeout)`, `apiserver (try-mode revert at boot)` or
+//!   `apiserver (try-mode health check failed: CHECK REASON)`; the settings history records
+//!   the same caller with the revert's commit.
+//!
+//! # Health checks
+//!
+//! While a try is pending, the timer also evaluates the node's health checks
+//! (`settings.health`, with the [`health`] crate: `systemctl is-active` of each unit, an HTTP
+//! GET of each probe) every [`TryMode::health_interval`]. A check that fails on two
+//! evaluations in a row (one failure may be a service restarting for the try itself) reverts
+//! the try at once, and the revert names the failed checks (log, audit trail, history). The
+//! checks are the live ones, so a try that changes `settings.health` is judged by its own
+//! checks.
 
 use crate::audit::{AuditLog, Changes};
 use crate::error::ApiError;
@@ -68,6 +80,13 @@ pub const REVERT_TX: &str = "try-revert";
 pub const TIMEOUT_CALLER: &str = "apiserver (try-mode timeout)";
 /// The program named in the audit entry of a revert at start after a reboot.
 pub const BOOT_CALLER: &str = "apiserver (try-mode revert at boot)";
+/// The program named in the audit entry of a revert for failed health checks; the failures
+/// follow it.
+pub const HEALTH_CALLER: &str = "apiserver (try-mode health check failed";
+/// How often a pending try looks at the health checks unless told otherwise.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How many evaluations in a row must fail before a try is reverted.
+pub const HEALTH_STRIKES: u32 = 2;
 /// How long the timer waits before trying a failed revert again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -101,6 +120,8 @@ pub struct Record {
 pub struct TryMode {
     pub boot_id: Arc<String>,
     wake: Arc<Notify>,
+    /// How often the health checks are evaluated while a try is pending.
+    pub health_interval: Duration,
 }
 
 impl TryMode {
@@ -110,7 +131,14 @@ impl TryMode {
         TryMode {
             boot_id: Arc::new(read_boot_id(boot_id_file)),
             wake: Arc::new(Notify::new()),
+            health_interval: DEFAULT_HEALTH_INTERVAL,
         }
+    }
+
+    /// Evaluates the health checks every `interval` while a try is pending.
+    pub fn with_health_interval(mut self, interval: Duration) -> TryMode {
+        self.health_interval = interval;
+        self
     }
 
     /// Tells the timer that the record may have changed.
@@ -309,7 +337,7 @@ pub fn start(
         .map(|(key, value)| (key, Some(value)))
         .collect();
     values.insert(provisional_key(), Some(serialize(&record)?));
-    ds.commit_values(tx, &values, Some(tx))?;
+    ds.commit_values(tx, &values, Some(tx), record.caller.as_ref())?;
     tracing::info!(
         tx,
         keys = record.changes.len(),
@@ -321,7 +349,11 @@ pub fn start(
 
 /// Keeps the pending try: removes its record in a commit of its own. Refused (409) when none
 /// is pending or its deadline has passed.
-pub fn confirm(ds: &mut (dyn DataStore + Send + Sync), boot_id: &str) -> Result<Record, ApiError> {
+pub fn confirm(
+    ds: &mut (dyn DataStore + Send + Sync),
+    boot_id: &str,
+    caller: Option<&Caller>,
+) -> Result<Record, ApiError> {
     let Some(record) = load(ds)? else {
         return Err(conflict(
             "no try is pending, so there is nothing to confirm (a try not confirmed in time has \
@@ -336,16 +368,18 @@ pub fn confirm(ds: &mut (dyn DataStore + Send + Sync), boot_id: &str) -> Result<
         )));
     }
     let values = BTreeMap::from([(provisional_key(), None)]);
-    ds.commit_values(CONFIRM_TX, &values, None)?;
+    ds.commit_values(CONFIRM_TX, &values, None, caller)?;
     tracing::info!(tx = record.transaction, "try-mode change confirmed");
     Ok(record)
 }
 
 /// Reverts the pending try, if any: every key whose live value is still the one the try gave
 /// it gets its old value back (or is removed), and the record goes, in one commit. Returns the
-/// record and the keys restored, with their restored values.
+/// record and the keys restored, with their restored values. `caller` (the server, named by
+/// why it reverts) is recorded in the history.
 pub fn revert(
     ds: &mut (dyn DataStore + Send + Sync),
+    caller: &Caller,
 ) -> Result<Option<(Record, Vec<RecordChange>)>, ApiError> {
     let Some(record) = load(ds)? else {
         return Ok(None);
@@ -366,11 +400,12 @@ pub fn revert(
         }
     }
     values.insert(provisional_key(), None);
-    ds.commit_values(REVERT_TX, &values, None)?;
+    ds.commit_values(REVERT_TX, &values, None, Some(caller))?;
     tracing::warn!(
         tx = record.transaction,
         keys = restored.len(),
-        "reverted a try-mode change that was not confirmed"
+        "reverted a try-mode change: {}",
+        caller.program.as_deref().unwrap_or("apiserver")
     );
     Ok(Some((record, restored)))
 }
@@ -398,21 +433,32 @@ pub fn revert_from_earlier_boot(
         tx = record.transaction,
         "the node rebooted while a try-mode change was pending; reverting it before serving"
     );
-    let outcome = revert(&mut **guard);
-    audit_revert(audit, BOOT_CALLER, &outcome);
+    let caller = server_caller(BOOT_CALLER);
+    let outcome = revert(&mut **guard, &caller);
+    audit_revert(audit, caller, &outcome);
     outcome.map(|_| ())
+}
+
+/// The server itself as the caller of a change it makes on its own, `program` saying why.
+pub fn server_caller(program: &str) -> Caller {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = std::fs::metadata("/proc/self")
+        .map(|m| (m.uid(), m.gid()))
+        .unwrap_or((0, 0));
+    Caller {
+        uid,
+        gid,
+        pid: Some(std::process::id()),
+        program: Some(program.to_string()),
+    }
 }
 
 /// The audit entry of a revert the server made by itself.
 fn audit_revert(
     audit: &AuditLog,
-    program: &str,
+    caller: Caller,
     outcome: &Result<Option<(Record, Vec<RecordChange>)>, ApiError>,
 ) {
-    use std::os::unix::fs::MetadataExt;
-    let (uid, gid) = std::fs::metadata("/proc/self")
-        .map(|m| (m.uid(), m.gid()))
-        .unwrap_or((0, 0));
     let (changes, status) = match outcome {
         Ok(Some((record, restored))) => {
             let mut changes =
@@ -435,12 +481,7 @@ fn audit_revert(
     };
     audit.append(&AuditEntry {
         time: jiff::Timestamp::now().to_string(),
-        caller: Some(Caller {
-            uid,
-            gid,
-            pid: Some(std::process::id()),
-            program: Some(program.to_string()),
-        }),
+        caller: Some(caller),
         method: "REVERT".to_string(),
         path,
         changes: changes.changes,
@@ -452,6 +493,8 @@ fn audit_revert(
 /// The timer: sleeps until the pending try's deadline (or until woken), then reverts it and
 /// applies the restored keys. Runs for the life of the server.
 pub async fn run_timer(state: AppState) {
+    // The try being watched and how many health evaluations in a row failed for it.
+    let mut strikes: (Option<(String, String)>, u32) = (None, 0);
     loop {
         let loaded = crate::server::read(&state, load).await;
         let record = match loaded {
@@ -467,24 +510,52 @@ pub async fn run_timer(state: AppState) {
             continue;
         };
         let remaining = Duration::from_millis(record.remaining_ms(&state.try_mode.boot_id));
+        let mut caller = server_caller(TIMEOUT_CALLER);
         if !remaining.is_zero() {
+            let nap = remaining.min(state.try_mode.health_interval);
             tokio::select! {
-                () = tokio::time::sleep(remaining) => {}
+                () = tokio::time::sleep(nap) => {}
                 () = state.try_mode.wake.notified() => continue,
+            }
+            if nap < remaining {
+                // Not the deadline yet: is the node still healthy?
+                let this = Some((record.transaction.clone(), record.started.clone()));
+                if strikes.0 != this {
+                    strikes = (this, 0);
+                }
+                match health_failures(&state).await {
+                    None => {
+                        strikes.1 = 0;
+                        continue;
+                    }
+                    Some(summary) => {
+                        strikes.1 += 1;
+                        tracing::warn!(
+                            tx = record.transaction,
+                            strike = strikes.1,
+                            "a health check fails during a try: {summary}"
+                        );
+                        if strikes.1 < HEALTH_STRIKES {
+                            continue;
+                        }
+                        caller = server_caller(&format!("{HEALTH_CALLER}: {summary})"));
+                    }
+                }
             }
         }
         let store = state.store.clone();
+        let reverter = caller.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let mut guard = store.write().unwrap_or_else(|p| p.into_inner());
             // Confirmed or replaced while the timer slept: look again.
             match load(&**guard)? {
-                Some(now) if now == record => revert(&mut **guard),
+                Some(now) if now == record => revert(&mut **guard, &reverter),
                 _ => Ok(None),
             }
         })
         .await
         .unwrap_or_else(|e| Err(ApiError::internal(format!("revert task failed: {e}"))));
-        audit_revert(&state.audit, TIMEOUT_CALLER, &outcome);
+        audit_revert(&state.audit, caller, &outcome);
         match outcome {
             Ok(Some((_, restored))) => {
                 let keys: Vec<String> = restored.into_iter().map(|c| c.key).collect();
@@ -505,6 +576,37 @@ pub async fn run_timer(state: AppState) {
             }
         }
     }
+}
+
+/// The failed health checks as one line (`unit x.service is failed; probe app answered 503`),
+/// or `None` when every check passes (or none is set). Settings that do not parse count as
+/// no checks: the model refused them when they were set, so this is only an older store.
+async fn health_failures(state: &AppState) -> Option<String> {
+    let tree = crate::server::read(state, |ds| {
+        crate::controller::get_settings_prefix(ds, constants::HEALTH_KEY, &Committed::Live)
+    })
+    .await
+    .ok()?;
+    let settings =
+        match models::parse_settings(&serde_json::json!({ "health": tree.get("health")? })) {
+            Ok(settings) => settings.health?,
+            Err(e) => {
+                tracing::warn!("settings.health cannot be read, so no health check runs: {e}");
+                return None;
+            }
+        };
+    let checker = health::Checker {
+        systemctl: state.node.systemctl.argv().to_vec(),
+        env: Vec::new(),
+    };
+    let report = tokio::task::spawn_blocking(move || checker.evaluate(&settings))
+        .await
+        .ok()?;
+    if report.healthy() {
+        return None;
+    }
+    let failures: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
+    Some(failures.join("; "))
 }
 
 /// The keys a try's start lists in the audit trail: the new values (secret ones left out).

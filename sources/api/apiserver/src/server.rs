@@ -117,7 +117,11 @@ pub fn router(state: AppState) -> (Router, Value) {
         components.schemas.entry(name).or_insert(schema);
     }
     let doc = crate::openapi::finish(&doc);
-    let spec = Arc::new(doc.clone());
+    // Served as the bytes it serializes to: a JSON tree of the document would hold about a
+    // megabyte of small allocations for the server's whole life, and be copied per request.
+    let spec = OpenApiBytes(axum::body::Bytes::from(
+        serde_json::to_vec(&doc).expect("a JSON value serializes"),
+    ));
     let router = router
         .layer(axum::Extension(spec))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -481,7 +485,14 @@ fn history_entry(r: datastore::CommitRecord) -> HistoryEntry {
                 new: c.new,
             })
             .collect(),
+        caller: r.caller,
     }
+}
+
+/// Who sent a request, for the history: the connection's peer credentials and program, as the
+/// audit trail records them.
+fn caller(peer: Option<Extension<crate::audit::Peer>>) -> Option<api_types::audit::Caller> {
+    peer.map(|Extension(peer)| peer.caller())
 }
 
 // ---- running datastore work off the async threads ----
@@ -732,12 +743,14 @@ fn nothing_pending(tx: &str) -> ApiError {
               (status = 422, description = "Nothing pending", body = ErrorBody)))]
 async fn commit_tx(
     State(state): State<AppState>,
+    peer: Option<Extension<crate::audit::Peer>>,
     ApiQuery(q): ApiQuery<TxQuery>,
 ) -> Result<(Extension<Changes>, Json<Vec<String>>), ApiError> {
     let tx = q.name()?;
-    let changed = crate::group_commit::commit(&state.store, &state.commits, tx.clone())
-        .await?
-        .ok_or_else(|| nothing_pending(&tx))?;
+    let changed =
+        crate::group_commit::commit(&state.store, &state.commits, tx.clone(), caller(peer))
+            .await?
+            .ok_or_else(|| nothing_pending(&tx))?;
     Ok((
         Extension(Changes::keys(changed.iter().map(String::as_str))),
         Json(changed),
@@ -783,12 +796,14 @@ async fn apply_tx(
               (status = 500, body = ErrorBody)))]
 async fn commit_and_apply_tx(
     State(state): State<AppState>,
+    peer: Option<Extension<crate::audit::Peer>>,
     ApiQuery(q): ApiQuery<TxQuery>,
 ) -> Result<(Extension<Changes>, Json<Vec<String>>), ApiError> {
     let tx = q.name()?;
-    let changed = crate::group_commit::commit(&state.store, &state.commits, tx.clone())
-        .await?
-        .ok_or_else(|| nothing_pending(&tx))?;
+    let changed =
+        crate::group_commit::commit(&state.store, &state.commits, tx.clone(), caller(peer))
+            .await?
+            .ok_or_else(|| nothing_pending(&tx))?;
     let changes = Changes::keys(changed.iter().map(String::as_str));
     if !changed.is_empty() {
         state.applier.apply(Some(changed.clone()))?;
@@ -861,7 +876,7 @@ async fn start_try(
     let tx = TxQuery { tx: q.tx }.name()?;
     let timeout =
         api_types::provisional::parse_timeout(&q.timeout).map_err(ApiError::bad_request)?;
-    let caller = peer.map(|Extension(peer)| peer.caller());
+    let caller = caller(peer);
     let boot_id = state.try_mode.boot_id.clone();
     let record = write(&state, move |ds| {
         crate::provisional::start(ds, &tx, timeout, &boot_id, caller)
@@ -901,6 +916,7 @@ async fn get_provisional(
               (status = 500, body = ErrorBody)))]
 async fn confirm_try(
     State(state): State<AppState>,
+    peer: Option<Extension<crate::audit::Peer>>,
 ) -> Result<
     (
         Extension<Changes>,
@@ -909,7 +925,11 @@ async fn confirm_try(
     ApiError,
 > {
     let boot_id = state.try_mode.boot_id.clone();
-    let record = write(&state, move |ds| crate::provisional::confirm(ds, &boot_id)).await?;
+    let caller = caller(peer);
+    let record = write(&state, move |ds| {
+        crate::provisional::confirm(ds, &boot_id, caller.as_ref())
+    })
+    .await?;
     state.try_mode.wake();
     let mut document = record.document(&state.try_mode.boot_id);
     document.remaining_seconds = 0;
@@ -1101,8 +1121,10 @@ pub(crate) async fn live_settings(state: &AppState) -> Result<Value, ApiError> {
               (status = 422, description = "Nothing left to undo", body = ErrorBody)))]
 async fn undo_history(
     State(state): State<AppState>,
+    peer: Option<Extension<crate::audit::Peer>>,
     ApiQuery(q): ApiQuery<UndoQuery>,
 ) -> Result<(Extension<Changes>, Json<HistoryEntry>), ApiError> {
+    let caller = caller(peer);
     let record = write(&state, move |ds| {
         let id = match q.id {
             Some(id) => id,
@@ -1113,7 +1135,7 @@ async fn undo_history(
                 )
             })?,
         };
-        Ok(ds.undo(Some(id))?)
+        Ok(ds.undo(Some(id), caller.as_ref())?)
     })
     .await?;
     let changes = Changes::with_values(
@@ -1330,12 +1352,18 @@ async fn get_boot_report(
 
 // ---- the support bundle ----
 
-/// The query of GET /support-bundle: none yet; an unknown parameter is a 400.
+/// The query of GET /support-bundle; an unknown parameter is a 400.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SupportBundleQuery {}
+pub struct SupportBundleQuery {
+    /// The age recipient to encrypt the archive to.
+    pub recipient: Option<String>,
+}
 
-query_params!(SupportBundleQuery {});
+query_params!(SupportBundleQuery {
+    "recipient", false, string_schema(crate::support_bundle::recipient_pattern(), crate::support_bundle::RECIPIENT_LEN.0, crate::support_bundle::RECIPIENT_LEN.1),
+        "An age recipient, X25519 (age1...) or post-quantum hybrid (age1pq1...), as `age-keygen -y` prints it: the archive is encrypted to it on the node and the answer is an age file (application/octet-stream) that only the matching identity opens. A recipient that does not parse (its checksum is checked too) is a 400 that says why.";
+});
 
 /// The answer of GET /support-bundle in the document: bytes (a gzip-compressed tar archive).
 pub struct SupportBundleArchive;
@@ -1362,25 +1390,39 @@ impl ToSchema for SupportBundleArchive {}
 /// part with its size or the error that kept it out. A part that cannot be read leaves the
 /// answer a 200. Recorded in the audit trail, although it changes nothing.
 #[utoipa::path(get, path = "/support-bundle", params(SupportBundleQuery),
-    responses((status = 200, description = "The archive (Content-Disposition names its file)",
-                content((SupportBundleArchive = "application/gzip"))),
+    responses((status = 200, description = "The archive (Content-Disposition names its file); with recipient, the archive encrypted to it as an age file",
+                content((SupportBundleArchive = "application/gzip"), (SupportBundleArchive = "application/octet-stream"))),
+              (status = 400, description = "The recipient is not an age X25519 recipient (the message says why)", body = ErrorBody),
               (status = 500, description = "The archive could not be written", body = ErrorBody)))]
 async fn get_support_bundle(
     State(state): State<AppState>,
-    ApiQuery(_): ApiQuery<SupportBundleQuery>,
+    ApiQuery(q): ApiQuery<SupportBundleQuery>,
 ) -> Result<Response, ApiError> {
+    let recipient = q
+        .recipient
+        .as_deref()
+        .map(crate::support_bundle::parse_recipient)
+        .transpose()?;
     let bundle = crate::support_bundle::collect(&state).await;
-    let file = format!("{}.tar.gz", bundle.top);
-    let archive = tokio::task::spawn_blocking(move || bundle.archive())
-        .await
-        .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
-        .map_err(|e| ApiError::internal(format!("cannot write the support bundle: {e}")))?;
+    let mut file = format!("{}.tar.gz", bundle.top);
+    let mut content_type = api_types::support_bundle::CONTENT_TYPE;
+    if recipient.is_some() {
+        file.push_str(api_types::support_bundle::ENCRYPTED_SUFFIX);
+        content_type = api_types::support_bundle::ENCRYPTED_CONTENT_TYPE;
+    }
+    let archive = tokio::task::spawn_blocking(move || {
+        let archive = bundle.archive()?;
+        match &recipient {
+            Some(recipient) => crate::support_bundle::encrypt(&archive, recipient),
+            None => Ok(archive),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("request task failed: {e}")))?
+    .map_err(|e| ApiError::internal(format!("cannot write the support bundle: {e}")))?;
     Ok((
         [
-            (
-                axum::http::header::CONTENT_TYPE,
-                api_types::support_bundle::CONTENT_TYPE.to_string(),
-            ),
+            (axum::http::header::CONTENT_TYPE, content_type.to_string()),
             (
                 axum::http::header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{file}\""),
@@ -1391,9 +1433,17 @@ async fn get_support_bundle(
         .into_response())
 }
 
+/// The OpenAPI document, serialized once when the router is built.
+#[derive(Clone)]
+struct OpenApiBytes(axum::body::Bytes);
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json",
     responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
-async fn get_openapi(axum::Extension(spec): axum::Extension<Arc<Value>>) -> Response {
-    Json(spec.as_ref().clone()).into_response()
+async fn get_openapi(axum::Extension(spec): axum::Extension<OpenApiBytes>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        spec.0,
+    )
+        .into_response()
 }

@@ -288,3 +288,65 @@ fn a_torn_last_line_is_skipped_and_the_bound_holds() {
         Some("\"n39\"")
     );
 }
+
+#[test]
+fn the_settings_history_names_the_same_caller_as_the_audit_trail() {
+    let server = TestServer::start();
+
+    // A commit from this process, then a set and an undo through the apiclient binary.
+    let (status, body) = server.raw("PATCH", "/settings?tx=who", Some(r#"{"motd": "mine"}"#));
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = server.raw("POST", "/tx/commit_and_apply?tx=who", None);
+    assert_eq!(status, 200, "{body}");
+    let out = server.apiclient(&["set", "motd=theirs"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = server.apiclient(&["undo"]);
+    assert!(out.status.success(), "{out:?}");
+
+    let history: Vec<api_types::history::HistoryEntry> =
+        serde_json::from_value(server.json("GET", "/history", None)).unwrap();
+    let n = history.len();
+    assert!(n >= 3, "{history:#?}");
+    let (mine, theirs, undo) = (&history[n - 3], &history[n - 2], &history[n - 1]);
+    assert_eq!(mine.transaction, "who");
+    let caller = mine
+        .caller
+        .as_ref()
+        .expect("the commit's caller is recorded");
+    assert_eq!((caller.uid, caller.gid), uid_gid());
+    assert_eq!(caller.pid, Some(std::process::id()));
+    assert_eq!(caller.program.as_deref(), Some(own_comm().as_str()));
+    for entry in [theirs, undo] {
+        let caller = entry.caller.as_ref().expect("caller recorded");
+        assert_eq!(caller.program.as_deref(), Some("apiclient"), "{entry:?}");
+        assert_ne!(caller.pid, Some(std::process::id()));
+    }
+    assert!(undo.transaction.starts_with("undo-"), "{undo:?}");
+    assert_ne!(theirs.caller, undo.caller, "two apiclient runs, two pids");
+
+    // The audit entry of the commit names the same caller.
+    let audit = entries(&server, "");
+    let commit = audit
+        .iter()
+        .find(|e| e.path == "/tx/commit_and_apply?tx=who")
+        .unwrap();
+    assert_eq!(commit.caller.as_ref(), mine.caller.as_ref());
+
+    // `apiclient history` shows it beside the change.
+    let out = server.apiclient(&["history"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("settings.motd") && l.contains("\"mine\"") && l.contains(" who "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains(&format!(
+            "uid={} {}[{}]",
+            uid_gid().0,
+            own_comm(),
+            std::process::id()
+        )),
+        "{text}"
+    );
+}

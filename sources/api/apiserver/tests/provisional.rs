@@ -1,7 +1,9 @@
 //! Try-mode settings on a real server and datastore: a try that is not confirmed is reverted
 //! at its deadline (and applied), a confirmed one stays, the deadline survives a server
 //! restart, a reboot (another boot id) reverts before the API serves, a key committed again
-//! during its try is left alone, and hostile timeouts are refused.
+//! during its try is left alone, hostile timeouts are refused, and a health check
+//! (`settings.health`, on a systemd user manager of the test's own) that fails during a try
+//! reverts it early, naming the check.
 
 use api_types::audit::AuditEntry;
 use api_types::provisional::Provisional;
@@ -336,4 +338,104 @@ fn secret_values_are_not_shown() {
     let change = &doc.changes[0];
     assert!(change.redacted);
     assert_eq!(change.new, Some(json!("REDACTED")));
+}
+
+/// A server that evaluates the health checks every second, on a user manager of the test's
+/// own (`None`, with a notice, where this host cannot run one).
+fn health_server() -> Option<(TestServer, testserver::systemd::UserManager)> {
+    let manager = testserver::systemd::UserManager::start()?;
+    let mut server = TestServer::start();
+    server.extra_args = vec!["--health-interval".into(), "1".into()];
+    server.use_manager(&manager);
+    manager.add_unit(
+        "app.service",
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
+    );
+    assert_eq!(manager.start_unit("app.service", "active"), "active");
+    Some((server, manager))
+}
+
+#[test]
+fn a_failing_health_check_reverts_a_try_early_and_the_revert_names_it() {
+    let Some((server, manager)) = health_server() else {
+        eprintln!("NOTICE: no systemd user manager here; try-mode health gating not run");
+        return;
+    };
+    set_now(
+        &server,
+        json!({"motd": "before", "health": {"units": ["app.service"]}}),
+    );
+
+    // Healthy: the try stays pending across several evaluations, until confirmed.
+    stage(&server, "healthy", json!({"motd": "healthy try"}));
+    start_try(&server, "healthy", "2m");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(pending(&server).is_some(), "a healthy try was reverted");
+    let (status, text) = server.raw("POST", "/tx/confirm", None);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(motd(&server), "healthy try");
+
+    // The unit goes down during the next try: reverted long before its deadline.
+    stage(&server, "sick", json!({"motd": "sick try"}));
+    start_try(&server, "sick", "10m");
+    let out = manager.systemctl(&["stop", "app.service"]);
+    assert!(out.status.success(), "{out:?}");
+    let took = wait_for_revert(&server, Duration::from_secs(30));
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert_eq!(motd(&server), "healthy try");
+
+    // The revert names the failed check: in the audit trail and in the settings history.
+    let reverts: Vec<AuditEntry> = audit(&server)
+        .into_iter()
+        .filter(|e| e.method == "REVERT")
+        .collect();
+    let program = reverts
+        .last()
+        .and_then(|e| e.caller.as_ref())
+        .and_then(|c| c.program.clone())
+        .expect("a revert entry with a program");
+    assert_eq!(
+        program,
+        "apiserver (try-mode health check failed: unit app.service is inactive)"
+    );
+    let history: Vec<api_types::history::HistoryEntry> =
+        serde_json::from_value(server.json("GET", "/history", None)).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.transaction, "try-revert");
+    assert_eq!(
+        last.caller.as_ref().and_then(|c| c.program.as_deref()),
+        Some(program.as_str())
+    );
+    assert!(
+        last.changes.iter().any(|c| c.key == "settings.motd"),
+        "{last:?}"
+    );
+
+    // A probe that cannot be reached fails too, naming the probe.
+    assert_eq!(manager.start_unit("app.service", "active"), "active");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!(
+            "http://127.0.0.1:{}/healthz",
+            l.local_addr().unwrap().port()
+        )
+    };
+    set_now(
+        &server,
+        json!({"health": {"probes": {"web": {"url": closed, "timeout": "1s"}}}}),
+    );
+    stage(&server, "probe", json!({"motd": "probe try"}));
+    start_try(&server, "probe", "10m");
+    wait_for_revert(&server, Duration::from_secs(30));
+    let entry = audit(&server)
+        .into_iter()
+        .rev()
+        .find(|e| e.method == "REVERT")
+        .unwrap();
+    let program = entry.caller.unwrap().program.unwrap();
+    assert!(
+        program.starts_with("apiserver (try-mode health check failed: probe web could not reach"),
+        "{program}"
+    );
+    assert_eq!(motd(&server), "healthy try");
 }

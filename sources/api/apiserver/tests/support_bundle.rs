@@ -2,7 +2,9 @@
 //! opened with the real `tar`, holds every part and a manifest, holds none of the secret values
 //! set beforehand (the whole unpacked bundle is searched), records a part it cannot read in
 //! the manifest with its error, and is in the audit trail; apiclient writes the file and
-//! refuses to overwrite it without `--force`.
+//! refuses to overwrite it without `--force`. Encrypted to an age recipient (X25519 and
+//! post-quantum hybrid), the file opens with the identity alone and holds the same parts; a
+//! bad recipient is a 400 that names the problem.
 //!
 //! The server reads `/proc` through `--support-root`, a directory whose `proc` is the host's
 //! and which has no `etc/resolv.conf` and no `dev/kmsg`: those two parts must be missing, with
@@ -349,6 +351,181 @@ fn apiclient_refuses_to_overwrite_without_force() {
     }
 
     // An unknown parameter is refused.
-    let (status, text) = server.raw("GET", "/support-bundle?recipient=x", None);
+    let (status, text) = server.raw("GET", "/support-bundle?no-such=x", None);
     assert_eq!(status, 400, "{text}");
+}
+
+/// Decrypts an age file with `identity`, ungzips and unpacks it in memory: file name (below
+/// the top directory) -> content.
+fn open_encrypted(
+    encrypted: &[u8],
+    identity: &dyn age::Identity,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let decryptor = age::Decryptor::new(encrypted).expect("an age file");
+    let mut plain = Vec::new();
+    decryptor
+        .decrypt(std::iter::once(identity))
+        .expect("the identity opens it")
+        .read_to_end(&mut plain)
+        .unwrap();
+    assert_eq!(
+        &plain[..2],
+        [0x1f, 0x8b],
+        "the plaintext is the gzip archive"
+    );
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&plain[..]));
+    let mut parts = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_path_buf();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).unwrap();
+        if let Some(name) = path.file_name().filter(|_| path.components().count() == 2) {
+            parts.insert(name.to_string_lossy().into_owned(), content);
+        }
+    }
+    parts
+}
+
+#[test]
+#[allow(deprecated)] // X25519 recipients are what operators hold; both kinds are tested.
+fn an_encrypted_bundle_opens_only_with_the_identity_and_holds_every_part() {
+    let server = TestServer::start();
+    set_secrets(&server);
+    let work = tempfile::tempdir().unwrap();
+    let classic = age::x25519::Identity::generate();
+    let hybrid = age::pq::Identity::generate();
+    let recipients = [
+        (
+            classic.to_public().to_string(),
+            &classic as &dyn age::Identity,
+        ),
+        (
+            hybrid.to_public().to_string(),
+            &hybrid as &dyn age::Identity,
+        ),
+    ];
+    for (n, (recipient, identity)) in recipients.iter().enumerate() {
+        let file = work.path().join(format!("bundle-{n}.tar.gz.age"));
+        let out = server.apiclient(&[
+            "support-bundle",
+            "-o",
+            file.to_str().unwrap(),
+            "--recipient",
+            recipient,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let encrypted = std::fs::read(&file).unwrap();
+        assert!(
+            encrypted.starts_with(api_types::support_bundle::AGE_MAGIC),
+            "not an age file"
+        );
+        for plain in [PASSWORD, "ballast-support-", "settings.json", "bundle motd"] {
+            assert!(
+                !contains(&encrypted, plain),
+                "{plain} readable in the age file"
+            );
+        }
+
+        let parts = open_encrypted(&encrypted, *identity);
+        for name in [
+            "status.json",
+            "settings.json",
+            "history.json",
+            "audit.jsonl",
+            MANIFEST_NAME,
+        ] {
+            assert!(
+                parts.contains_key(name),
+                "{name} missing: {:?}",
+                parts.keys()
+            );
+        }
+        let manifest: Manifest = serde_json::from_slice(&parts[MANIFEST_NAME]).unwrap();
+        assert!(manifest
+            .parts
+            .iter()
+            .any(|p| p.name == "settings.json" && p.bytes.is_some()));
+        let settings = String::from_utf8_lossy(&parts["settings.json"]);
+        assert!(settings.contains("bundle motd"), "{settings}");
+        for (name, content) in &parts {
+            for secret in [PASSWORD, OLD_PASSWORD, USER_DATA, BOOTSTRAP_DATA] {
+                assert!(!contains(content, secret), "{secret} in {name}");
+            }
+        }
+
+        // Another identity does not open it.
+        let stranger = age::x25519::Identity::generate();
+        let decryptor = age::Decryptor::new(&encrypted[..]).unwrap();
+        assert!(decryptor
+            .decrypt(std::iter::once(&stranger as &dyn age::Identity))
+            .is_err());
+    }
+
+    // The answer's headers: not gzip, and the file name says what it is.
+    let uri = format!(
+        "http://localhost/support-bundle?recipient={}",
+        recipients[0].0
+    );
+    if hosttools::require_tool("curl") {
+        let out = Command::new("curl")
+            .args(["-sS", "-D", "-", "-o", "/dev/null", "--unix-socket"])
+            .arg(&server.socket)
+            .arg(&uri)
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(
+            head.contains("content-type: application/octet-stream"),
+            "{head}"
+        );
+        assert!(head.contains(".tar.gz.age\""), "{head}");
+    }
+
+    // The audit trail says whom the bundle was encrypted to.
+    let (status, audit) = server.raw("GET", "/audit", None);
+    assert_eq!(status, 200, "{audit}");
+    assert!(
+        audit.contains(&format!("recipient={}", recipients[0].0)),
+        "{audit}"
+    );
+
+    // A bad recipient is a 400 that names the problem, and nothing is written.
+    let good = &recipients[0].0;
+    let mut flipped = good.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'q' { b'p' } else { b'q' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    for (bad, problem) in [
+        ("", "empty"),
+        ("ssh-ed25519%20AAAA", "SSH keys"),
+        ("age1short", "age1"),
+        (flipped.as_str(), "invalid Bech32"),
+        ("AGE-SECRET-KEY-1XYZ", "does not start with age1"),
+    ] {
+        let (status, text) = server.raw("GET", &format!("/support-bundle?recipient={bad}"), None);
+        assert_eq!(status, 400, "{bad}: {text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        let message = error["error"].as_str().unwrap();
+        assert!(
+            message.contains("recipient")
+                && message.to_lowercase().contains(&problem.to_lowercase()),
+            "{bad}: {message}"
+        );
+    }
+    let file = work.path().join("bad.tar.gz.age");
+    let out = server.apiclient(&[
+        "support-bundle",
+        "-o",
+        file.to_str().unwrap(),
+        "--recipient",
+        &flipped,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not an age recipient"), "{err}");
+    assert!(!file.exists());
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 2);
 }

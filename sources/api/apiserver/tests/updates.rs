@@ -361,6 +361,7 @@ fn after_a_reboot_the_status_starts_from_updog_status() {
     node.failed_update = Some(testserver::updater::FailedUpdate {
         version: "0.1.9".into(),
         set: "B".into(),
+        health: None,
     });
     server.set_node(&node);
     server.spawn();

@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         patch.push(started.elapsed());
 
         let started = Instant::now();
-        let record = ds.commit_transaction("bench")?;
+        let record = ds.commit_transaction("bench", None)?;
         commit.push(started.elapsed());
         assert_eq!(record.changes.len(), 1);
     }
@@ -77,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         ds.set_keys(&pairs, &tx)?;
         let started = Instant::now();
-        ds.commit_transaction("bench")?;
+        ds.commit_transaction("bench", None)?;
         five.push(started.elapsed());
     }
     println!("datastore at {}", ds.path().display());

@@ -50,8 +50,8 @@ use crate::fsutil::{self, SyncSet, TMP_PREFIX};
 use crate::key::{decode_segment, encode_segment, quote_segment, split_prefix};
 use crate::{
     change_keys, check_conflicts, now_rfc3339, require_data_key, require_json, require_meta_key,
-    undo_transaction_name, validate_transaction_name, Change, CommitRecord, Committed, DataStore,
-    Key, KeyType, DEFAULT_HISTORY_LIMIT,
+    undo_transaction_name, validate_transaction_name, Caller, Change, CommitRecord, Committed,
+    DataStore, Key, KeyType, DEFAULT_HISTORY_LIMIT,
 };
 use nix::fcntl::{Flock, FlockArg};
 use snafu::{ensure, IntoError, ResultExt};
@@ -893,8 +893,9 @@ impl FilesystemDataStore {
         transaction: &str,
         changes: Vec<Change>,
         drop_pending: Option<&str>,
+        caller: Option<&Caller>,
     ) -> Result<CommitRecord> {
-        match self.prepare_commit(transaction, changes, drop_pending, self.last_id + 1)? {
+        match self.prepare_commit(transaction, changes, drop_pending, caller, self.last_id + 1)? {
             Prepared::Nothing(record) => Ok(record),
             Prepared::Commit(journal) => {
                 let record = journal.record.clone();
@@ -912,6 +913,7 @@ impl FilesystemDataStore {
         transaction: &str,
         changes: Vec<Change>,
         drop_pending: Option<&str>,
+        caller: Option<&Caller>,
         id: u64,
     ) -> Result<Prepared> {
         if changes.is_empty() {
@@ -924,6 +926,7 @@ impl FilesystemDataStore {
                 time: now_rfc3339(),
                 transaction: transaction.to_string(),
                 changes,
+                caller: caller.cloned(),
             }));
         }
         let keys = change_keys(&changes)?;
@@ -946,6 +949,7 @@ impl FilesystemDataStore {
                 time: now_rfc3339(),
                 transaction: transaction.to_string(),
                 changes,
+                caller: caller.cloned(),
             },
             drop_pending: drop_pending.map(str::to_string),
         }))
@@ -1033,13 +1037,13 @@ impl FilesystemDataStore {
     /// (its conflict check must see that commit applied). A key that an earlier commit of the
     /// batch changes too is fine: the later value wins, as one commit after the other.
     /// The caller has settled the previous commit.
-    fn commit_batch(&mut self, txs: &[&str]) -> Vec<Result<CommitRecord>> {
+    fn commit_batch(&mut self, txs: &[(&str, Option<&Caller>)]) -> Vec<Result<CommitRecord>> {
         let mut prepared: Vec<Result<Prepared>> = Vec::new();
         let mut names: BTreeSet<&str> = BTreeSet::new();
         // Keys changed by earlier commits of the batch, with their new values.
         let mut overlay: BTreeMap<Key, Option<String>> = BTreeMap::new();
         let mut next_id = self.last_id + 1;
-        for tx in txs {
+        for &(tx, caller) in txs {
             if !names.insert(tx) {
                 break;
             }
@@ -1047,7 +1051,7 @@ impl FilesystemDataStore {
                 .and_then(|()| self.read_tree(&self.pending.join(tx), ""));
             let pending = match pending {
                 Ok(pending) if pending.is_empty() => {
-                    prepared.push(EmptyTransactionSnafu { tx: *tx }.fail());
+                    prepared.push(EmptyTransactionSnafu { tx }.fail());
                     continue;
                 }
                 Ok(pending) => pending,
@@ -1063,8 +1067,8 @@ impl FilesystemDataStore {
                 break;
             }
             let changes = self.changes_over(pending, &overlay);
-            let result =
-                changes.and_then(|changes| self.prepare_commit(tx, changes, Some(tx), next_id));
+            let result = changes
+                .and_then(|changes| self.prepare_commit(tx, changes, Some(tx), caller, next_id));
             if let Ok(Prepared::Commit(journal)) = &result {
                 next_id += 1;
                 for change in &journal.record.changes {
@@ -1087,7 +1091,7 @@ impl FilesystemDataStore {
         prepared
             .into_iter()
             .zip(txs)
-            .map(|(result, tx)| match result? {
+            .map(|(result, (tx, _))| match result? {
                 Prepared::Nothing(record) => Ok(record),
                 Prepared::Commit(journal) => match &outcome {
                     Ok(()) => Ok(journal.record),
@@ -1129,7 +1133,12 @@ impl FilesystemDataStore {
 
     /// Commits pending transaction `tx`; with `keeping_newer`, keys changed by a commit since
     /// they were staged keep their live value.
-    fn commit_pending(&mut self, tx: &str, keeping_newer: bool) -> Result<CommitRecord> {
+    fn commit_pending(
+        &mut self,
+        tx: &str,
+        keeping_newer: bool,
+        caller: Option<&Caller>,
+    ) -> Result<CommitRecord> {
         validate_transaction_name(tx)?;
         self.settle()?;
         let mut pending = self.read_tree(&self.pending.join(tx), "")?;
@@ -1149,7 +1158,7 @@ impl FilesystemDataStore {
                 });
             }
         }
-        self.run_commit(tx, changes, Some(tx))
+        self.run_commit(tx, changes, Some(tx), caller)
     }
 
     /// When each key of pending transaction `tx` was staged. A missing or unreadable record
@@ -1443,15 +1452,22 @@ impl DataStore for FilesystemDataStore {
         Ok(keys)
     }
 
-    fn commit_transaction(&mut self, tx: &str) -> Result<CommitRecord> {
-        self.commit_pending(tx, false)
+    fn commit_transaction(&mut self, tx: &str, caller: Option<&Caller>) -> Result<CommitRecord> {
+        self.commit_pending(tx, false, caller)
     }
 
-    fn commit_transaction_keeping_newer(&mut self, tx: &str) -> Result<CommitRecord> {
-        self.commit_pending(tx, true)
+    fn commit_transaction_keeping_newer(
+        &mut self,
+        tx: &str,
+        caller: Option<&Caller>,
+    ) -> Result<CommitRecord> {
+        self.commit_pending(tx, true, caller)
     }
 
-    fn commit_transactions(&mut self, txs: &[&str]) -> Vec<Result<CommitRecord>> {
+    fn commit_transactions(
+        &mut self,
+        txs: &[(&str, Option<&Caller>)],
+    ) -> Vec<Result<CommitRecord>> {
         let mut results = Vec::with_capacity(txs.len());
         while results.len() < txs.len() {
             let rest = &txs[results.len()..];
@@ -1464,7 +1480,7 @@ impl DataStore for FilesystemDataStore {
             if records.is_empty() {
                 // The first transaction always fits an empty batch; this is only a safeguard
                 // against looping.
-                results.push(self.commit_transaction(rest[0]));
+                results.push(self.commit_transaction(rest[0].0, rest[0].1));
             }
             results.extend(records);
         }
@@ -1486,6 +1502,7 @@ impl DataStore for FilesystemDataStore {
         transaction: &str,
         values: &BTreeMap<Key, Option<String>>,
         drop_pending: Option<&str>,
+        caller: Option<&Caller>,
     ) -> Result<CommitRecord> {
         crate::check_values(transaction, values, drop_pending)?;
         self.settle()?;
@@ -1513,10 +1530,10 @@ impl DataStore for FilesystemDataStore {
                 });
             }
         }
-        self.run_commit(transaction, changes, drop_pending)
+        self.run_commit(transaction, changes, drop_pending, caller)
     }
 
-    fn undo(&mut self, id: Option<u64>) -> Result<CommitRecord> {
+    fn undo(&mut self, id: Option<u64>, caller: Option<&Caller>) -> Result<CommitRecord> {
         self.settle()?;
         let known = self.known_records();
         let id = match id {
@@ -1543,7 +1560,7 @@ impl DataStore for FilesystemDataStore {
                 });
             }
         }
-        self.run_commit(&undo_transaction_name(id), changes, None)
+        self.run_commit(&undo_transaction_name(id), changes, None, caller)
     }
 }
 

@@ -74,10 +74,10 @@
 //! let tx = Committed::Pending { tx: "default".to_string() };
 //! let motd = Key::new(KeyType::Data, "settings.motd")?;
 //! ds.set_keys(&BTreeMap::from([(motd.clone(), "\"hi\"".to_string())]), &tx)?;
-//! let record = ds.commit_transaction("default")?;
+//! let record = ds.commit_transaction("default", None)?;
 //! assert_eq!(record.changes[0].key, "settings.motd");
 //! assert_eq!(ds.get_key(&motd, &Committed::Live)?.as_deref(), Some("\"hi\""));
-//! ds.undo(Some(record.id))?;
+//! ds.undo(Some(record.id), None)?;
 //! assert_eq!(ds.get_key(&motd, &Committed::Live)?, None);
 //! # Ok(())
 //! # }
@@ -127,6 +127,7 @@ pub mod key;
 pub mod memory;
 pub mod serialization;
 
+pub use api_types::audit::Caller;
 pub use error::{Error, Result};
 pub use filesystem::FilesystemDataStore;
 pub use key::{Key, KeyType};
@@ -162,6 +163,12 @@ pub struct CommitRecord {
     pub transaction: String,
     /// Only keys whose value actually changed, sorted by key.
     pub changes: Vec<Change>,
+    /// Who asked for the commit (the API server passes the peer credentials of the request);
+    /// absent for commits made without one (the boot's own tools writing the store directly,
+    /// the server reverting a provisional change on its own) and in records written before
+    /// callers were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Caller>,
 }
 
 /// The contract every datastore implements. Data keys hold JSON texts (a scalar or an array);
@@ -206,17 +213,28 @@ pub trait DataStore {
     /// Atomically moves every pending key of `tx` into live (all or nothing, also across a crash),
     /// removes the transaction and records history. Returns the record (changes may be empty when
     /// the pending values equal live ones; callers decide what "empty" means via `pending keys`).
-    fn commit_transaction(&mut self, tx: &str) -> Result<CommitRecord>;
+    /// `caller` is recorded in the record (and so in the history).
+    fn commit_transaction(&mut self, tx: &str, caller: Option<&Caller>) -> Result<CommitRecord>;
     /// Like [`DataStore::commit_transaction`], except that a key which another commit changed
     /// after it was staged in `tx` keeps its live value (see "Commits that yield to newer
     /// values" in the crate documentation). Meant for the boot's launch transaction.
-    fn commit_transaction_keeping_newer(&mut self, tx: &str) -> Result<CommitRecord>;
+    fn commit_transaction_keeping_newer(
+        &mut self,
+        tx: &str,
+        caller: Option<&Caller>,
+    ) -> Result<CommitRecord>;
     /// Commits several transactions, in order, as [`DataStore::commit_transaction`] would one
     /// after the other, with one result each. The filesystem store makes as many of them as it
     /// can durable with one flush (group commit); each is still all or nothing, and an `Ok` still
     /// means durable. A later transaction's value for a key wins over an earlier one's.
-    fn commit_transactions(&mut self, txs: &[&str]) -> Vec<Result<CommitRecord>> {
-        txs.iter().map(|tx| self.commit_transaction(tx)).collect()
+    /// Each transaction comes with the caller to record for it.
+    fn commit_transactions(
+        &mut self,
+        txs: &[(&str, Option<&Caller>)],
+    ) -> Vec<Result<CommitRecord>> {
+        txs.iter()
+            .map(|(tx, caller)| self.commit_transaction(tx, *caller))
+            .collect()
     }
 
     /// Commits explicit values as one commit named `transaction`, all or nothing (also across a
@@ -231,12 +249,13 @@ pub trait DataStore {
         transaction: &str,
         values: &BTreeMap<Key, Option<String>>,
         drop_pending: Option<&str>,
+        caller: Option<&Caller>,
     ) -> Result<CommitRecord>;
 
     /// Newest last; bounded (oldest dropped).
     fn history(&self) -> Result<Vec<CommitRecord>>;
     /// Reverts commit `id` (or the newest when None) as a new commit named `undo-<id>`.
-    fn undo(&mut self, id: Option<u64>) -> Result<CommitRecord>;
+    fn undo(&mut self, id: Option<u64>, caller: Option<&Caller>) -> Result<CommitRecord>;
 }
 
 /// How many commit records the history keeps unless told otherwise.
@@ -489,13 +508,13 @@ mod test {
             ],
         );
         stage(ds, "user", &[("settings.motd", "hello from the user")]);
-        ds.commit_transaction("user").unwrap();
+        ds.commit_transaction("user", None).unwrap();
         stage(ds, "user", &[("settings.hostname", "user-host")]);
-        ds.commit_transaction("user").unwrap();
+        ds.commit_transaction("user", None).unwrap();
         // Staged after the user's commit of the same key: newer, so it wins.
         stage(ds, "launch", &[("settings.hostname", "from user data")]);
 
-        let record = ds.commit_transaction_keeping_newer("launch").unwrap();
+        let record = ds.commit_transaction_keeping_newer("launch", None).unwrap();
         assert_eq!(changed(&record), ["settings.hostname", "settings.timezone"]);
         assert_eq!(
             live(ds, "settings.motd").as_deref(),
@@ -512,8 +531,8 @@ mod test {
         // changes nothing.
         stage(ds, "a", &[("settings.motd", "from a")]);
         stage(ds, "b", &[("settings.motd", "from b")]);
-        ds.commit_transaction("b").unwrap();
-        let record = ds.commit_transaction_keeping_newer("a").unwrap();
+        ds.commit_transaction("b", None).unwrap();
+        let record = ds.commit_transaction_keeping_newer("a", None).unwrap();
         assert_eq!(record.id, 0, "{record:?}");
         assert_eq!(live(ds, "settings.motd").as_deref(), Some("from b"));
         assert!(ds.list_transactions().unwrap().is_empty());
@@ -521,24 +540,24 @@ mod test {
         // An ordinary commit still commits everything: the last commit wins.
         stage(ds, "a", &[("settings.motd", "from a")]);
         stage(ds, "b", &[("settings.motd", "from b")]);
-        ds.commit_transaction("b").unwrap();
-        let record = ds.commit_transaction("a").unwrap();
+        ds.commit_transaction("b", None).unwrap();
+        let record = ds.commit_transaction("a", None).unwrap();
         assert_eq!(changed(&record), ["settings.motd"]);
         assert_eq!(live(ds, "settings.motd").as_deref(), Some("from a"));
 
         // An undo is a commit too.
         stage(ds, "c", &[("settings.motd", "from c")]);
-        ds.undo(None).unwrap();
-        ds.commit_transaction_keeping_newer("c").unwrap();
+        ds.undo(None, None).unwrap();
+        ds.commit_transaction_keeping_newer("c", None).unwrap();
         assert_eq!(live(ds, "settings.motd").as_deref(), Some("from b"));
 
         // Staging and committing with nothing in between is unaffected, and restaging a key
         // makes it current again.
         stage(ds, "d", &[("settings.motd", "old plan")]);
         stage(ds, "e", &[("settings.motd", "from e")]);
-        ds.commit_transaction("e").unwrap();
+        ds.commit_transaction("e", None).unwrap();
         stage(ds, "d", &[("settings.motd", "new plan")]);
-        let record = ds.commit_transaction_keeping_newer("d").unwrap();
+        let record = ds.commit_transaction_keeping_newer("d", None).unwrap();
         assert_eq!(changed(&record), ["settings.motd"]);
         assert_eq!(live(ds, "settings.motd").as_deref(), Some("new plan"));
     }
@@ -551,7 +570,7 @@ mod test {
             "seed",
             &[("settings.motd", "old"), ("settings.timezone", "UTC")],
         );
-        ds.commit_transaction("seed").unwrap();
+        ds.commit_transaction("seed", None).unwrap();
         stage(
             ds,
             "try",
@@ -563,7 +582,9 @@ mod test {
             (k("settings.hostname"), Some("\"h\"".to_string())),
             (k("ballast.note"), Some("{\"a\":1}".to_string())),
         ]);
-        let record = ds.commit_values("try-x", &values, Some("try")).unwrap();
+        let record = ds
+            .commit_values("try-x", &values, Some("try"), None)
+            .unwrap();
         assert_eq!(record.transaction, "try-x");
         assert_eq!(
             changed(&record),
@@ -581,11 +602,11 @@ mod test {
         assert_eq!(ds.history().unwrap().last().unwrap().id, record.id);
         // Values equal to live change nothing and are not recorded.
         let same = BTreeMap::from([(k("settings.motd"), Some("\"given\"".to_string()))]);
-        assert_eq!(ds.commit_values("again", &same, None).unwrap().id, 0);
+        assert_eq!(ds.commit_values("again", &same, None, None).unwrap().id, 0);
         // Bad input is refused before anything is written.
         let bad = BTreeMap::from([(k("settings.motd"), Some("not json".to_string()))]);
-        assert!(ds.commit_values("bad", &bad, None).is_err());
-        assert!(ds.commit_values("bad name", &same, None).is_err());
+        assert!(ds.commit_values("bad", &bad, None, None).is_err());
+        assert!(ds.commit_values("bad name", &same, None, None).is_err());
         assert_eq!(live(ds, "settings.motd").as_deref(), Some("given"));
     }
 
@@ -622,7 +643,7 @@ mod test {
         let dir = tempfile::tempdir().unwrap();
         let mut ds = FilesystemDataStore::create(dir.path(), "1").unwrap();
         stage(&mut ds, "seed", &[("settings.timezone", "UTC")]);
-        ds.commit_transaction("seed").unwrap();
+        ds.commit_transaction("seed", None).unwrap();
         stage(
             &mut ds,
             "launch",
@@ -634,10 +655,10 @@ mod test {
         drop(ds);
         let mut ds = FilesystemDataStore::open(&dir.path().join("current")).unwrap();
         stage(&mut ds, "user", &[("settings.motd", "mine")]);
-        ds.commit_transaction("user").unwrap();
+        ds.commit_transaction("user", None).unwrap();
         drop(ds);
         let mut ds = FilesystemDataStore::open(&dir.path().join("current")).unwrap();
-        let record = ds.commit_transaction_keeping_newer("launch").unwrap();
+        let record = ds.commit_transaction_keeping_newer("launch", None).unwrap();
         assert_eq!(changed(&record), ["settings.timezone"]);
         assert_eq!(live(&ds, "settings.motd").as_deref(), Some("mine"));
         assert_eq!(live(&ds, "settings.timezone").as_deref(), Some("Etc/UTC"));

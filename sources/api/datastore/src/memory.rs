@@ -5,8 +5,8 @@
 use crate::error::{EmptyTransactionSnafu, NoSuchCommitSnafu, Result};
 use crate::{
     check_conflicts, now_rfc3339, require_data_key, require_json, require_meta_key,
-    undo_transaction_name, validate_transaction_name, Change, CommitRecord, Committed, DataStore,
-    Key, KeyType, DEFAULT_HISTORY_LIMIT,
+    undo_transaction_name, validate_transaction_name, Caller, Change, CommitRecord, Committed,
+    DataStore, Key, KeyType, DEFAULT_HISTORY_LIMIT,
 };
 use snafu::ensure;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -101,7 +101,12 @@ impl MemoryDataStore {
 
     /// Commits `tx`; with `keeping_newer`, keys changed by a commit since they were staged
     /// keep their live value.
-    fn commit_pending(&mut self, tx: &str, keeping_newer: bool) -> Result<CommitRecord> {
+    fn commit_pending(
+        &mut self,
+        tx: &str,
+        keeping_newer: bool,
+        caller: Option<&Caller>,
+    ) -> Result<CommitRecord> {
         validate_transaction_name(tx)?;
         let mut pending = self.pending.get(tx).cloned().unwrap_or_default();
         ensure!(!pending.is_empty(), EmptyTransactionSnafu { tx });
@@ -124,19 +129,25 @@ impl MemoryDataStore {
                 })
             })
             .collect();
-        let record = self.run_commit(tx, changes)?;
+        let record = self.run_commit(tx, changes, caller)?;
         self.pending.remove(tx);
         self.staged_at.remove(tx);
         Ok(record)
     }
 
-    fn run_commit(&mut self, transaction: &str, changes: Vec<Change>) -> Result<CommitRecord> {
+    fn run_commit(
+        &mut self,
+        transaction: &str,
+        changes: Vec<Change>,
+        caller: Option<&Caller>,
+    ) -> Result<CommitRecord> {
         if changes.is_empty() {
             return Ok(CommitRecord {
                 id: 0,
                 time: now_rfc3339(),
                 transaction: transaction.to_string(),
                 changes,
+                caller: caller.cloned(),
             });
         }
         let keys = crate::change_keys(&changes)?;
@@ -165,6 +176,7 @@ impl MemoryDataStore {
             time: now_rfc3339(),
             transaction: transaction.to_string(),
             changes,
+            caller: caller.cloned(),
         };
         self.history.push_back(record.clone());
         self.prune();
@@ -349,12 +361,16 @@ impl DataStore for MemoryDataStore {
             .unwrap_or_default())
     }
 
-    fn commit_transaction(&mut self, tx: &str) -> Result<CommitRecord> {
-        self.commit_pending(tx, false)
+    fn commit_transaction(&mut self, tx: &str, caller: Option<&Caller>) -> Result<CommitRecord> {
+        self.commit_pending(tx, false, caller)
     }
 
-    fn commit_transaction_keeping_newer(&mut self, tx: &str) -> Result<CommitRecord> {
-        self.commit_pending(tx, true)
+    fn commit_transaction_keeping_newer(
+        &mut self,
+        tx: &str,
+        caller: Option<&Caller>,
+    ) -> Result<CommitRecord> {
+        self.commit_pending(tx, true, caller)
     }
 
     fn history(&self) -> Result<Vec<CommitRecord>> {
@@ -366,6 +382,7 @@ impl DataStore for MemoryDataStore {
         transaction: &str,
         values: &BTreeMap<Key, Option<String>>,
         drop_pending: Option<&str>,
+        caller: Option<&Caller>,
     ) -> Result<CommitRecord> {
         crate::check_values(transaction, values, drop_pending)?;
         let changes = values
@@ -379,7 +396,7 @@ impl DataStore for MemoryDataStore {
                 })
             })
             .collect();
-        let record = self.run_commit(transaction, changes)?;
+        let record = self.run_commit(transaction, changes, caller)?;
         if let Some(tx) = drop_pending {
             self.pending.remove(tx);
             self.staged_at.remove(tx);
@@ -387,7 +404,7 @@ impl DataStore for MemoryDataStore {
         Ok(record)
     }
 
-    fn undo(&mut self, id: Option<u64>) -> Result<CommitRecord> {
+    fn undo(&mut self, id: Option<u64>, caller: Option<&Caller>) -> Result<CommitRecord> {
         let record = match id {
             Some(id) => self.history.iter().find(|r| r.id == id),
             None => self.history.back(),
@@ -410,7 +427,7 @@ impl DataStore for MemoryDataStore {
                 });
             }
         }
-        self.run_commit(&undo_transaction_name(record.id), changes)
+        self.run_commit(&undo_transaction_name(record.id), changes, caller)
     }
 }
 
@@ -437,25 +454,25 @@ mod test {
             ds.list_transactions().unwrap(),
             BTreeSet::from(["t".into()])
         );
-        let record = ds.commit_transaction("t").unwrap();
+        let record = ds.commit_transaction("t", None).unwrap();
         assert_eq!(record.id, 1);
         assert!(ds.list_transactions().unwrap().is_empty());
         assert!(matches!(
-            ds.commit_transaction("t"),
+            ds.commit_transaction("t", None),
             Err(crate::Error::EmptyTransaction { .. })
         ));
-        let undo = ds.undo(None).unwrap();
+        let undo = ds.undo(None, None).unwrap();
         assert_eq!(undo.transaction, "undo-1");
         assert_eq!(
             ds.get_key(&key("settings.motd"), &Committed::Live).unwrap(),
             None
         );
         ds.set_keys(&pairs, &tx("t")).unwrap();
-        ds.commit_transaction("t").unwrap();
+        ds.commit_transaction("t", None).unwrap();
         let ids: Vec<u64> = ds.history().unwrap().iter().map(|r| r.id).collect();
         assert_eq!(ids, [2, 3]);
         assert!(matches!(
-            ds.undo(Some(1)),
+            ds.undo(Some(1), None),
             Err(crate::Error::NoSuchCommit { id: 1 })
         ));
     }

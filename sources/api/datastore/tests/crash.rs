@@ -117,7 +117,7 @@ fn crash_worker() {
             Step::Group(m) => {
                 ds.set_keys(&generation(m - 1), &tx(TX)).unwrap();
                 ds.set_keys(&generation(m), &tx(TX_B)).unwrap();
-                let records = ds.commit_transactions(&[TX, TX_B]);
+                let records = ds.commit_transactions(&[(TX, None), (TX_B, None)]);
                 for (record, g) in records.into_iter().zip([m - 1, m]) {
                     assert_eq!(record.unwrap().changes.len(), generation(g).len());
                 }
@@ -126,15 +126,15 @@ fn crash_worker() {
             _ => {
                 n += 1;
                 ds.set_keys(&generation(n), &tx(TX)).unwrap();
-                let record = ds.commit_transaction(TX).unwrap();
+                let record = ds.commit_transaction(TX, None).unwrap();
                 assert_eq!(record.changes.len(), generation(n).len());
             }
         }
         println!("done {n}");
         if n.is_multiple_of(UNDO_EVERY) {
-            ds.undo(None).unwrap();
+            ds.undo(None, None).unwrap();
             println!("undone {n}");
-            ds.undo(None).unwrap();
+            ds.undo(None, None).unwrap();
             println!("redone {n}");
         }
     }

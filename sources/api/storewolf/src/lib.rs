@@ -143,7 +143,7 @@ pub fn run(base: &Path, version: &str, defaults: &Defaults, commit: bool) -> Res
     let mut ds = FilesystemDataStore::create(base, version).context(StoreSnafu)?;
     let seeded = seed(&mut ds, defaults)?;
     if commit && !seeded.settings.is_empty() {
-        ds.commit_transaction_keeping_newer(constants::LAUNCH_TX)
+        ds.commit_transaction_keeping_newer(constants::LAUNCH_TX, None)
             .context(StoreSnafu)?;
     }
     Ok(seeded)
@@ -172,7 +172,7 @@ mod test {
         assert_eq!(seeded.dropped_transactions, vec!["stale".to_string()]);
         assert!(!seeded.settings.contains(&"settings.motd".to_string()));
         assert!(seeded.settings.contains(&"settings.timezone".to_string()));
-        ds.commit_transaction(constants::LAUNCH_TX).unwrap();
+        ds.commit_transaction(constants::LAUNCH_TX, None).unwrap();
         assert_eq!(
             ds.get_key(&key("settings.motd"), &live).unwrap().as_deref(),
             Some("\"mine\"")

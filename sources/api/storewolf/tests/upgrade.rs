@@ -27,7 +27,7 @@ fn a_new_version_adds_its_defaults_and_keeps_user_values() {
             "\"set by the user\"".to_string(),
         )]);
         ds.set_keys(&pairs, &tx).unwrap();
-        ds.commit_transaction("user").unwrap();
+        ds.commit_transaction("user", None).unwrap();
     }
 
     // 0.2.0 ships a different motd default, a new setting and a new service.

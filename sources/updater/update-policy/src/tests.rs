@@ -28,8 +28,14 @@ fn at(text: &str) -> Timestamp {
 
 const NOW: &str = "2025-03-05T10:00:00Z";
 
-fn run(settings: &UpdatesSettings, status: &UpdateStatus, memory: &Memory) -> Decision {
-    decide(&Inputs {
+/// The inputs of a decision at `NOW`, on a boot other than the one that asked for a reboot, with
+/// no jitter and no try pending; tests change what they need with `..inputs(...)`.
+fn inputs<'a>(
+    settings: &'a UpdatesSettings,
+    status: &'a UpdateStatus,
+    memory: &'a Memory,
+) -> Inputs<'a> {
+    Inputs {
         now: at(NOW),
         settings,
         status,
@@ -37,7 +43,11 @@ fn run(settings: &UpdatesSettings, status: &UpdateStatus, memory: &Memory) -> De
         boot_id: "boot-2",
         jitter: 0.0,
         provisional: None,
-    })
+    }
+}
+
+fn run(settings: &UpdatesSettings, status: &UpdateStatus, memory: &Memory) -> Decision {
+    decide(&inputs(settings, status, memory))
 }
 
 fn checked_recently() -> Memory {
@@ -79,13 +89,8 @@ fn first_check_is_at_once_then_after_the_jittered_interval() {
     // Jitter stretches the wait by up to a tenth: 0.5 of 6 minutes is 3 minutes.
     let memory = checked_recently();
     let d = decide(&Inputs {
-        now: at(NOW),
-        settings: &s,
-        status: &idle,
-        memory: &memory,
-        boot_id: "boot-2",
         jitter: 0.5,
-        provisional: None,
+        ..inputs(&s, &idle, &memory)
     });
     assert_eq!(d.next_check, Some(at("2025-03-05T10:33:00Z")));
 
@@ -294,13 +299,12 @@ fn after_the_reboot_the_lock_is_released_on_the_new_boot_only() {
     };
     // Same boot: the reboot is under way.
     let same_boot = decide(&Inputs {
-        now: at(NOW),
-        settings: &auto,
-        status: &status("Ready", "1.0.0", Some("1.1.0"), None),
-        memory: &memory,
         boot_id: "boot-1",
-        jitter: 0.0,
-        provisional: None,
+        ..inputs(
+            &auto,
+            &status("Ready", "1.0.0", Some("1.1.0"), None),
+            &memory,
+        )
     });
     assert_eq!(same_boot.action, Action::Wait);
     assert!(
@@ -359,6 +363,7 @@ fn a_rollback_reported_by_the_updater_counts_too() {
     s.failed_update = Some(api_types::update::FailedUpdate {
         version: "1.1.0".into(),
         set: "B".into(),
+        health: None,
     });
     assert_eq!(run(&auto, &s, &checked_recently()).action, Action::Wait);
 
@@ -446,13 +451,8 @@ fn a_pending_try_holds_the_reboot_and_the_lock_back() {
         let st = status(state, "1.0.0", Some("1.1.0"), None);
         let memory = checked_recently();
         let d = decide(&Inputs {
-            now: at(NOW),
-            settings: &auto,
-            status: &st,
-            memory: &memory,
-            boot_id: "boot-2",
-            jitter: 0.0,
             provisional: Some(&try_change),
+            ..inputs(&auto, &st, &memory)
         });
         assert_eq!(d.action, Action::Wait, "{state}: {}", d.reason);
         assert!(
@@ -467,13 +467,8 @@ fn a_pending_try_holds_the_reboot_and_the_lock_back() {
     let st = status("Available", "1.0.0", Some("1.1.0"), None);
     let memory = checked_recently();
     let d = decide(&Inputs {
-        now: at(NOW),
-        settings: &auto,
-        status: &st,
-        memory: &memory,
-        boot_id: "boot-2",
-        jitter: 0.0,
         provisional: Some(&try_change),
+        ..inputs(&auto, &st, &memory)
     });
     assert_eq!(d.action, Action::Prepare);
 }

@@ -32,6 +32,10 @@ pub struct Args {
     /// Where update-image saves the signed metadata and migrations for the migrator.
     #[arg(long, global = true, default_value = constants::MIGRATIONS_DIR)]
     pub migrations_dir: PathBuf,
+    /// Where the boot's health gate records the checks that kept a boot from being marked
+    /// successful; a failed update of that version reports them.
+    #[arg(long, global = true, default_value = constants::HEALTH_BOOT_FAILURE)]
+    pub health_failure_file: PathBuf,
     /// The disk (device or image file); by default the boot disk of this node.
     #[arg(long, global = true, requires = "active")]
     pub disk: Option<PathBuf>,
@@ -118,6 +122,7 @@ impl Args {
             root_json: self.root_json.clone(),
             cache_dir: self.cache_dir.clone(),
             migrations_dir: self.migrations_dir.clone(),
+            health_failure: self.health_failure_file.clone(),
         }
     }
 }

@@ -238,6 +238,8 @@ pub struct Paths {
     pub root_json: PathBuf,
     pub cache_dir: PathBuf,
     pub migrations_dir: PathBuf,
+    /// Where the boot's health gate records failed checks.
+    pub health_failure: PathBuf,
 }
 
 #[cfg(test)]

@@ -303,6 +303,7 @@ impl Node {
         })?;
         let mut state = State::load(&paths.cache_dir);
         state.observe(&running, &status);
+        state.note_health(api_types::health::read_boot_failure(&paths.health_failure).as_ref());
         let node = Node {
             paths,
             signpost,
@@ -631,6 +632,7 @@ impl StatusReport {
                 .map(|f| api_types::update::FailedUpdate {
                     version: f.version.clone(),
                     set: f.set.letter().to_string(),
+                    health: f.health.clone(),
                 }),
         }
     }
@@ -673,6 +675,9 @@ impl StatusReport {
                  set {}",
                 failed.version, failed.set, self.active_set
             ));
+            if let Some(health) = &failed.health {
+                text.push_str(&format!(" ({health})"));
+            }
         }
         text
     }

@@ -52,6 +52,10 @@ pub struct FailedUpdate {
     pub version: String,
     #[serde(with = "set_letter")]
     pub set: BootSet,
+    /// The health checks that kept its boot from being marked successful, when the boot's
+    /// health gate recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 /// The contents of `sets.json`.
@@ -145,8 +149,19 @@ impl State {
                     .version
                     .map_or_else(|| "unknown".to_string(), |v| v.to_string()),
                 set: pending.set,
+                health: None,
             });
             self.pending = None;
+        }
+    }
+
+    /// Names the failed health checks in the failed update, when the record the tried
+    /// version's health gate left ([`constants::HEALTH_BOOT_FAILURE`]) is of that version.
+    pub fn note_health(&mut self, record: Option<&api_types::health::BootFailure>) {
+        if let (Some(failed), Some(record)) = (self.failed_update.as_mut(), record) {
+            if failed.health.is_none() && failed.version == record.version {
+                failed.health = Some(record.summary());
+            }
         }
     }
 }
@@ -339,6 +354,23 @@ mod tests {
         assert!(state.pending.is_none(), "{state:?}");
         let failed = state.failed_update.clone().expect("a failed update");
         assert_eq!((failed.version.as_str(), failed.set), ("1.1.0", BootSet::B));
+        // Its health gate's record names the checks; a record of another version does not.
+        let record = |version: &str| api_types::health::BootFailure {
+            time: "t".into(),
+            version: version.into(),
+            waited_seconds: 120,
+            failures: vec![api_types::health::Failure {
+                check: "unit app.service".into(),
+                reason: "is failed".into(),
+            }],
+        };
+        state.note_health(Some(&record("1.0.0")));
+        assert_eq!(state.failed_update.as_ref().unwrap().health, None);
+        state.note_health(Some(&record("1.1.0")));
+        assert_eq!(
+            state.failed_update.as_ref().unwrap().health.as_deref(),
+            Some("health checks failed on 1.1.0 after 120 s: unit app.service is failed")
+        );
 
         // A try whose boot is marked successful is over.
         let mut state = State {

@@ -45,7 +45,7 @@ fn layout_on_disk() {
         fs::read_to_string(base.join("v1.0/pending/default/settings/motd")).unwrap(),
         "\"hi\""
     );
-    ds.commit_transaction("default").unwrap();
+    ds.commit_transaction("default", None).unwrap();
     ds.sync().unwrap();
     let file = base.join("v1.0/live/settings/motd");
     assert_eq!(fs::read_to_string(&file).unwrap(), "\"hi\"");
@@ -165,7 +165,7 @@ fn no_key_escapes_the_store() {
     assert!(written.len() >= 4);
     ds.set_keys(&written, &Committed::Live).unwrap();
     ds.set_keys(&written, &tx("t")).unwrap();
-    ds.commit_transaction("t").ok();
+    ds.commit_transaction("t", None).ok();
     for k in written.keys() {
         ds.set_metadata(&meta("\"m/../x\""), k, "1").unwrap();
     }
@@ -217,7 +217,7 @@ fn commit_moves_only_changes() {
             .as_deref(),
         Some("3")
     );
-    let record = ds.commit_transaction("default").unwrap();
+    let record = ds.commit_transaction("default", None).unwrap();
     assert_eq!(record.id, 1);
     assert_eq!(record.transaction, "default");
     assert_eq!(
@@ -239,18 +239,18 @@ fn commit_moves_only_changes() {
     assert_eq!(live(&ds, "settings.c.d").as_deref(), Some("\"x\""));
     assert!(ds.list_transactions().unwrap().is_empty());
     assert!(matches!(
-        ds.commit_transaction("default"),
+        ds.commit_transaction("default", None),
         Err(Error::EmptyTransaction { .. })
     ));
     assert!(matches!(
-        ds.commit_transaction("bad name"),
+        ds.commit_transaction("bad name", None),
         Err(Error::InvalidTransaction { .. })
     ));
 
     // Pending values equal to live: nothing recorded, transaction removed, id 0.
     ds.set_keys(&pairs(&[("settings.a", "1")]), &tx("same"))
         .unwrap();
-    let record = ds.commit_transaction("same").unwrap();
+    let record = ds.commit_transaction("same", None).unwrap();
     assert_eq!(record.id, 0);
     assert!(record.changes.is_empty());
     assert!(ds.list_transactions().unwrap().is_empty());
@@ -258,7 +258,7 @@ fn commit_moves_only_changes() {
     // The next real commit still gets the next id.
     ds.set_keys(&pairs(&[("settings.a", "5")]), &tx("t"))
         .unwrap();
-    assert_eq!(ds.commit_transaction("t").unwrap().id, 2);
+    assert_eq!(ds.commit_transaction("t", None).unwrap().id, 2);
 }
 
 #[test]
@@ -405,7 +405,7 @@ fn transactions() {
     ds.unset_key(&key("settings.c"), &tx("two")).unwrap();
     assert!(ds.list_transactions().unwrap().is_empty());
     assert!(matches!(
-        ds.commit_transaction("two"),
+        ds.commit_transaction("two", None),
         Err(Error::EmptyTransaction { .. })
     ));
     for bad in ["", "../live", "a/b", &"x".repeat(65)] {
@@ -441,7 +441,7 @@ fn conflicts_are_refused_before_anything_changes() {
     )
     .unwrap();
     assert!(matches!(
-        ds.commit_transaction("t"),
+        ds.commit_transaction("t", None),
         Err(Error::KeyConflict { .. })
     ));
     // Live untouched, pending intact, no journal, no history.
@@ -470,7 +470,7 @@ fn conflicts_are_refused_before_anything_changes() {
             new: Some("5".into()),
         },
     ];
-    let record = ds.run_commit("reshape", to_group, None).unwrap();
+    let record = ds.run_commit("reshape", to_group, None, None).unwrap();
     assert_eq!(live(&ds, "g.leaf"), None);
     assert_eq!(live(&ds, "g.leaf.x").as_deref(), Some("5"));
     // Metadata of g.leaf stays where it was.
@@ -480,7 +480,7 @@ fn conflicts_are_refused_before_anything_changes() {
             .as_deref(),
         Some("1")
     );
-    ds.undo(Some(record.id)).unwrap();
+    ds.undo(Some(record.id), None).unwrap();
     assert_eq!(live(&ds, "g.leaf").as_deref(), Some("1"));
     assert_eq!(live(&ds, "g.leaf.x"), None);
     // But not while something else is still stored below.
@@ -493,7 +493,7 @@ fn conflicts_are_refused_before_anything_changes() {
         .unwrap();
     ds.set_keys(&pairs(&[("g.leaf", "2")]), &tx("t")).unwrap();
     assert!(matches!(
-        ds.commit_transaction("t"),
+        ds.commit_transaction("t", None),
         Err(Error::KeyConflict { .. })
     ));
 }
@@ -507,7 +507,7 @@ fn history_is_bounded_and_ids_keep_growing() {
     for n in 1..=5 {
         ds.set_keys(&pairs(&[("settings.n", &n.to_string())]), &tx("t"))
             .unwrap();
-        assert_eq!(ds.commit_transaction("t").unwrap().id, n);
+        assert_eq!(ds.commit_transaction("t", None).unwrap().id, n);
     }
     let history = ds.history().unwrap();
     assert_eq!(history.iter().map(|r| r.id).collect::<Vec<_>>(), [3, 4, 5]);
@@ -520,7 +520,7 @@ fn history_is_bounded_and_ids_keep_growing() {
         }]
     );
     assert!(matches!(
-        ds.undo(Some(1)),
+        ds.undo(Some(1), None),
         Err(Error::NoSuchCommit { id: 1 })
     ));
     ds.sync().unwrap();
@@ -536,7 +536,7 @@ fn history_is_bounded_and_ids_keep_growing() {
     assert_eq!(ds.history().unwrap().len(), 2);
     ds.set_keys(&pairs(&[("settings.n", "6")]), &tx("t"))
         .unwrap();
-    assert_eq!(ds.commit_transaction("t").unwrap().id, 6);
+    assert_eq!(ds.commit_transaction("t", None).unwrap().id, 6);
     assert_eq!(
         ds.history()
             .unwrap()
@@ -563,7 +563,7 @@ fn default_history_limit_is_256() {
     for n in 1..=260 {
         ds.set_keys(&pairs(&[("settings.n", &n.to_string())]), &tx("t"))
             .unwrap();
-        ds.commit_transaction("t").unwrap();
+        ds.commit_transaction("t", None).unwrap();
     }
     let history = ds.history().unwrap();
     assert_eq!(history.len(), 256);
@@ -581,8 +581,8 @@ fn undo_restores_old_values() {
         &tx("t"),
     )
     .unwrap();
-    let commit = ds.commit_transaction("t").unwrap();
-    let undo = ds.undo(Some(commit.id)).unwrap();
+    let commit = ds.commit_transaction("t", None).unwrap();
+    let undo = ds.undo(Some(commit.id), None).unwrap();
     assert_eq!(undo.transaction, format!("undo-{}", commit.id));
     assert_eq!(undo.id, commit.id + 1);
     assert_eq!(live(&ds, "settings.a").as_deref(), Some("1"));
@@ -603,20 +603,23 @@ fn undo_restores_old_values() {
         ]
     );
     // Undoing the undo (the newest) brings the commit back.
-    let redo = ds.undo(None).unwrap();
+    let redo = ds.undo(None, None).unwrap();
     assert_eq!(redo.transaction, format!("undo-{}", undo.id));
     assert_eq!(live(&ds, "settings.b").as_deref(), Some("3"));
     // Undoing something already undone changes nothing and records nothing.
-    ds.undo(Some(undo.id)).unwrap();
-    let again = ds.undo(Some(undo.id)).unwrap();
+    ds.undo(Some(undo.id), None).unwrap();
+    let again = ds.undo(Some(undo.id), None).unwrap();
     assert_eq!(again.id, 0);
     assert!(again.changes.is_empty());
     assert!(matches!(
-        ds.undo(Some(999)),
+        ds.undo(Some(999), None),
         Err(Error::NoSuchCommit { id: 999 })
     ));
     let (_dir2, mut empty) = new_store();
-    assert!(matches!(empty.undo(None), Err(Error::NoSuchCommit { .. })));
+    assert!(matches!(
+        empty.undo(None, None),
+        Err(Error::NoSuchCommit { .. })
+    ));
 }
 
 /// A journal as a commit would write it.
@@ -634,6 +637,7 @@ fn journal(id: u64, tx: &str, changes: &[(&str, Option<&str>, Option<&str>)]) ->
                     new: new.map(str::to_string),
                 })
                 .collect(),
+            caller: None,
         },
         drop_pending: Some(tx.to_string()),
     }
@@ -708,9 +712,9 @@ fn open_finishes_a_hand_made_journal() {
     // The next commit continues after the journal's id.
     ds.set_keys(&pairs(&[("settings.a", "3")]), &tx("t"))
         .unwrap();
-    assert_eq!(ds.commit_transaction("t").unwrap().id, 8);
+    assert_eq!(ds.commit_transaction("t", None).unwrap().id, 8);
     // The recovered record can be undone like any other.
-    ds.undo(Some(7)).unwrap();
+    ds.undo(Some(7), None).unwrap();
     assert_eq!(live(&ds, "settings.gone").as_deref(), Some("\"bye\""));
     assert_eq!(live(&ds, "settings.new.\"x.y\""), None);
     drop(ds);
@@ -753,7 +757,7 @@ fn retired_journal_is_not_replayed() {
     let mut ds = FilesystemDataStore::create(dir.path(), "1").unwrap();
     ds.set_keys(&pairs(&[("settings.a", "1")]), &tx("t"))
         .unwrap();
-    ds.commit_transaction("t").unwrap();
+    ds.commit_transaction("t", None).unwrap();
     // Changed after the commit, outside any transaction.
     ds.set_keys(&pairs(&[("settings.a", "2")]), &Committed::Live)
         .unwrap();
@@ -773,7 +777,7 @@ fn commit_is_visible_before_it_settles() {
     let (_dir, mut ds) = new_store();
     ds.set_keys(&pairs(&[("settings.a", "1")]), &tx("t"))
         .unwrap();
-    let record = ds.commit_transaction("t").unwrap();
+    let record = ds.commit_transaction("t", None).unwrap();
     // Without waiting: live, transactions and history already show the commit.
     assert_eq!(live(&ds, "settings.a").as_deref(), Some("1"));
     assert!(ds.list_transactions().unwrap().is_empty());
@@ -823,7 +827,15 @@ fn a_group_commit_is_one_commit_after_the_other_with_one_journal() {
         .unwrap();
     ds.set_keys(&pairs(&[("settings.g.x", "4")]), &tx("four"))
         .unwrap();
-    let results = ds.commit_transactions(&["one", "two", "same", "empty", "below", "four", "two"]);
+    let results = ds.commit_transactions(&[
+        ("one", None),
+        ("two", None),
+        ("same", None),
+        ("empty", None),
+        ("below", None),
+        ("four", None),
+        ("two", None),
+    ]);
     let ids: Vec<_> = results
         .iter()
         .map(|r| {
@@ -882,7 +894,7 @@ fn open_finishes_a_group_journal_from_its_first_unrecorded_commit() {
     let mut ds = FilesystemDataStore::create(base, "1").unwrap();
     ds.set_keys(&pairs(&[("settings.a", "1")]), &tx("t"))
         .unwrap();
-    ds.commit_transaction("t").unwrap();
+    ds.commit_transaction("t", None).unwrap();
     drop(ds);
     let vdir = base.join("v1");
     // Commits 2 and 3 in one journal; a crash left commit 2 recorded and 3 not applied.
@@ -914,5 +926,67 @@ fn open_finishes_a_group_journal_from_its_first_unrecorded_commit() {
     assert_eq!(ids, [1, 2, 3]);
     ds.set_keys(&pairs(&[("settings.a", "4")]), &tx("t"))
         .unwrap();
-    assert_eq!(ds.commit_transaction("t").unwrap().id, 4);
+    assert_eq!(ds.commit_transaction("t", None).unwrap().id, 4);
+}
+
+#[test]
+fn every_kind_of_commit_records_its_caller_and_old_records_still_load() {
+    let (dir, mut ds) = new_store();
+    let alice = Caller {
+        uid: 1000,
+        gid: 274,
+        pid: Some(42),
+        program: Some("apiclient".into()),
+    };
+    let bob = Caller {
+        uid: 0,
+        gid: 0,
+        pid: None,
+        program: None,
+    };
+    ds.set_keys(&pairs(&[("settings.a", "1")]), &tx("one"))
+        .unwrap();
+    ds.set_keys(&pairs(&[("settings.b", "2")]), &tx("two"))
+        .unwrap();
+    let batch = ds.commit_transactions(&[("one", Some(&alice)), ("two", Some(&bob))]);
+    assert_eq!(batch[0].as_ref().unwrap().caller.as_ref(), Some(&alice));
+    assert_eq!(batch[1].as_ref().unwrap().caller.as_ref(), Some(&bob));
+    let values = BTreeMap::from([(key("settings.c"), Some("3".to_string()))]);
+    ds.commit_values("given", &values, None, Some(&bob))
+        .unwrap();
+    ds.undo(None, Some(&alice)).unwrap();
+    ds.set_keys(&pairs(&[("settings.d", "4")]), &tx("t"))
+        .unwrap();
+    ds.commit_transaction("t", None).unwrap();
+    ds.sync().unwrap();
+    drop(ds);
+
+    // A record from before callers were recorded: take the caller out of the first file.
+    let history_dir = dir.path().join("current").join(HISTORY);
+    let first = history_dir.join(history_file_name(1));
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&first).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("caller");
+    std::fs::write(&first, old.to_string()).unwrap();
+
+    let ds = FilesystemDataStore::open(&dir.path().join("current")).unwrap();
+    let callers: Vec<_> = ds
+        .history()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.transaction, r.caller))
+        .collect();
+    assert_eq!(
+        callers,
+        vec![
+            ("one".to_string(), None),
+            ("two".to_string(), Some(bob.clone())),
+            ("given".to_string(), Some(bob)),
+            ("undo-3".to_string(), Some(alice)),
+            ("t".to_string(), None),
+        ]
+    );
+    // A record without a caller is written without the field.
+    let last = std::fs::read_to_string(history_dir.join(history_file_name(5))).unwrap();
+    assert!(!last.contains("caller"), "{last}");
 }

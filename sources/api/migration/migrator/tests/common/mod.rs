@@ -89,7 +89,7 @@ pub fn seed_store_at(dir: &Path, version: &str) -> PathBuf {
         &tx,
     )
     .unwrap();
-    ds.commit_transaction("user").unwrap();
+    ds.commit_transaction("user", None).unwrap();
     let stale = Committed::Pending {
         tx: "stale".to_string(),
     };
@@ -292,7 +292,7 @@ pub fn check_chain(base: &Path, source: &Source) {
         },
     )
     .unwrap();
-    ds.commit_transaction("t").unwrap();
+    ds.commit_transaction("t", None).unwrap();
     drop(ds);
 
     // Back, one step at a time and then the rest; the user's change in 1.3.0 is dropped with
