@@ -233,7 +233,11 @@ fn dev_boots_and_its_api_works_from_the_host() {
         .run_shell(
             &format!(
                 "SYSTEMD_COLORS=0 systemd-analyze security --no-pager {} | grep 'Overall exposure'",
-                units.join(" ")
+                units
+                    .iter()
+                    .map(|u| sandbox::rated_name(u))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             timeout,
         )
@@ -242,7 +246,7 @@ fn dev_boots_and_its_api_works_from_the_host() {
     let exposures: Vec<(String, f64)> = units
         .iter()
         .map(|unit| {
-            let score = sandbox::parse_exposure(&rated, unit)
+            let score = sandbox::parse_exposure(&rated, &sandbox::rated_name(unit))
                 .unwrap_or_else(|| panic!("systemd-analyze did not rate {unit}: {rated}"));
             (unit.to_string(), score)
         })
