@@ -226,6 +226,21 @@ pub const HOST_ROOTFS_INSIDE: &str = "/.ballast/rootfs";
 /// The systemd template unit that runs one host container: `host-containers@NAME.service`.
 pub const HOST_CONTAINER_UNIT_TEMPLATE: &str = "host-containers@.service";
 
+/// The containerd namespace (on the host containerd) of bootstrap containers, apart from
+/// host containers so that the same name can be used by both.
+pub const BOOTSTRAP_CONTAINERD_NAMESPACE: &str = "ballast-bootstrap";
+
+/// Persistent storage of bootstrap containers on the data partition, one directory per
+/// container (its user data is the file `user-data` inside).
+pub const BOOTSTRAP_CONTAINERS_STORAGE: &str = "/var/lib/bootstrap-containers";
+
+/// Where each bootstrap container sees its own directory of
+/// [`BOOTSTRAP_CONTAINERS_STORAGE`]: `/.ballast/bootstrap-containers/NAME`.
+pub const BOOTSTRAP_CONTAINERS_STORAGE_INSIDE: &str = "/.ballast/bootstrap-containers";
+
+/// The unit that runs the bootstrap containers at boot, before `configured.target`.
+pub const BOOTSTRAP_CONTAINERS_UNIT: &str = "bootstrap-containers.service";
+
 /// The health checks (`settings.health`): units that must be active and HTTP probes, which
 /// gate try-mode changes (the API server) and the marking of a boot as successful.
 pub const HEALTH_KEY: &str = "settings.health";
@@ -285,7 +300,10 @@ pub const ALL: &[&str] = &[
     HOST_CONTAINERS_STORAGE_INSIDE,
     HOST_ROOTFS_INSIDE,
     HOST_CONTAINER_UNIT_TEMPLATE,
-
+    BOOTSTRAP_CONTAINERD_NAMESPACE,
+    BOOTSTRAP_CONTAINERS_STORAGE,
+    BOOTSTRAP_CONTAINERS_STORAGE_INSIDE,
+    BOOTSTRAP_CONTAINERS_UNIT,
     HEALTH_BOOT_FAILURE,
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).

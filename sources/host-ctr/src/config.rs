@@ -21,6 +21,37 @@ pub struct HostCtrConfig {
     /// Credentials by registry host.
     #[serde(default)]
     pub creds: BTreeMap<String, Credential>,
+    /// Bootstrap containers by name (they run in name order, see [`crate::bootstrap`]).
+    #[serde(default)]
+    pub bootstrap: BTreeMap<String, BootstrapConfig>,
+}
+
+/// One bootstrap container (`settings.bootstrap-containers.NAME`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BootstrapConfig {
+    /// The image reference; a container without one cannot run.
+    pub source: Option<String>,
+    #[serde(default)]
+    pub mode: BootstrapMode,
+    /// A failure of an essential container fails the boot.
+    #[serde(default)]
+    pub essential: bool,
+    /// Base64, as the setting holds it; decoded into the container's `user-data` file.
+    pub user_data: Option<String>,
+}
+
+/// When a bootstrap container runs; the model's `BootstrapContainerMode`, as rendered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootstrapMode {
+    /// Not at all (the default).
+    #[default]
+    Off,
+    /// At the next boot; set to `off` after it succeeds.
+    Once,
+    /// At every boot.
+    Always,
 }
 
 /// One host container.
@@ -106,6 +137,25 @@ mod tests {
         assert_eq!(config.creds["quay.io"].username.as_deref(), Some("bob"));
         let err = config.container("nope").unwrap_err().to_string();
         assert!(err.contains("settings.host-containers.nope"), "{err}");
+    }
+
+    #[test]
+    fn bootstrap_containers_parse_with_their_modes() {
+        let config = HostCtrConfig::parse(
+            r#"
+            [bootstrap.setup]
+            source = "10.0.2.103:5080/ballast/admin:v1"
+            mode = "once"
+            essential = true
+            [bootstrap.later]
+            "#,
+        )
+        .unwrap();
+        let setup = &config.bootstrap["setup"];
+        assert_eq!(setup.mode, BootstrapMode::Once);
+        assert!(setup.essential);
+        assert_eq!(config.bootstrap["later"].mode, BootstrapMode::Off);
+        assert!(HostCtrConfig::parse("[bootstrap.x]\nmode = \"never\"\n").is_err());
     }
 
     #[test]

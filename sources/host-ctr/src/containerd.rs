@@ -280,7 +280,6 @@ impl Containerd {
                 name: name.to_string(),
                 key: key.to_string(),
                 labels: HashMap::new(),
-                ..Default::default()
             }))
             .await
             .map_err(refused(format!("committing snapshot {name}")))?;

@@ -101,6 +101,16 @@ pub enum Error {
     #[snafu(display("Cannot run `{command}`: {message}"))]
     Systemctl { command: String, message: String },
 
+    #[snafu(display(
+        "Bootstrap container '{name}' has no source: set settings.bootstrap-containers.{name}.source to an image reference, or its mode to off"
+    ))]
+    BootstrapNoSource { name: String },
+
+    #[snafu(display(
+        "Essential bootstrap container '{name}' failed: {message}; the boot stops before configured.target (fix or set settings.bootstrap-containers.{name}.essential=false)"
+    ))]
+    EssentialFailed { name: String, message: String },
+
     #[snafu(display("Cannot listen for {signal}: {source}"))]
     Signal {
         signal: String,

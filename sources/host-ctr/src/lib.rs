@@ -28,6 +28,7 @@
 //! ```text
 //! host-ctr sync         # after a render: bring every host-containers@NAME unit in line
 //! host-ctr run admin    # in host-containers@admin.service: pull, run, wait
+//! host-ctr bootstrap    # in bootstrap-containers.service: each bootstrap container, once
 //! ```
 //!
 //! A pull that fails (no registry reachable, a wrong password) is one journal line naming the
@@ -47,6 +48,7 @@
 //!   the content store until containerd collects it).
 #![forbid(unsafe_code)]
 
+pub mod bootstrap;
 pub mod config;
 pub mod containerd;
 pub mod error;

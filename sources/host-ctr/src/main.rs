@@ -37,6 +37,19 @@ enum Command {
         #[arg(long, default_value = host_ctr::run::FIFO_DIR)]
         fifos: PathBuf,
     },
+    /// Run each bootstrap container (settings.bootstrap-containers) to its end, in name order
+    /// (the process of bootstrap-containers.service, before configured.target).
+    Bootstrap {
+        /// The host containerd's socket.
+        #[arg(long, default_value = constants::HOST_CONTAINERD_SOCKET)]
+        socket: PathBuf,
+        /// Where each container's persistent directory is made.
+        #[arg(long, default_value = constants::BOOTSTRAP_CONTAINERS_STORAGE)]
+        storage: PathBuf,
+        /// Where the FIFOs of each container's output are made.
+        #[arg(long, default_value = host_ctr::run::FIFO_DIR)]
+        fifos: PathBuf,
+    },
     /// Start, restart or stop each host-containers@NAME unit as the settings say (the
     /// renderer's restart command).
     Sync {
@@ -79,6 +92,27 @@ async fn main() -> ExitCode {
                     host_ctr::Outcome::Exited(_) => ExitCode::FAILURE,
                     _ => ExitCode::SUCCESS,
                 })
+        }
+        Command::Bootstrap {
+            socket,
+            storage,
+            fifos,
+        } => {
+            if let Err(e) = host_ctr::pull::install_trust_store(&fifos.join("roots.pem")) {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+            let paths = host_ctr::Paths {
+                config: args.config,
+                socket,
+                storage,
+                fifos,
+                namespace: constants::BOOTSTRAP_CONTAINERD_NAMESPACE.to_string(),
+                api_socket: constants::API_SOCKET.into(),
+            };
+            host_ctr::bootstrap::run_all(&paths)
+                .await
+                .map(|_| ExitCode::SUCCESS)
         }
         Command::Sync { applied } => host_ctr::HostCtrConfig::load(&args.config)
             .and_then(|config| host_ctr::sync::sync(&config, &applied))

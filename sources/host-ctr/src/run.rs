@@ -133,6 +133,7 @@ pub async fn run_until(
     prepare_storage(name, &storage, container.user_data.as_deref())?;
     let process = ImageProcess::from_config(&pulled.config);
     let spec = spec::build(&SpecInput {
+        kind: spec::Kind::Host,
         name,
         superpowered: container.superpowered,
         process: &process,
@@ -180,7 +181,7 @@ pub async fn run_until(
 }
 
 /// SIGTERM to the task, SIGKILL after [`STOP_GRACE`].
-async fn stop_task(containerd: &Containerd, name: &str) -> Result<()> {
+pub(crate) async fn stop_task(containerd: &Containerd, name: &str) -> Result<()> {
     containerd
         .kill_task(name, libc_signal(nix::sys::signal::SIGTERM))
         .await?;
@@ -225,7 +226,7 @@ pub async fn remove(containerd: &Containerd, name: &str) -> Result<()> {
 
 /// Makes the container's persistent directory and writes its user data there (or removes a
 /// stale file when it has none).
-fn prepare_storage(name: &str, storage: &Path, user_data: Option<&str>) -> Result<()> {
+pub(crate) fn prepare_storage(name: &str, storage: &Path, user_data: Option<&str>) -> Result<()> {
     std::fs::create_dir_all(storage).context(error::IoSnafu {
         action: "create",
         path: storage,
@@ -254,7 +255,7 @@ fn prepare_storage(name: &str, storage: &Path, user_data: Option<&str>) -> Resul
 
 /// Makes the stdout and stderr FIFOs in `dir` and copies what the container writes to them to
 /// this process's stdout and stderr (the unit's journal).
-fn output_fifos(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn output_fifos(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).context(error::IoSnafu {
         action: "create",
         path: dir,

@@ -35,9 +35,8 @@ const DEFAULT_CAPABILITIES: &[&str] = &[
 ];
 
 /// Every capability of Linux 6.1, for a superpowered container, in the order of their numbers
-/// (`CAP_CHOWN` is 0): a superpowered container gets those of them that host-ctr itself has
-/// in its bounding set (as containerd's privileged mode does), so a runtime started with
-/// fewer is not asked for one it cannot give.
+/// (`CAP_CHOWN` is 0): a superpowered container gets those of them in [`bounding_set`], the
+/// ones the running kernel knows, so the runtime is not asked for one it cannot give.
 const ALL_CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -117,9 +116,37 @@ impl ImageProcess {
     }
 }
 
+/// What a container is for: where it sees its own directory and which cgroup it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A host container (`settings.host-containers`).
+    Host,
+    /// A bootstrap container (`settings.bootstrap-containers`), run at boot.
+    Bootstrap,
+}
+
+impl Kind {
+    /// The directory inside the container under which it sees its own storage.
+    pub fn storage_inside(self) -> &'static str {
+        match self {
+            Kind::Host => constants::HOST_CONTAINERS_STORAGE_INSIDE,
+            Kind::Bootstrap => constants::BOOTSTRAP_CONTAINERS_STORAGE_INSIDE,
+        }
+    }
+
+    /// The containerd namespace of this kind of container, also its cgroup's parent.
+    pub fn namespace(self) -> &'static str {
+        match self {
+            Kind::Host => constants::HOST_CONTAINERD_NAMESPACE,
+            Kind::Bootstrap => constants::BOOTSTRAP_CONTAINERD_NAMESPACE,
+        }
+    }
+}
+
 /// Everything the spec depends on.
 #[derive(Debug, Clone)]
 pub struct SpecInput<'a> {
+    pub kind: Kind,
     pub name: &'a str,
     pub superpowered: bool,
     pub process: &'a ImageProcess,
@@ -127,20 +154,21 @@ pub struct SpecInput<'a> {
     pub storage: &'a Path,
     /// The host's API socket.
     pub api_socket: &'a Path,
-    /// The capability bounding set of host-ctr (bit N: capability N), see [`bounding_set`].
+    /// The capabilities the runtime can give (bit N: capability N), see [`bounding_set`].
     pub bounding: u64,
 }
 
-/// This process's capability bounding set, from `/proc/self/status`; all bits when it cannot
-/// be read.
+/// The capabilities a superpowered container can be given (bit N: capability N): every one
+/// the running kernel knows (`/proc/sys/kernel/cap_last_cap`); all bits when that cannot be
+/// read. host-ctr's own bounding set is no guide: its unit drops every capability, while the
+/// host containerd, whose shim starts the container, keeps them all.
 pub fn bounding_set() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("CapBnd:"))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .and_then(|last| last.trim().parse::<u32>().ok())
+        .map(|last| match last {
+            63.. => u64::MAX,
+            last => (1u64 << (last + 1)) - 1,
         })
         .unwrap_or(u64::MAX)
 }
@@ -180,11 +208,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         },
         input.bounding,
     );
-    let inside = format!(
-        "{}/{}",
-        constants::HOST_CONTAINERS_STORAGE_INSIDE,
-        input.name
-    );
+    let inside = format!("{}/{}", input.kind.storage_inside(), input.name);
 
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc",
@@ -243,7 +267,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
 
     let mut linux = json!({
         "namespaces": namespaces,
-        "cgroupsPath": format!("/{}/{}", constants::HOST_CONTAINERD_NAMESPACE, input.name),
+        "cgroupsPath": format!("/{}/{}", input.kind.namespace(), input.name),
         "resources": {"devices": [{"allow": input.superpowered, "access": "rwm"}]},
     });
     if !input.superpowered {
@@ -305,6 +329,7 @@ mod tests {
     fn spec(superpowered: bool) -> Value {
         let process = process();
         build(&SpecInput {
+            kind: Kind::Host,
             name: "admin",
             superpowered,
             process: &process,

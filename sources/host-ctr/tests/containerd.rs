@@ -157,7 +157,7 @@ impl TestContainerd {
 impl Drop for TestContainerd {
     fn drop(&mut self) {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("a pid fits in i32")),
             nix::sys::signal::SIGTERM,
         );
         let _ = self.child.wait();

@@ -26,6 +26,12 @@ fn the_rendered_file_is_what_host_ctr_reads() {
             "control": {"source": "registry.example/ballast/control:v1", "enabled": false},
             "bare": {"enabled": true},
         },
+        "bootstrap-containers": {
+            "setup": {"source": "10.0.2.103:5080/ballast/admin:v1", "mode": "once",
+                      "essential": true, "user-data": "eA=="},
+            "plain": {"mode": "always"},
+            "unset": {},
+        },
         "container-registry": {
             "mirrors": [{"registry": "10.0.2.103:5080", "endpoint": ["http://10.0.2.103:5080"]}],
             "credentials": [
@@ -54,6 +60,14 @@ fn the_rendered_file_is_what_host_ctr_reads() {
         Some("p\"w")
     );
     assert!(config.creds.contains_key("registry-1.docker.io"));
+    use host_ctr::config::BootstrapMode;
+    let setup = &config.bootstrap["setup"];
+    assert_eq!(setup.mode, BootstrapMode::Once);
+    assert!(setup.essential);
+    assert_eq!(setup.user_data.as_deref(), Some("eA=="));
+    assert_eq!(config.bootstrap["plain"].mode, BootstrapMode::Always);
+    assert!(!config.bootstrap["plain"].essential);
+    assert_eq!(config.bootstrap["unset"].mode, BootstrapMode::Off);
 
     // The shared defaults render to a file host-ctr reads too.
     let defaults = models::shared_defaults().settings;

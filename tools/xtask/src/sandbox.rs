@@ -65,6 +65,7 @@ pub const BUDGETS: &[Budget] = &[
     within("ballast-ready.service"),
     within("ballast-status.service"),
     within("boot-deadline.service"),
+    within("bootstrap-containers.service"),
     Budget {
         unit: "console-shell.service",
         max: 10.0,

@@ -35,7 +35,11 @@ fn dev_boots_and_its_api_works_from_the_host() {
     // node at REGISTRY (issue 15).
     let registry_dir = tempfile::tempdir().unwrap();
     let registry = registry::Registry::start(registry_dir.path(), 0).unwrap();
-    let published = xtask::containers::publish(&["admin".to_string()], registry.addr()).unwrap();
+    let published = xtask::containers::publish(
+        &["admin".to_string(), "test-bootstrap".to_string()],
+        registry.addr(),
+    )
+    .unwrap();
     let mut opts = BootOptions::new("test-dev");
     // Room on DATA for the admin image (its layer unpacked and in the content store), as a
     // node's disk would have; the image's own DATA is 128 MiB.
@@ -313,6 +317,102 @@ fn dev_boots_and_its_api_works_from_the_host() {
             "{part} missing from the bundle: {listing}"
         );
     }
+
+    // Last, as it reboots the node.
+    runs_bootstrap_containers(node, &opts, &published[1].0);
+}
+
+/// Bootstrap containers (issue 15): an essential `once` container runs at the next boot before
+/// configured.target, writes to the data partition through the host's root, and is then
+/// turned off through the API; an essential one that fails fails its unit, which
+/// configured.target requires, and the API still answers. `published` is the test-bootstrap
+/// image's reference as pushed (`addr/name:tag`).
+fn runs_bootstrap_containers(mut node: Node, opts: &BootOptions, published: &str) {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let unit = constants::BOOTSTRAP_CONTAINERS_UNIT;
+    let required_by = shell(&mut node, &format!("systemctl show -P RequiredBy {unit}"));
+    assert!(
+        required_by.contains(constants::CONFIGURED_TARGET),
+        "{required_by}"
+    );
+    let (_, path) = published
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{published} has no registry part"));
+    let source = format!("{REGISTRY}/{path}");
+    let script = "echo \"$(cat /proc/sys/kernel/random/boot_id)\" > \
+                  /.ballast/rootfs/local/bootstrapped\necho setup wrote its file\n";
+    let settings = serde_json::json!({"bootstrap-containers": {"setup": {
+        "source": source, "mode": "once", "essential": true, "user-data": b64(script),
+    }}});
+    apiclient(&node, &["set", "--json", &settings.to_string()]);
+    node.vm.type_on_console("systemctl reboot\n").unwrap();
+    node.vm.wait_for_exit(Duration::from_secs(120)).unwrap();
+    drop(node);
+
+    let mut opts = opts.clone();
+    opts.keep_disk = true;
+    let built = built("dev");
+    let mut node = Node::boot(&built, &opts).unwrap();
+    node.wait_for_api(BOOT_TIMEOUT).unwrap();
+    node.vm.wait_for_shell(BOOT_TIMEOUT).unwrap();
+    wait_for_unit_state(
+        &node,
+        constants::CONFIGURED_TARGET,
+        "active",
+        HOST_CONTAINER_TIMEOUT,
+    );
+    // Written by the container during this boot, before configured.target.
+    let boot_id = shell(&mut node, "cat /proc/sys/kernel/random/boot_id");
+    assert_eq!(shell(&mut node, "cat /local/bootstrapped"), boot_id);
+    let log = apiclient(&node, &["logs", "-u", unit, "-n", "50"]);
+    assert!(log.contains("setup wrote its file"), "{log}");
+    assert!(
+        log.contains("bootstrap-containers.setup.mode is now off"),
+        "{log}"
+    );
+    let mode: serde_json::Value = serde_json::from_str(&apiclient(
+        &node,
+        &["get", "settings.bootstrap-containers.setup.mode"],
+    ))
+    .unwrap();
+    assert_eq!(
+        mode["settings"]["bootstrap-containers"]["setup"]["mode"], "off",
+        "{mode}"
+    );
+    println!(
+        "dev: bootstrap container ran at boot: {}",
+        log.lines()
+            .find(|l| l.contains("succeeded"))
+            .unwrap_or_default()
+    );
+
+    // An essential container that fails: its unit fails (at boot, configured.target would
+    // not be reached), with one line naming it; the API still answers.
+    let failing = serde_json::json!({"bootstrap-containers": {"zz-fails": {
+        "source": format!("{REGISTRY}/{path}"), "mode": "always", "essential": true,
+        "user-data": b64("echo about to fail\nexit 3\n"),
+    }}});
+    apiclient(&node, &["set", "--json", &failing.to_string()]);
+    let (out, status) = node
+        .vm
+        .run_shell(&format!("systemctl restart {unit}"), HOST_CONTAINER_TIMEOUT)
+        .unwrap();
+    assert_ne!(
+        status, 0,
+        "a failing essential container must fail {unit}: {out}"
+    );
+    assert_eq!(unit_state(&node, unit), "failed");
+    let log = apiclient(&node, &["logs", "-u", unit, "-n", "30"]);
+    assert!(
+        log.contains("Essential bootstrap container 'zz-fails' failed: it exited with status 3"),
+        "{log}"
+    );
+    apiclient(&node, &["get", "os"]);
+    // Turned off, it no longer runs.
+    apiclient(&node, &["set", "bootstrap-containers.zz-fails.mode=off"]);
+    shell(&mut node, &format!("systemctl restart {unit}"));
+    assert_eq!(unit_state(&node, unit), "active");
 }
 
 /// Where the dev node finds the host's journal receiver: an address of QEMU's user network that
@@ -508,6 +608,16 @@ fn runs_a_host_container(node: &mut Node, registry_log: &Path, published: &str) 
     // The container's init (catatonit) runs in the host PID namespace (superpowered), from
     // the image's root filesystem, and sees its user data and the host's root.
     let pid = shell(node, "pgrep -xo catatonit");
+    // Superpowered: every capability the kernel knows, although host-ctr's own unit keeps
+    // none (the host containerd's shim starts the container).
+    let last: u32 = shell(node, "cat /proc/sys/kernel/cap_last_cap")
+        .parse()
+        .unwrap();
+    let caps = shell(node, &format!("grep CapEff /proc/{pid}/status"));
+    assert!(
+        caps.ends_with(&format!("{:016x}", (1u64 << (last + 1)) - 1)),
+        "admin is superpowered but has {caps}"
+    );
     let root = shell(node, &format!("ls /proc/{pid}/root/usr/bin/sheltie"));
     assert!(root.ends_with("sheltie"), "{root}");
     let user_data = shell(
