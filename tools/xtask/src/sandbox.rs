@@ -65,7 +65,7 @@ pub const BUDGETS: &[Budget] = &[
     within("ballast-ready.service"),
     within("ballast-status.service"),
     within("boot-deadline.service"),
-    within("bootstrap-containers.service"),
+    within(constants::BOOTSTRAP_CONTAINERS_UNIT),
     Budget {
         unit: "console-shell.service",
         max: 10.0,
@@ -81,7 +81,7 @@ pub const BUDGETS: &[Budget] = &[
                  would change what every container sees. Containers are confined by their \
                  spec (and SELinux labels), not by this unit",
     },
-    within("host-containers@.service"),
+    within(constants::HOST_CONTAINER_UNIT_TEMPLATE),
     within("mark-boot-reached.service"),
     within("mark-successful-boot.service"),
     within("migrator.service"),
