@@ -191,6 +191,56 @@ pub const JOURNAL_UPLOAD_CONF: &str = "/etc/systemd/journal-upload.conf";
 /// The unit that ships the journal to a `systemd-journal-remote` receiver.
 pub const JOURNAL_UPLOAD_UNIT: &str = "systemd-journal-upload.service";
 
+/// The host containerd's API socket: the containerd instance that runs host containers only
+/// (workloads use the orchestrator-facing containerd, which never sees them). Its unit starts
+/// `containerd` with [`HOST_CONTAINERD_CONFIG`]; `host-ctr` dials this socket.
+pub const HOST_CONTAINERD_SOCKET: &str = "/run/host-containerd/containerd.sock";
+
+/// The host containerd's persistent root (content store, snapshots, metadata).
+pub const HOST_CONTAINERD_ROOT: &str = "/var/lib/host-containerd";
+
+/// The host containerd's runtime state (tasks, shims, FIFOs); gone at every boot.
+pub const HOST_CONTAINERD_STATE: &str = "/run/host-containerd";
+
+/// The host containerd's configuration file, shipped in the image (not rendered).
+pub const HOST_CONTAINERD_CONFIG: &str = "/usr/share/host-containerd/config.toml";
+
+/// The containerd namespace that holds host containers and their images.
+pub const HOST_CONTAINERD_NAMESPACE: &str = "ballast-host";
+
+/// The file rendered from `settings.host-containers` and `settings.container-registry` that
+/// `host-ctr` reads: one table per host container, mirrors and credentials.
+pub const HOST_CTR_CONFIG: &str = "/etc/host-containers/host-ctr.toml";
+
+/// Persistent storage of host containers on the data partition, one directory per container
+/// (its user data is the file `user-data` inside).
+pub const HOST_CONTAINERS_STORAGE: &str = "/var/lib/host-containers";
+
+/// Where each host container sees its own directory of [`HOST_CONTAINERS_STORAGE`]:
+/// `/.ballast/host-containers/NAME`.
+pub const HOST_CONTAINERS_STORAGE_INSIDE: &str = "/.ballast/host-containers";
+
+/// Where a superpowered host container sees the host's root filesystem (read-only).
+pub const HOST_ROOTFS_INSIDE: &str = "/.ballast/rootfs";
+
+/// The systemd template unit that runs one host container: `host-containers@NAME.service`.
+pub const HOST_CONTAINER_UNIT_TEMPLATE: &str = "host-containers@.service";
+
+/// The containerd namespace (on the host containerd) of bootstrap containers, apart from
+/// host containers so that the same name can be used by both.
+pub const BOOTSTRAP_CONTAINERD_NAMESPACE: &str = "ballast-bootstrap";
+
+/// Persistent storage of bootstrap containers on the data partition, one directory per
+/// container (its user data is the file `user-data` inside).
+pub const BOOTSTRAP_CONTAINERS_STORAGE: &str = "/var/lib/bootstrap-containers";
+
+/// Where each bootstrap container sees its own directory of
+/// [`BOOTSTRAP_CONTAINERS_STORAGE`]: `/.ballast/bootstrap-containers/NAME`.
+pub const BOOTSTRAP_CONTAINERS_STORAGE_INSIDE: &str = "/.ballast/bootstrap-containers";
+
+/// The unit that runs the bootstrap containers at boot, before `configured.target`.
+pub const BOOTSTRAP_CONTAINERS_UNIT: &str = "bootstrap-containers.service";
+
 /// The health checks (`settings.health`): units that must be active and HTTP probes, which
 /// gate try-mode changes (the API server) and the marking of a boot as successful.
 pub const HEALTH_KEY: &str = "settings.health";
@@ -240,6 +290,20 @@ pub const ALL: &[&str] = &[
     LOGS_REMOTE_URL_KEY,
     JOURNAL_UPLOAD_CONF,
     JOURNAL_UPLOAD_UNIT,
+    HOST_CONTAINERD_SOCKET,
+    HOST_CONTAINERD_ROOT,
+    HOST_CONTAINERD_STATE,
+    HOST_CONTAINERD_CONFIG,
+    HOST_CONTAINERD_NAMESPACE,
+    HOST_CTR_CONFIG,
+    HOST_CONTAINERS_STORAGE,
+    HOST_CONTAINERS_STORAGE_INSIDE,
+    HOST_ROOTFS_INSIDE,
+    HOST_CONTAINER_UNIT_TEMPLATE,
+    BOOTSTRAP_CONTAINERD_NAMESPACE,
+    BOOTSTRAP_CONTAINERS_STORAGE,
+    BOOTSTRAP_CONTAINERS_STORAGE_INSIDE,
+    BOOTSTRAP_CONTAINERS_UNIT,
     HEALTH_BOOT_FAILURE,
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).

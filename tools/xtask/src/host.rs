@@ -115,6 +115,9 @@ impl Step {
                 "qemu-img",
                 "git",
                 "cp",
+                // containerd-client's build script compiles containerd's API with protoc
+                // (host-ctr, a binary of the image, and the workspace's tests use it).
+                "protoc",
             ],
             Step::Boot => &["qemu-img", "qemu-system-x86_64", hosttools::OVMF_CODE],
             Step::Tests => &[
@@ -143,6 +146,9 @@ impl Step {
                 // configuration bound over /etc in a private mount namespace.
                 hosttools::JOURNAL_UPLOAD,
                 "mount",
+                // host-ctr's tests pull into and run containers on a real containerd.
+                "containerd",
+                "runc",
             ],
             Step::BenchVerity => &["veritysetup"],
             Step::Images => &["gpgv", hosttools::DEBIAN_KEYRING],

@@ -31,13 +31,32 @@ fn dev_boots_and_its_api_works_from_the_host() {
     // A journal receiver on host loopback, reached by the node at LOG_RECEIVER (a guest
     // forward: it exists from QEMU's start, so the receiver runs before the boot).
     let receiver = JournalReceiver::start();
+    // A real registry on host loopback with the admin image published to it, reached by the
+    // node at REGISTRY (issue 15).
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = registry::Registry::start(registry_dir.path(), 0).unwrap();
+    let published = xtask::containers::publish(
+        &["admin".to_string(), "test-bootstrap".to_string()],
+        registry.addr(),
+    )
+    .unwrap();
     let mut opts = BootOptions::new("test-dev");
+    // Room on DATA for the admin image (its layer unpacked and in the content store), as a
+    // node's disk would have; the image's own DATA is 128 MiB.
+    opts.disk_size_mib = Some(2048);
     opts.network = Some(vmtest::UserNet {
-        guest_forwards: vec![vmtest::GuestForward::to_host_tcp(
-            *LOG_RECEIVER.ip(),
-            LOG_RECEIVER.port(),
-            receiver.port(),
-        )],
+        guest_forwards: vec![
+            vmtest::GuestForward::to_host_tcp(
+                *LOG_RECEIVER.ip(),
+                LOG_RECEIVER.port(),
+                receiver.port(),
+            ),
+            vmtest::GuestForward::to_host_tcp(
+                *REGISTRY.ip(),
+                REGISTRY.port(),
+                registry.addr().port(),
+            ),
+        ],
         restrict: true,
         ..Default::default()
     });
@@ -51,6 +70,12 @@ fn dev_boots_and_its_api_works_from_the_host() {
     // First, before any other change: the audit entry looked for at the receiver is then
     // the one made while shipping was on.
     ships_its_journal_to_the_receiver(&node, &receiver);
+    node.vm.wait_for_shell(BOOT_TIMEOUT).unwrap();
+    runs_a_host_container(
+        &mut node,
+        &registry_dir.path().join("registry.log"),
+        &published[0].0,
+    );
 
     let os: serde_json::Value = serde_json::from_str(&apiclient(&node, &["get", "os"])).unwrap();
     assert_eq!(os["os"]["variant_id"], "dev", "{os}");
@@ -212,7 +237,11 @@ fn dev_boots_and_its_api_works_from_the_host() {
         .run_shell(
             &format!(
                 "SYSTEMD_COLORS=0 systemd-analyze security --no-pager {} | grep 'Overall exposure'",
-                units.join(" ")
+                units
+                    .iter()
+                    .map(|u| sandbox::rated_name(u))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             timeout,
         )
@@ -221,7 +250,7 @@ fn dev_boots_and_its_api_works_from_the_host() {
     let exposures: Vec<(String, f64)> = units
         .iter()
         .map(|unit| {
-            let score = sandbox::parse_exposure(&rated, unit)
+            let score = sandbox::parse_exposure(&rated, &sandbox::rated_name(unit))
                 .unwrap_or_else(|| panic!("systemd-analyze did not rate {unit}: {rated}"));
             (unit.to_string(), score)
         })
@@ -288,6 +317,104 @@ fn dev_boots_and_its_api_works_from_the_host() {
             "{part} missing from the bundle: {listing}"
         );
     }
+
+    // Last, as it reboots the node.
+    runs_bootstrap_containers(node, &opts, &published[1].0);
+}
+
+/// Bootstrap containers (issue 15): an essential `once` container runs at the next boot before
+/// configured.target, writes to the data partition through the host's root, and is then
+/// turned off through the API; an essential one that fails fails its unit, which
+/// configured.target requires, and the API still answers. `published` is the test-bootstrap
+/// image's reference as pushed (`addr/name:tag`).
+fn runs_bootstrap_containers(mut node: Node, opts: &BootOptions, published: &str) {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let unit = constants::BOOTSTRAP_CONTAINERS_UNIT;
+    let required_by = shell(&mut node, &format!("systemctl show -P RequiredBy {unit}"));
+    assert!(
+        required_by.contains(constants::CONFIGURED_TARGET),
+        "{required_by}"
+    );
+    let (_, path) = published
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{published} has no registry part"));
+    let source = format!("{REGISTRY}/{path}");
+    // The image has dash and nothing else: builtins only.
+    let script = "read id < /proc/sys/kernel/random/boot_id\n\
+                  echo \"$id\" > /.ballast/rootfs/local/bootstrapped\n\
+                  echo setup wrote its file\n";
+    let settings = serde_json::json!({"bootstrap-containers": {"setup": {
+        "source": source, "mode": "once", "essential": true, "user-data": b64(script),
+    }}});
+    apiclient(&node, &["set", "--json", &settings.to_string()]);
+    node.vm.type_on_console("systemctl reboot\n").unwrap();
+    node.vm.wait_for_exit(Duration::from_secs(120)).unwrap();
+    drop(node);
+
+    let mut opts = opts.clone();
+    opts.keep_disk = true;
+    let built = built("dev");
+    let mut node = Node::boot(&built, &opts).unwrap();
+    node.wait_for_api(BOOT_TIMEOUT).unwrap();
+    node.vm.wait_for_shell(BOOT_TIMEOUT).unwrap();
+    wait_for_unit_state(
+        &node,
+        constants::CONFIGURED_TARGET,
+        "active",
+        HOST_CONTAINER_TIMEOUT,
+    );
+    // Written by the container during this boot, before configured.target.
+    let boot_id = shell(&mut node, "cat /proc/sys/kernel/random/boot_id");
+    assert_eq!(shell(&mut node, "cat /local/bootstrapped"), boot_id);
+    let log = apiclient(&node, &["logs", "-u", unit, "-n", "50"]);
+    assert!(log.contains("setup wrote its file"), "{log}");
+    assert!(
+        log.contains("bootstrap-containers.setup.mode is now off"),
+        "{log}"
+    );
+    let mode: serde_json::Value = serde_json::from_str(&apiclient(
+        &node,
+        &["get", "settings.bootstrap-containers.setup.mode"],
+    ))
+    .unwrap();
+    assert_eq!(
+        mode["settings"]["bootstrap-containers"]["setup"]["mode"], "off",
+        "{mode}"
+    );
+    println!(
+        "dev: bootstrap container ran at boot: {}",
+        log.lines()
+            .find(|l| l.contains("succeeded"))
+            .unwrap_or_default()
+    );
+
+    // An essential container that fails: its unit fails (at boot, configured.target would
+    // not be reached), with one line naming it; the API still answers.
+    let failing = serde_json::json!({"bootstrap-containers": {"zz-fails": {
+        "source": format!("{REGISTRY}/{path}"), "mode": "always", "essential": true,
+        "user-data": b64("echo about to fail\nexit 3\n"),
+    }}});
+    apiclient(&node, &["set", "--json", &failing.to_string()]);
+    let (out, status) = node
+        .vm
+        .run_shell(&format!("systemctl restart {unit}"), HOST_CONTAINER_TIMEOUT)
+        .unwrap();
+    assert_ne!(
+        status, 0,
+        "a failing essential container must fail {unit}: {out}"
+    );
+    assert_eq!(unit_state(&node, unit), "failed");
+    let log = apiclient(&node, &["logs", "-u", unit, "-n", "30"]);
+    assert!(
+        log.contains("Essential bootstrap container 'zz-fails' failed: it exited with status 3"),
+        "{log}"
+    );
+    apiclient(&node, &["get", "os"]);
+    // Turned off, it no longer runs.
+    apiclient(&node, &["set", "bootstrap-containers.zz-fails.mode=off"]);
+    shell(&mut node, &format!("systemctl restart {unit}"));
+    assert_eq!(unit_state(&node, unit), "active");
 }
 
 /// Where the dev node finds the host's journal receiver: an address of QEMU's user network that
@@ -395,6 +522,151 @@ fn ships_its_journal_to_the_receiver(node: &Node, receiver: &JournalReceiver) {
     let got: serde_json::Value =
         serde_json::from_str(&apiclient(node, &["get", constants::LOGS_REMOTE_URL_KEY])).unwrap();
     assert_eq!(got["settings"]["logs"]["remote"]["url"], url, "{got}");
+}
+
+/// Where the dev node finds the host's registry (a guest forward, like [`LOG_RECEIVER`]).
+const REGISTRY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 2, 103), 5080);
+
+/// How long a host container may take from `apiclient set` to running: a pull of the admin
+/// image through QEMU's user network and its unpacking under software emulation.
+const HOST_CONTAINER_TIMEOUT: Duration = Duration::from_secs(240);
+
+fn shell(node: &mut Node, command: &str) -> String {
+    let (out, status) = node.vm.run_shell(command, Duration::from_secs(60)).unwrap();
+    assert_eq!(status, 0, "`{command}` failed in the guest: {out}");
+    out.trim().to_string()
+}
+
+/// Host containers (issue 15): the admin image, published to the real registry on the host,
+/// is pulled by host-ctr into the host containerd and runs once `host-containers.admin` is
+/// enabled through the API, with its user data and the host's root inside; disabling it stops
+/// and removes it. `published` is the reference the image was pushed as (`addr/name:tag`).
+fn runs_a_host_container(node: &mut Node, registry_log: &Path, published: &str) {
+    // control is enabled by default with a placeholder source that no registry serves: its
+    // unit stays active, retrying with one clear line per try, and the boot was not held up.
+    let control = "host-containers@control.service";
+    wait_for_unit_state(node, control, "active", Duration::from_secs(120));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let log = apiclient(node, &["logs", "-u", control, "-n", "20"]);
+        if log.contains("cannot pull registry.ballast.invalid/ballast/control:v0.1.0")
+            && log.contains("retrying in")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no retry line from {control}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for unit in [constants::CONFIGURED_TARGET, "mark-successful-boot.service"] {
+        assert_eq!(unit_state(node, unit), "active", "{unit}");
+    }
+
+    let unit = "host-containers@admin.service";
+    // Never started: systemd has not even loaded the template's instance.
+    let state = unit_state(node, unit);
+    assert!(
+        state == "inactive" || state == "(not loaded)",
+        "admin is disabled by default, but {unit} is {state}"
+    );
+    let (_, path) = published
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{published} has no registry part"));
+    let source = format!("{REGISTRY}/{path}");
+    let settings = serde_json::json!({
+        "container-registry": {"mirrors": [
+            {"registry": REGISTRY.to_string(), "endpoint": [format!("http://{REGISTRY}")]}
+        ]},
+        "host-containers": {"admin": {"source": source, "user-data": "aGVsbG8gYWRtaW4="}},
+    });
+    apiclient(node, &["set", "--json", &settings.to_string()]);
+    let started = std::time::Instant::now();
+    apiclient(node, &["set", "host-containers.admin.enabled=true"]);
+    wait_for_unit_state(node, unit, "active", HOST_CONTAINER_TIMEOUT);
+    let deadline = std::time::Instant::now() + HOST_CONTAINER_TIMEOUT;
+    let running = loop {
+        let log = apiclient(node, &["logs", "-u", unit, "-n", "50"]);
+        if log.contains("host container admin is running") {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "admin never ran within {} s; its log:\n{log}\nregistry log:\n{}",
+            HOST_CONTAINER_TIMEOUT.as_secs(),
+            std::fs::read_to_string(registry_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    println!(
+        "dev: admin running {:.1} s after it was enabled: {}",
+        started.elapsed().as_secs_f64(),
+        running
+            .lines()
+            .find(|l| l.contains("is running"))
+            .unwrap_or_default()
+    );
+    // The container's init (catatonit) runs in the host PID namespace (superpowered), from
+    // the image's root filesystem, and sees its user data and the host's root.
+    let pid = shell(node, "pgrep -xo catatonit");
+    // Superpowered: every capability the kernel knows, although host-ctr's own unit keeps
+    // none (the host containerd's shim starts the container).
+    let last: u32 = shell(node, "cat /proc/sys/kernel/cap_last_cap")
+        .parse()
+        .unwrap();
+    let caps = shell(node, &format!("grep CapEff /proc/{pid}/status"));
+    assert!(
+        caps.ends_with(&format!("{:016x}", (1u64 << (last + 1)) - 1)),
+        "admin is superpowered but has {caps}"
+    );
+    let root = shell(node, &format!("ls /proc/{pid}/root/usr/bin/sheltie"));
+    assert!(root.ends_with("sheltie"), "{root}");
+    let user_data = shell(
+        node,
+        &format!("cat /proc/{pid}/root/.ballast/host-containers/admin/user-data"),
+    );
+    assert_eq!(user_data, "hello admin");
+    let os_release = shell(
+        node,
+        &format!("cat /proc/{pid}/root/.ballast/rootfs/usr/lib/os-release"),
+    );
+    assert!(os_release.contains("Ballast"), "{os_release}");
+    // The workload containerd never sees it.
+    let host_ctr = shell(
+        node,
+        "ls /var/lib/host-containerd/io.containerd.snapshotter.v1.overlayfs/snapshots | wc -l",
+    );
+    assert!(host_ctr.parse::<u32>().unwrap_or(0) > 0, "{host_ctr}");
+
+    apiclient(node, &["set", "host-containers.admin.enabled=false"]);
+    // Stopped, and then unloaded by systemd as an instance nothing refers to.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = unit_state(node, unit);
+        if state == "inactive" || state == "(not loaded)" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{unit} is still {state} 60 s after admin was disabled"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = apiclient(node, &["logs", "-u", unit, "-n", "20"]);
+    assert!(
+        log.contains("host container admin stopped and removed"),
+        "{log}"
+    );
+    let left = node
+        .vm
+        .run_shell("pgrep -x catatonit", Duration::from_secs(60))
+        .unwrap();
+    assert_ne!(
+        left.1, 0,
+        "catatonit still runs after admin was disabled: {}",
+        left.0
+    );
 }
 
 /// An operator enlarges the disk: the init grows DATA and its filesystem to the new end.

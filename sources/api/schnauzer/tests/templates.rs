@@ -195,11 +195,39 @@ fn parse_toml(text: &str) -> toml::Table {
 
 #[test]
 fn host_ctr_config() {
+    // The shared defaults: only the admin container, disabled, and no registry settings.
     let unset = parse_toml(&render("host-ctr-config", &defaults()));
-    assert!(unset.is_empty(), "{unset:?}");
-    let set = parse_toml(&render("host-ctr-config", &example()));
+    assert_eq!(
+        unset.keys().collect::<Vec<_>>(),
+        ["containers"],
+        "{unset:?}"
+    );
+    assert_eq!(
+        unset["containers"]["admin"]["enabled"].as_bool(),
+        Some(false)
+    );
+    assert_eq!(
+        unset["containers"]["admin"]["superpowered"].as_bool(),
+        Some(true)
+    );
+    let mut settings = example();
+    settings["host-containers"] = json!({
+        "admin": {"source": "10.0.2.103:5080/ballast/admin:v1", "enabled": true,
+                  "superpowered": true, "user-data": "aGk="},
+        "control": {"source": "r.example/control:1", "enabled": false},
+    });
+    let set = parse_toml(&render("host-ctr-config", &settings));
     let expected: toml::Table = toml::from_str(
         r#"
+        [containers.admin]
+        source = "10.0.2.103:5080/ballast/admin:v1"
+        enabled = true
+        superpowered = true
+        user-data = "aGk="
+        [containers.control]
+        source = "r.example/control:1"
+        enabled = false
+        superpowered = false
         [mirrors."docker.io"]
         endpoints = ["https://mirror.example", "http://mirror2.example:5000"]
         [mirrors."*"]

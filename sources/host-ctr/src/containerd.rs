@@ -1,0 +1,440 @@
+//! The host containerd's gRPC API, as `host-ctr` uses it: every request carries the host
+//! namespace and, while an image is pulled, the lease that keeps its blobs and snapshots from
+//! the garbage collector until the image record refers to them.
+
+use crate::error::{self, Result};
+use containerd_client::services::v1::snapshots::{
+    snapshots_client::SnapshotsClient, CommitSnapshotRequest, MountsRequest,
+    PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
+};
+use containerd_client::services::v1::{
+    containers_client::ContainersClient, content_client::ContentClient, diff_client::DiffClient,
+    images_client::ImagesClient, leases_client::LeasesClient, tasks_client::TasksClient,
+    AbortRequest, ApplyRequest, Container, CreateContainerRequest, CreateImageRequest,
+    CreateRequest as CreateLeaseRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest, Image, InfoRequest, KillRequest,
+    StartRequest, UpdateImageRequest, WaitRequest, WriteAction, WriteContentRequest,
+};
+use containerd_client::tonic::{transport::Channel, Code, Request, Status};
+use containerd_client::types::{Descriptor, Mount};
+use futures::{Stream, StreamExt};
+use snafu::ResultExt;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The snapshotter host containers use (overlayfs on the ext4 data partition).
+pub const SNAPSHOTTER: &str = "overlayfs";
+
+/// The runtime of every host container task.
+pub const RUNTIME: &str = "io.containerd.runc.v2";
+
+/// The `Any` type URL containerd expects for an OCI runtime spec.
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+/// Bytes of a blob per content write message (gRPC's default message limit is 4 MiB).
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// A connection to the host containerd.
+#[derive(Clone)]
+pub struct Containerd {
+    channel: Channel,
+    namespace: String,
+    lease: Option<String>,
+}
+
+/// Attaches `action` to a containerd error.
+fn refused(action: impl Into<String>) -> impl FnOnce(Status) -> error::Error {
+    let action = action.into();
+    move |source| error::Error::Containerd { action, source }
+}
+
+/// Whether a call failed only because what it looked for is not there.
+pub fn is_not_found(e: &error::Error) -> bool {
+    matches!(e, error::Error::Containerd { source, .. } if source.code() == Code::NotFound)
+}
+
+impl Containerd {
+    /// Connects to the socket; `namespace` scopes every request.
+    pub async fn connect(socket: &Path, namespace: &str) -> Result<Containerd> {
+        let channel = containerd_client::connect(socket)
+            .await
+            .context(error::ConnectSnafu { path: socket })?;
+        Ok(Containerd {
+            channel,
+            namespace: namespace.to_string(),
+            lease: None,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        let metadata = request.metadata_mut();
+        if let Ok(value) = self.namespace.parse() {
+            metadata.insert("containerd-namespace", value);
+        }
+        if let Some(lease) = self.lease.as_deref().and_then(|l| l.parse().ok()) {
+            metadata.insert("containerd-lease", lease);
+        }
+        request
+    }
+
+    /// Creates lease `id` (replacing a stale one a crashed pull left) and returns a client
+    /// whose requests are made under it.
+    pub async fn with_lease(&self, id: &str) -> Result<Containerd> {
+        let mut leases = LeasesClient::new(self.channel.clone());
+        let _ = leases
+            .delete(self.request(DeleteLeaseRequest {
+                id: id.to_string(),
+                sync: false,
+            }))
+            .await;
+        leases
+            .create(self.request(CreateLeaseRequest {
+                id: id.to_string(),
+                labels: HashMap::new(),
+            }))
+            .await
+            .map_err(refused(format!("creating lease {id}")))?;
+        Ok(Containerd {
+            lease: Some(id.to_string()),
+            ..self.clone()
+        })
+    }
+
+    /// Ends the lease this client was made with; what the image refers to stays.
+    pub async fn release(&self) -> Result<()> {
+        if let Some(id) = &self.lease {
+            let mut plain = self.clone();
+            plain.lease = None;
+            LeasesClient::new(self.channel.clone())
+                .delete(plain.request(DeleteLeaseRequest {
+                    id: id.clone(),
+                    sync: false,
+                }))
+                .await
+                .map_err(refused(format!("deleting lease {id}")))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the content store holds `digest`.
+    pub async fn has_content(&self, digest: &str) -> Result<bool> {
+        let result = ContentClient::new(self.channel.clone())
+            .info(self.request(InfoRequest {
+                digest: digest.to_string(),
+            }))
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == Code::NotFound => Ok(false),
+            Err(status) => Err(refused(format!("looking up {digest}"))(status)),
+        }
+    }
+
+    /// Writes a blob from a stream of chunks into the content store, committed under its
+    /// digest (containerd checks the digest and size) with `labels`.
+    pub async fn write_content<S>(
+        &self,
+        descriptor: &Descriptor,
+        chunks: S,
+        labels: HashMap<String, String>,
+    ) -> Result<()>
+    where
+        S: Stream<Item = bytes::Bytes> + Send + 'static,
+    {
+        let reference = format!("host-ctr-{}", descriptor.digest);
+        let mut content = ContentClient::new(self.channel.clone());
+        // An ingest left by an interrupted pull would make the first write's offset wrong.
+        let _ = content
+            .abort(self.request(AbortRequest {
+                r#ref: reference.clone(),
+            }))
+            .await;
+        let total = descriptor.size;
+        let expected = descriptor.digest.clone();
+        let write_ref = reference.clone();
+        let writes = chunks
+            .flat_map(|chunk| {
+                futures::stream::iter(
+                    chunk
+                        .chunks(WRITE_CHUNK)
+                        .map(bytes::Bytes::copy_from_slice)
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .scan(0i64, move |offset, data| {
+                let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
+                let request = WriteContentRequest {
+                    action: WriteAction::Write as i32,
+                    r#ref: write_ref.clone(),
+                    total,
+                    expected: String::new(),
+                    offset: *offset,
+                    data: data.to_vec(),
+                    labels: HashMap::new(),
+                };
+                *offset += len;
+                futures::future::ready(Some(request))
+            });
+        let commit = WriteContentRequest {
+            action: WriteAction::Commit as i32,
+            r#ref: reference.clone(),
+            total,
+            expected,
+            // At the end: containerd truncates the ingest when a request's offset is 0.
+            offset: total,
+            data: Vec::new(),
+            labels,
+        };
+        let requests = writes.chain(futures::stream::once(async move { commit }));
+        let mut responses = content
+            .write(self.request(requests))
+            .await
+            .map_err(refused(format!("writing {}", descriptor.digest)))?
+            .into_inner();
+        while let Some(response) = responses.next().await {
+            let response = response.map_err(refused(format!("writing {}", descriptor.digest)))?;
+            if response.action == WriteAction::Commit as i32 {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates or updates the image record `name` pointing at `target`.
+    pub async fn put_image(&self, name: &str, target: Descriptor) -> Result<()> {
+        let image = Image {
+            name: name.to_string(),
+            target: Some(target),
+            ..Default::default()
+        };
+        let mut images = ImagesClient::new(self.channel.clone());
+        let created = images
+            .create(self.request(CreateImageRequest {
+                image: Some(image.clone()),
+                ..Default::default()
+            }))
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == Code::AlreadyExists => images
+                .update(self.request(UpdateImageRequest {
+                    image: Some(image),
+                    ..Default::default()
+                }))
+                .await
+                .map(|_| ())
+                .map_err(refused(format!("updating image {name}"))),
+            Err(status) => Err(refused(format!("creating image {name}"))(status)),
+        }
+    }
+
+    /// Whether snapshot `key` exists.
+    pub async fn has_snapshot(&self, key: &str) -> Result<bool> {
+        let result = SnapshotsClient::new(self.channel.clone())
+            .stat(self.request(StatSnapshotRequest {
+                snapshotter: SNAPSHOTTER.to_string(),
+                key: key.to_string(),
+            }))
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == Code::NotFound => Ok(false),
+            Err(status) => Err(refused(format!("looking up snapshot {key}"))(status)),
+        }
+    }
+
+    /// Prepares an active snapshot `key` on `parent` (empty: none) and returns its mounts.
+    pub async fn prepare_snapshot(&self, key: &str, parent: &str) -> Result<Vec<Mount>> {
+        Ok(SnapshotsClient::new(self.channel.clone())
+            .prepare(self.request(PrepareSnapshotRequest {
+                snapshotter: SNAPSHOTTER.to_string(),
+                key: key.to_string(),
+                parent: parent.to_string(),
+                labels: HashMap::new(),
+            }))
+            .await
+            .map_err(refused(format!("preparing snapshot {key}")))?
+            .into_inner()
+            .mounts)
+    }
+
+    /// The mounts of active snapshot `key`.
+    pub async fn snapshot_mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        Ok(SnapshotsClient::new(self.channel.clone())
+            .mounts(self.request(MountsRequest {
+                snapshotter: SNAPSHOTTER.to_string(),
+                key: key.to_string(),
+            }))
+            .await
+            .map_err(refused(format!("reading the mounts of snapshot {key}")))?
+            .into_inner()
+            .mounts)
+    }
+
+    /// Commits active snapshot `key` as `name`.
+    pub async fn commit_snapshot(&self, key: &str, name: &str) -> Result<()> {
+        SnapshotsClient::new(self.channel.clone())
+            .commit(self.request(CommitSnapshotRequest {
+                snapshotter: SNAPSHOTTER.to_string(),
+                name: name.to_string(),
+                key: key.to_string(),
+                labels: HashMap::new(),
+            }))
+            .await
+            .map_err(refused(format!("committing snapshot {name}")))?;
+        Ok(())
+    }
+
+    /// Removes snapshot `key`; a missing one is not an error.
+    pub async fn remove_snapshot(&self, key: &str) -> Result<()> {
+        match SnapshotsClient::new(self.channel.clone())
+            .remove(self.request(RemoveSnapshotRequest {
+                snapshotter: SNAPSHOTTER.to_string(),
+                key: key.to_string(),
+            }))
+            .await
+        {
+            Err(status) if status.code() != Code::NotFound => {
+                Err(refused(format!("removing snapshot {key}"))(status))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies layer `layer` (a blob in the content store) onto `mounts`; returns the digest
+    /// of the uncompressed layer, which must be the image's diff ID.
+    pub async fn apply_layer(&self, layer: &Descriptor, mounts: Vec<Mount>) -> Result<String> {
+        let applied = DiffClient::new(self.channel.clone())
+            .apply(self.request(ApplyRequest {
+                diff: Some(layer.clone()),
+                mounts,
+                ..Default::default()
+            }))
+            .await
+            .map_err(refused(format!("applying layer {}", layer.digest)))?
+            .into_inner()
+            .applied;
+        Ok(applied.map(|d| d.digest).unwrap_or_default())
+    }
+
+    /// Creates container `id` from `image` with runtime spec `spec` on snapshot `id`.
+    pub async fn create_container(
+        &self,
+        id: &str,
+        image: &str,
+        spec: &serde_json::Value,
+    ) -> Result<()> {
+        let container = Container {
+            id: id.to_string(),
+            image: image.to_string(),
+            runtime: Some(containerd_client::services::v1::container::Runtime {
+                name: RUNTIME.to_string(),
+                options: None,
+            }),
+            spec: Some(prost_types::Any {
+                type_url: SPEC_TYPE_URL.to_string(),
+                value: spec.to_string().into_bytes(),
+            }),
+            snapshotter: SNAPSHOTTER.to_string(),
+            snapshot_key: id.to_string(),
+            ..Default::default()
+        };
+        ContainersClient::new(self.channel.clone())
+            .create(self.request(CreateContainerRequest {
+                container: Some(container),
+            }))
+            .await
+            .map_err(refused(format!("creating container {id}")))?;
+        Ok(())
+    }
+
+    /// Deletes container `id`; a missing one is not an error.
+    pub async fn delete_container(&self, id: &str) -> Result<()> {
+        match ContainersClient::new(self.channel.clone())
+            .delete(self.request(DeleteContainerRequest { id: id.to_string() }))
+            .await
+        {
+            Err(status) if status.code() != Code::NotFound => {
+                Err(refused(format!("deleting container {id}"))(status))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates and starts the task of container `id` on `rootfs`, its output into the FIFOs
+    /// `stdout` and `stderr`; returns its PID.
+    pub async fn start_task(
+        &self,
+        id: &str,
+        rootfs: Vec<Mount>,
+        stdout: &Path,
+        stderr: &Path,
+    ) -> Result<u32> {
+        let mut tasks = TasksClient::new(self.channel.clone());
+        tasks
+            .create(self.request(CreateTaskRequest {
+                container_id: id.to_string(),
+                rootfs,
+                stdout: stdout.display().to_string(),
+                stderr: stderr.display().to_string(),
+                ..Default::default()
+            }))
+            .await
+            .map_err(refused(format!("creating the task of {id}")))?;
+        let started = tasks
+            .start(self.request(StartRequest {
+                container_id: id.to_string(),
+                ..Default::default()
+            }))
+            .await
+            .map_err(refused(format!("starting the task of {id}")))?;
+        Ok(started.into_inner().pid)
+    }
+
+    /// Waits for the task of `id` to exit; returns its exit status.
+    pub async fn wait_task(&self, id: &str) -> Result<u32> {
+        Ok(TasksClient::new(self.channel.clone())
+            .wait(self.request(WaitRequest {
+                container_id: id.to_string(),
+                ..Default::default()
+            }))
+            .await
+            .map_err(refused(format!("waiting for the task of {id}")))?
+            .into_inner()
+            .exit_status)
+    }
+
+    /// Sends `signal` to every process of the task of `id`; a missing task is not an error.
+    pub async fn kill_task(&self, id: &str, signal: u32) -> Result<()> {
+        match TasksClient::new(self.channel.clone())
+            .kill(self.request(KillRequest {
+                container_id: id.to_string(),
+                signal,
+                all: true,
+                ..Default::default()
+            }))
+            .await
+        {
+            Err(status) if status.code() != Code::NotFound => {
+                Err(refused(format!("signalling the task of {id}"))(status))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes the (stopped) task of `id`; a missing one is not an error.
+    pub async fn delete_task(&self, id: &str) -> Result<()> {
+        match TasksClient::new(self.channel.clone())
+            .delete(self.request(DeleteTaskRequest {
+                container_id: id.to_string(),
+            }))
+            .await
+        {
+            Err(status) if status.code() != Code::NotFound => {
+                Err(refused(format!("deleting the task of {id}"))(status))
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! host-ctr against the real parts, on the build host: a containerd of its own (Debian's,
+//! with runc), a real registry (Debian's docker-registry, through the `registry` crate) that
+//! serves a small image pushed by an OCI distribution client, reached through a plain-HTTP
+//! mirror from the settings. The container must really run: its script writes into its
+//! persistent directory, which the test reads on the host side; a stop removes it again.
+//!
+//! Needs root (containerd mounts overlayfs and runs runc); skipped with a message otherwise,
+//! and when containerd, runc or docker-registry is missing (under CI that panics instead).
+
+use base64::Engine as _;
+use host_ctr::containerd::Containerd;
+use host_ctr::{Outcome, Paths};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The container's script: proves the mounts (user data, storage, API socket), then idles.
+const SCRIPT: &str = "echo started; \
+    cat /.ballast/host-containers/t/user-data > /.ballast/host-containers/t/seen; \
+    [ -S /run/api.sock ] && echo yes > /.ballast/host-containers/t/api; \
+    [ -d /.ballast/rootfs/proc ] && echo yes > /.ballast/host-containers/t/rootfs; \
+    exec sleep 1000";
+
+/// The host files that make a tiny image: dash as /bin/sh, sleep and cat, and the C library
+/// they link.
+const FILES: &[(&str, &str)] = &[
+    ("/usr/bin/dash", "bin/sh"),
+    ("/usr/bin/sleep", "bin/sleep"),
+    ("/usr/bin/cat", "bin/cat"),
+    (
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "lib/x86_64-linux-gnu/libc.so.6",
+    ),
+    ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
+];
+
+fn ready() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: containerd needs root");
+        return false;
+    }
+    ["containerd", "runc", "docker-registry"]
+        .iter()
+        .all(|tool| hosttools::require_tool(tool))
+        && FILES.iter().all(|(from, _)| {
+            let there = Path::new(from).exists();
+            if !there {
+                eprintln!("skipped: {from} is missing");
+            }
+            there
+        })
+}
+
+/// The image's single layer, gzipped, and its diff ID.
+fn layer() -> (Vec<u8>, String) {
+    let mut tar = tar::Builder::new(Vec::new());
+    for dir in [
+        "bin",
+        "lib",
+        "lib/x86_64-linux-gnu",
+        "lib64",
+        "etc",
+        "tmp",
+        "run",
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        tar.append_data(&mut header, dir, std::io::empty()).unwrap();
+    }
+    for (from, to) in FILES {
+        let data = std::fs::read(from).unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o755);
+        header.set_size(data.len() as u64);
+        tar.append_data(&mut header, to, &data[..]).unwrap();
+    }
+    let tar = tar.into_inner().unwrap();
+    let diff_id = host_ctr::pull::sha256_digest(&tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    (gz.finish().unwrap(), diff_id)
+}
+
+/// Pushes the test image to the registry at `host` as `test/hello:1`.
+async fn push_image(host: &str) {
+    let (layer, diff_id) = layer();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/bin/sh", "-c", SCRIPT], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    });
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::Http,
+        ..Default::default()
+    });
+    let reference = oci_client::Reference::with_tag(host.into(), "test/hello".into(), "1".into());
+    client
+        .push(
+            &reference,
+            &[oci_client::client::ImageLayer::oci_v1_gzip(layer, None)],
+            oci_client::client::Config::oci_v1(serde_json::to_vec(&config).unwrap(), None),
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+/// A containerd of the test's own, stopped when dropped.
+struct TestContainerd {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl TestContainerd {
+    fn start(dir: &Path) -> TestContainerd {
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.internal.v1.opt\"]\n\
+                 [grpc]\naddress = \"{socket}\"\n[ttrpc]\naddress = \"{socket}.ttrpc\"\n",
+                root = dir.join("root").display(),
+                state = dir.join("state").display(),
+                socket = socket.display(),
+            ),
+        )
+        .unwrap();
+        let log = dir.join("containerd.log");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start containerd");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not listen: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        TestContainerd { child, socket, log }
+    }
+}
+
+impl Drop for TestContainerd {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("a pid fits in i32")),
+            nix::sys::signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(path: &Path, registry: &str, source: &str, superpowered: bool) {
+    let user_data = base64::engine::general_purpose::STANDARD.encode("hello t");
+    std::fs::write(
+        path,
+        format!(
+            "[containers.t]\nsource = \"{source}\"\nenabled = true\nsuperpowered = {superpowered}\n\
+             user-data = \"{user_data}\"\n\n[mirrors.\"{registry}\"]\nendpoints = [\"http://{registry}\"]\n"
+        ),
+    )
+    .unwrap();
+}
+
+async fn wait_for_file(path: &Path, what: &str, log: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never appeared at {}; containerd log:\n{}",
+            path.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs container `t` while `checks` run; stops it when they are done. A run that ends
+/// before (an error, an exit) fails the test with its outcome.
+async fn run_and_check(
+    paths: &Paths,
+    checks: impl std::future::Future<Output = ()>,
+) -> host_ctr::Result<Outcome> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = host_ctr::run::run_until("t", paths, async {
+        let _ = stopped.await;
+    });
+    tokio::pin!(run);
+    tokio::select! {
+        outcome = &mut run => panic!("the run ended before the checks: {outcome:?}"),
+        () = checks => {}
+    }
+    stop.send(()).unwrap();
+    run.await
+}
+
+#[test]
+fn pulls_runs_and_removes_a_host_container() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry::Registry::start(&dir.path().join("registry"), 0).unwrap();
+    let host = registry.addr().to_string();
+    let containerd = TestContainerd::start(&dir.path().join("containerd"));
+    let api = dir.path().join("api.sock");
+    let _api_listener = std::os::unix::net::UnixListener::bind(&api).unwrap();
+    let paths = Paths {
+        config: dir.path().join("host-ctr.toml"),
+        socket: containerd.socket.clone(),
+        storage: dir.path().join("storage"),
+        fifos: dir.path().join("io"),
+        namespace: "host-ctr-test".into(),
+        api_socket: api,
+    };
+    // The source names the registry by an address only the mirror entry makes plain HTTP.
+    write_config(&paths.config, &host, &format!("{host}/test/hello:1"), false);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(push_image(&host));
+    let storage = paths.storage.join("t");
+    let log = containerd.log.clone();
+
+    // The run and the checks side by side; the checks end the run when they are done.
+    let outcome = runtime.block_on(run_and_check(&paths, async {
+        let seen = wait_for_file(&storage.join("seen"), "the user data copy", &log).await;
+        assert_eq!(seen, "hello t");
+        let api = wait_for_file(&storage.join("api"), "the API socket check", &log).await;
+        assert_eq!(api.trim(), "yes");
+    }));
+    assert_eq!(outcome.unwrap(), Outcome::Stopped);
+    // Container, task and snapshot are gone; the image stays for the next start.
+    runtime.block_on(async {
+        let client = Containerd::connect(&paths.socket, &paths.namespace)
+            .await
+            .unwrap();
+        assert!(!client.has_snapshot("t").await.unwrap());
+        assert!(client.delete_task("t").await.is_ok());
+    });
+
+    // Confined: no host root inside.
+    assert!(!storage.join("rootfs").exists());
+
+    // A second run, superpowered now, finds the image in place and sees the host's root.
+    std::fs::remove_file(storage.join("seen")).unwrap();
+    write_config(&paths.config, &host, &format!("{host}/test/hello:1"), true);
+    let outcome = runtime.block_on(run_and_check(&paths, async {
+        wait_for_file(&storage.join("seen"), "the second run's copy", &log).await;
+        wait_for_file(&storage.join("rootfs"), "the host root check", &log).await;
+    }));
+    assert_eq!(outcome.unwrap(), Outcome::Stopped);
+}
+
+#[test]
+fn an_unreachable_registry_is_one_clear_error() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let containerd = TestContainerd::start(&dir.path().join("containerd"));
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let registry = format!("127.0.0.1:{port}");
+    let config_path = dir.path().join("host-ctr.toml");
+    write_config(
+        &config_path,
+        &registry,
+        &format!("{registry}/test/hello:1"),
+        true,
+    );
+    let config = host_ctr::HostCtrConfig::load(&config_path).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let err = runtime
+        .block_on(async {
+            let client = Containerd::connect(&containerd.socket, "host-ctr-test")
+                .await
+                .unwrap();
+            host_ctr::pull::pull(&client, "t", &format!("{registry}/test/hello:1"), &config).await
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("Cannot pull {registry}/test/hello:1")) && err.contains(&registry),
+        "{err}"
+    );
+    println!("{err}");
+}
