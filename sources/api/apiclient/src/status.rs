@@ -99,6 +99,9 @@ pub fn format_status(status: &NodeStatus) -> String {
             }
             if let Some(failed) = &update.failed_update {
                 let _ = write!(text, "; rolled back from {}", failed.version);
+                if let Some(health) = &failed.health {
+                    let _ = write!(text, " ({health})");
+                }
             }
             if let Some(cmd) = &update.most_recent_command {
                 let _ = write!(
@@ -162,6 +165,36 @@ mod tests {
     use super::*;
     use api_types::logs::LogEntry;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_rollback_names_the_health_checks_that_failed() {
+        let update: api_types::update::UpdateStatus = serde_json::from_value(serde_json::json!({
+            "update_state": "Idle",
+            "available_updates": [],
+            "chosen_update": null,
+            "active_partition": {"image": {"arch": "x86_64", "version": "0.1.0",
+                                           "variant": "dev"}, "next_to_boot": true},
+            "staging_partition": null,
+            "most_recent_command": null,
+            "failed_update": {"version": "0.1.2", "set": "B",
+                              "health": "health checks failed on 0.1.2 after 120 s: unit app.service is failed"},
+        }))
+        .unwrap();
+        let status = NodeStatus {
+            units: Part::error("no systemd"),
+            boot: Part::error("no disk"),
+            os: Part::error("no os-release"),
+            update: Part::Read(update),
+        };
+        let text = format_status(&status);
+        assert!(
+            text.contains(
+                "Update: Idle; rolled back from 0.1.2 (health checks failed on 0.1.2 after \
+                 120 s: unit app.service is failed)"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn failed_units_come_first_and_broken_parts_say_why() {
