@@ -255,7 +255,7 @@ pub const HEALTH_DEFAULT_BOOT_WAIT_SECS: u64 = 120;
 
 /// Where the boot's health gate writes why it did not mark the boot successful (on the data
 /// partition, so the set booted after the rollback can report it in the update status).
-pub const HEALTH_BOOT_FAILURE: &str = concat!(datastore_dir!(), "/health-boot-failure.json");
+pub const HEALTH_BOOT_FAILURE: &str = "/var/lib/ballast/health/boot-failure.json";
 
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.

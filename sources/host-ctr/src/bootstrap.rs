@@ -158,7 +158,9 @@ async fn run_one(
         process: &process,
         storage: &storage,
         api_socket: &paths.api_socket,
-        bounding: spec::bounding_set(),
+        bounding: paths
+            .runtime_capabilities
+            .unwrap_or_else(spec::bounding_set),
     })?;
     let rootfs = containerd.prepare_snapshot(name, &pulled.top_chain).await?;
     containerd
@@ -241,6 +243,7 @@ mod tests {
             socket: dir.path().join("no-containerd.sock"),
             api_socket: dir.path().join("no-api.sock"),
             namespace: String::new(),
+            runtime_capabilities: None,
         };
         let err = run_all(&paths).await.unwrap_err().to_string();
         assert!(
@@ -271,6 +274,7 @@ mod tests {
             socket: dir.path().join("no-containerd.sock"),
             api_socket: dir.path().join("no-api.sock"),
             namespace: String::new(),
+            runtime_capabilities: None,
         };
         let report = run_all(&paths).await.unwrap();
         assert_eq!(report.len(), 3, "{report:?}");

@@ -84,6 +84,7 @@ async fn main() -> ExitCode {
                 fifos,
                 namespace,
                 api_socket: constants::API_SOCKET.into(),
+                runtime_capabilities: None,
             };
             host_ctr::run(&name, &paths)
                 .await
@@ -109,6 +110,7 @@ async fn main() -> ExitCode {
                 fifos,
                 namespace: constants::BOOTSTRAP_CONTAINERD_NAMESPACE.to_string(),
                 api_socket: constants::API_SOCKET.into(),
+                runtime_capabilities: None,
             };
             host_ctr::bootstrap::run_all(&paths)
                 .await

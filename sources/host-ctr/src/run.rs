@@ -34,6 +34,11 @@ pub struct Paths {
     pub namespace: String,
     /// The API socket, bound into every container at [`constants::API_SOCKET`].
     pub api_socket: PathBuf,
+    /// The capability bounding set of the runtime's shims (bit N: capability N) when it is
+    /// smaller than the kernel's list: a containerd a test starts inherits the test's set.
+    /// `None` on a node, where the host containerd keeps every capability (see
+    /// [`spec::bounding_set`]).
+    pub runtime_capabilities: Option<u64>,
 }
 
 impl Default for Paths {
@@ -45,6 +50,7 @@ impl Default for Paths {
             fifos: FIFO_DIR.into(),
             namespace: constants::HOST_CONTAINERD_NAMESPACE.into(),
             api_socket: constants::API_SOCKET.into(),
+            runtime_capabilities: None,
         }
     }
 }
@@ -139,7 +145,9 @@ pub async fn run_until(
         process: &process,
         storage: &storage,
         api_socket: &paths.api_socket,
-        bounding: spec::bounding_set(),
+        bounding: paths
+            .runtime_capabilities
+            .unwrap_or_else(spec::bounding_set),
     })?;
     let rootfs = containerd.prepare_snapshot(name, &pulled.top_chain).await?;
     containerd

@@ -173,6 +173,20 @@ pub fn bounding_set() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// This process's capability bounding set (bit N: capability N), from `/proc/self/status`;
+/// all bits when it cannot be read. What a runtime started by this process inherits.
+pub fn own_bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
 /// The capabilities of `wanted` that are in `bounding`.
 fn capabilities(wanted: &[&'static str], bounding: u64) -> Vec<&'static str> {
     wanted

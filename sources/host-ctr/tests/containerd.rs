@@ -229,6 +229,9 @@ fn pulls_runs_and_removes_a_host_container() {
         fifos: dir.path().join("io"),
         namespace: "host-ctr-test".into(),
         api_socket: api,
+        // The containerd started above has this test's bounding set, which may lack some of
+        // the kernel's capabilities (a restricted build host).
+        runtime_capabilities: Some(host_ctr::spec::own_bounding_set()),
     };
     // The source names the registry by an address only the mirror entry makes plain HTTP.
     write_config(&paths.config, &host, &format!("{host}/test/hello:1"), false);

@@ -23,7 +23,7 @@ pub struct BuildOptions {
     #[arg(long)]
     pub build_id: Option<String>,
     /// A package added to the variant's list for this build only (test images, e.g. one that
-    /// never finishes booting). May be given more than once.
+    /// never passes its health checks). May be given more than once.
     #[arg(long = "extra-package", value_name = "PACKAGE")]
     pub extra_packages: Vec<String>,
     /// A cargo feature for the node binaries of this build only, as package/feature (test
@@ -80,7 +80,8 @@ pub fn later_version(n: u64) -> String {
         .join(".")
 }
 
-/// The test-only package that makes an image never finish booting (see packages/).
+/// The test-only package that breaks the host containerd, so that an image whose health checks
+/// list it never marks its boot successful (see packages/).
 pub const BROKEN_BOOT_PACKAGE: &str = "test-broken-boot";
 
 /// The test-only package with the resolv.conf template of the "next" model (see packages/).

@@ -90,7 +90,6 @@ pub const BUDGETS: &[Budget] = &[
     within("signpost-reconcile.service"),
     within("storewolf.service"),
     within("sundog.service"),
-    within("test-broken-boot.service"),
     within("update-daemon.service"),
 ];
 

@@ -3,7 +3,7 @@
 //! over HTTP on the host's loopback and reached by the guest only through QEMU's user
 //! networking (10.0.2.100:80 forwarded to 127.0.0.1). The node updates through its API
 //! (`apiclient update ...`), reboots into the other set, rolls back by itself from an image that
-//! never finishes booting, refuses tampered repositories, and survives a power cut in the middle
+//! never passes its health checks, refuses tampered repositories, and survives a power cut in the middle
 //! of writing an update. A setting the user set moves to its new name with the update (a signed
 //! migration run forward) and back with a rollback by hand (the same migration run backward).
 //! The update daemon takes an update by itself under policy `auto`, waits for a maintenance
@@ -12,7 +12,7 @@
 //! The A/B state is read on the host with `sgdisk -A` after each run.
 //!
 //! Needs the builds of `cargo xtask test`: dev at the default version, the next version, the
-//! one after it with the test-broken-boot package, and the one after that with the next model
+//! one after it with the test-broken-boot package (its host containerd cannot start), and the one after that with the next model
 //! (see `xtask::image::update_test_builds`).
 
 use disk_layout::{read_flags, BootFlags, BootSet, PartitionFlags, PartitionRole};
@@ -555,11 +555,13 @@ fn a_closed_window_and_a_held_fleet_lock_hold_the_reboot_back() {
 }
 
 /// An update that never finishes booting is rolled back with nobody involved, and the fleet
-/// lock it took is given back by the old version. The update daemon (policy `auto`, a lock
-/// server with one free slot) stages the update, takes the slot and reboots into it; the broken
-/// image answers on its API but never marks its boot successful, so it never gives the slot
-/// back, and its boot deadline resets the node; the old version boots from A, reports the
-/// failed update, gives the slot back and does not try that update again.
+/// lock it took is given back by the old version. The node's health checks
+/// (`settings.health.units`) require the host containerd, which the broken image cannot start.
+/// The update daemon (policy `auto`, a lock server with one free slot) stages the update, takes
+/// the slot and reboots into it; the broken image reaches configured.target and answers on its
+/// API, but its health gate never marks the boot successful, so it never gives the slot back,
+/// and its boot deadline resets the node; the old version boots from A, reports the failed
+/// update and the check that failed, gives the slot back and does not try that update again.
 #[test]
 #[ignore = "boots a VM; run by `cargo xtask test`"]
 fn an_update_that_never_finishes_booting_is_rolled_back_by_itself() {
@@ -581,6 +583,15 @@ fn an_update_that_never_finishes_booting_is_rolled_back_by_itself() {
     let mut node = boot_node(false);
     wait_until_successful(&mut node);
     use_repo(&node, "broken");
+    // Healthy here (the host containerd runs), so it changes nothing on this version.
+    apiclient(
+        &node,
+        &[
+            "set",
+            "--json",
+            r#"{"health": {"units": ["host-containerd.service"], "boot-wait": "60s"}}"#,
+        ],
+    );
     apiclient(
         &node,
         &[
@@ -615,6 +626,10 @@ fn an_update_that_never_finishes_booting_is_rolled_back_by_itself() {
     assert!(
         log.contains("was not marked successful within"),
         "no deadline message on the console"
+    );
+    assert!(
+        log.contains("unit host-containerd.service is"),
+        "the health gate did not name the failed check on the console"
     );
     drop(node);
     let state = disk_flags(&run_dir(name));
@@ -653,6 +668,16 @@ fn an_update_that_never_finishes_booting_is_rolled_back_by_itself() {
     assert_eq!(
         status["failed_update"]["version"], broken.manifest.version,
         "{status:#}"
+    );
+    let health = status["failed_update"]["health"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(health.contains("host-containerd.service"), "{status:#}");
+    let text = apiclient(&node, &["status"]);
+    assert!(
+        text.contains(&format!("rolled back from {}", broken.manifest.version))
+            && text.contains("host-containerd.service"),
+        "{text}"
     );
     let reason = status["daemon"]["reason"].as_str().unwrap_or_default();
     println!("after the rollback, the daemon says: {reason}");
