@@ -235,6 +235,7 @@ pub mod boot_report;
 pub mod command;
 pub mod controller;
 pub mod error;
+pub mod exec;
 pub mod group_commit;
 pub mod listen;
 pub mod logs;
@@ -269,6 +270,8 @@ pub struct ServerConfig {
     pub node: node_status::NodeConfig,
     /// Where `GET /support-bundle` reads the node's files.
     pub bundle: support_bundle::BundleConfig,
+    /// Where `GET /exec` finds the host containers.
+    pub exec: exec::ExecConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
     /// Where the boot id is read (try-mode changes are reverted after a reboot).
@@ -306,6 +309,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         audit,
         node: Arc::new(config.node.clone()),
         bundle: Arc::new(config.bundle.clone()),
+        exec: Arc::new(config.exec.clone()),
         try_mode,
     };
     tokio::spawn(provisional::run_timer(state.clone()));
