@@ -146,7 +146,8 @@ impl Step {
                 // configuration bound over /etc in a private mount namespace.
                 hosttools::JOURNAL_UPLOAD,
                 "mount",
-                // host-ctr's tests pull into and run containers on a real containerd.
+                // host-ctr's tests pull into and run containers on a real containerd;
+                // apiserver's tests/exec.rs runs `apiclient exec` against one.
                 "containerd",
                 "runc",
             ],

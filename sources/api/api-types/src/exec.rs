@@ -58,6 +58,9 @@ pub enum ServerMessage {
         max_messages_outstanding: u64,
         messages_written: u64,
     },
+    /// Sent just before a Close frame with a [`CloseReason::Failed`] reason: the whole
+    /// sentence, which the reason may only hold cut short.
+    Failed { message: String },
 }
 
 /// How a session ended, carried as the reason of the server's Close frame.

@@ -94,6 +94,7 @@ pub async fn exec(socket: &Path, options: &ExecOptions) -> Result<u8> {
 
     let mut stdout = std::io::stdout();
     let timeout = Duration::from_secs(PEER_TIMEOUT_SECS);
+    let mut failure: Option<String> = None;
     let outcome = loop {
         let frame = match tokio::time::timeout(timeout, incoming.next()).await {
             Ok(frame) => frame,
@@ -111,22 +112,23 @@ pub async fn exec(socket: &Path, options: &ExecOptions) -> Result<u8> {
                     break Err(error::Error::WriteOutput { source });
                 }
             }
-            Some(Ok(Message::Text(text))) => {
-                if let Ok(ServerMessage::Capacity {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
+                Ok(ServerMessage::Capacity {
                     max_messages_outstanding,
                     messages_written,
-                }) = serde_json::from_str(&text)
-                {
+                }) => {
                     let _ = capacity_tx.send((max_messages_outstanding, messages_written));
                 }
-            }
+                Ok(ServerMessage::Failed { message }) => failure = Some(message),
+                Err(e) => tracing::debug!("ignoring a control message: {e}"),
+            },
             Some(Ok(Message::Close(frame))) => {
                 let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
                 break match CloseReason::decode(&reason) {
                     Some(CloseReason::Exit(code)) => Ok(u8::try_from(code & 0xff).unwrap_or(1)),
                     Some(CloseReason::Failed(message)) => Err(error::Error::ExecFailed {
                         target: options.target.clone(),
-                        message,
+                        message: failure.take().unwrap_or(message),
                     }),
                     None => Err(error::Error::ExecBroken {
                         target: options.target.clone(),

@@ -83,6 +83,15 @@ pub async fn session(socket: WebSocket, config: Arc<ExecConfig>) {
     };
     if let CloseReason::Failed(message) = &reason {
         tracing::warn!("exec session failed: {message}");
+        // In full: the Close frame's reason has room for 123 bytes only.
+        let failed = ServerMessage::Failed {
+            message: message.clone(),
+        };
+        let _ = out
+            .send(Message::Text(Utf8Bytes::from(
+                serde_json::to_string(&failed).unwrap_or_default(),
+            )))
+            .await;
     }
     let code = match reason {
         CloseReason::Exit(_) => CLOSE_NORMAL,
@@ -284,7 +293,7 @@ impl Exec {
             outputs,
         } = self;
         let _ = out.send(capacity(0)).await;
-        let (stdin_tx, stdin_rx) = mpsc::channel::<Option<bytes_frame::Frame>>(
+        let (stdin_tx, stdin_rx) = mpsc::channel::<Option<axum::body::Bytes>>(
             usize::try_from(MAX_MESSAGES_OUTSTANDING).unwrap_or(1024),
         );
         let stdin_task = tokio::spawn(write_stdin(
@@ -374,11 +383,6 @@ impl Exec {
     }
 }
 
-/// Binary frame contents, as axum hands them over.
-mod bytes_frame {
-    pub type Frame = axum::body::Bytes;
-}
-
 fn capacity(messages_written: u64) -> Message {
     let message = ServerMessage::Capacity {
         max_messages_outstanding: MAX_MESSAGES_OUTSTANDING,
@@ -423,7 +427,7 @@ fn unread(stdin: &tokio::net::unix::pipe::Sender) -> Option<i32> {
 /// `None` (ContentComplete) closes its stdin once the shim has read what was written.
 async fn write_stdin(
     mut stdin: tokio::net::unix::pipe::Sender,
-    mut frames: mpsc::Receiver<Option<bytes_frame::Frame>>,
+    mut frames: mpsc::Receiver<Option<axum::body::Bytes>>,
     out: mpsc::Sender<Message>,
     closer: StdinCloser,
 ) {
@@ -434,7 +438,7 @@ async fn write_stdin(
             return;
         }
         written += 1;
-        if written % CAPACITY_EVERY == 0 {
+        if written.is_multiple_of(CAPACITY_EVERY) {
             let _ = out.send(capacity(written)).await;
         }
     }

@@ -351,9 +351,14 @@ fn exec_runs_commands_in_a_host_container() {
 
     // A command that does not exist fails to start: a clear error too.
     let output = apiclient(&server, &["exec", TARGET, "--", "/no/such/program"], None);
-    assert_ne!(
+    assert_eq!(
         output.status.code(),
-        Some(0),
+        Some(1),
+        "{}",
+        fail("no program", &output)
+    );
+    assert!(
+        text(&output.stderr).contains("no such file or directory"),
         "{}",
         fail("no program", &output)
     );
