@@ -147,9 +147,11 @@ impl Step {
                 hosttools::JOURNAL_UPLOAD,
                 "mount",
                 // host-ctr's tests pull into and run containers on a real containerd;
-                // apiserver's tests/exec.rs runs `apiclient exec` against one.
+                // apiserver's tests/exec.rs runs `apiclient exec` against one, on a terminal
+                // that script(1) makes.
                 "containerd",
                 "runc",
+                "script",
             ],
             Step::BenchVerity => &["veritysetup"],
             Step::Images => &["gpgv", hosttools::DEBIAN_KEYRING],

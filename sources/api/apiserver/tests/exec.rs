@@ -45,6 +45,7 @@ const FILES: &[(&str, &str)] = &[
     ("/usr/bin/dash", "bin/sh"),
     ("/usr/bin/sleep", "bin/sleep"),
     ("/usr/bin/cat", "bin/cat"),
+    ("/usr/bin/stty", "bin/stty"),
     (
         "/lib/x86_64-linux-gnu/libc.so.6",
         "lib/x86_64-linux-gnu/libc.so.6",
@@ -57,7 +58,7 @@ fn ready() -> bool {
         eprintln!("skipped: containerd needs root");
         return false;
     }
-    ["containerd", "runc"]
+    ["containerd", "runc", "script"]
         .iter()
         .all(|tool| hosttools::require_tool(tool))
         && FILES.iter().all(|(from, _)| {
@@ -205,10 +206,15 @@ async fn start_container(containerd: &Containerd, dir: &Path, api_socket: &Path)
 /// Runs the real apiclient with `stdin` (none: /dev/null) and fails the test when it takes
 /// longer than 60 s: nothing may hang.
 fn apiclient(server: &TestServer, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(testserver::workspace_bin("apiclient"))
-        .arg("--socket-path")
-        .arg(&server.socket)
-        .args(args)
+    let mut command = Command::new(testserver::workspace_bin("apiclient"));
+    command.arg("--socket-path").arg(&server.socket).args(args);
+    run(command, stdin)
+}
+
+/// Runs `command` with `stdin` (none: /dev/null), failing the test after 60 s.
+fn run(mut command: Command, stdin: Option<&[u8]>) -> Output {
+    let args = format!("{command:?}");
+    let mut child = command
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -228,7 +234,7 @@ fn apiclient(server: &TestServer, args: &[&str], stdin: Option<&[u8]>) -> Output
             let _ = child.kill();
             let output = child.wait_with_output().unwrap();
             panic!(
-                "apiclient {args:?} hung; stdout {:?}, stderr {:?}",
+                "{args} hung; stdout {:?}, stderr {:?}",
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             );
@@ -336,6 +342,23 @@ fn exec_runs_commands_in_a_host_container() {
         text(&output.stdout).contains("tty"),
         "{}",
         fail("tty", &output)
+    );
+
+    // On a terminal (script(1) makes one, 33 rows by 101 columns), a terminal is the default:
+    // the remote process gets one of the same size.
+    let line = format!(
+        "stty rows 33 cols 101; {} --socket-path {} exec {TARGET} -- sh -c '[ -t 0 ] && stty size'",
+        testserver::workspace_bin("apiclient").display(),
+        server.socket.display()
+    );
+    let mut script = Command::new("script");
+    script.args(["-qec", &line, "/dev/null"]);
+    let output = run(script, None);
+    assert_eq!(output.status.code(), Some(0), "{}", fail("script", &output));
+    assert!(
+        text(&output.stdout).contains("33 101"),
+        "{}",
+        fail("script", &output)
     );
 
     // An unknown target is a clear error.
