@@ -380,6 +380,17 @@ fn exec_runs_commands_in_a_host_container() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("apiclient exec"), "{body}");
 
+    // Each upgrade is in the audit trail.
+    let audit = server.json("GET", "/audit", None);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["method"] == "GET" && e["path"] == "/exec" && e["status"] == 101),
+        "{audit}"
+    );
+
     // A stopped target is a clear error.
     runtime.block_on(async {
         client.kill_task(TARGET, 9).await.unwrap();
