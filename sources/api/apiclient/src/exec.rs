@@ -10,7 +10,9 @@
 //! (80x24), with nothing local put in raw mode.
 
 use crate::error::{self, Result};
-use api_types::exec::{ClientMessage, CloseReason, ServerMessage, TtySize, PEER_TIMEOUT_SECS};
+use api_types::exec::{
+    ClientMessage, CloseReason, ServerMessage, TtySize, PEER_TIMEOUT_SECS, PING_INTERVAL_SECS,
+};
 use futures::{SinkExt, StreamExt};
 use snafu::ResultExt;
 use std::io::{IsTerminal, Read, Write};
@@ -88,6 +90,7 @@ pub async fn exec(socket: &Path, options: &ExecOptions) -> Result<u8> {
         }
     });
     spawn_stdin(frames.clone(), capacity_rx);
+    spawn_pings(frames.clone());
     if options.tty {
         spawn_winch(frames.clone());
     }
@@ -203,6 +206,24 @@ fn spawn_stdin(frames: mpsc::Sender<Message>, capacity: watch::Receiver<(u64, u6
             sent += 1;
         }
         let _ = frames.blocking_send(control(&ClientMessage::ContentComplete));
+    });
+}
+
+/// Pings the server as often as it pings us: a session whose stdin has ended (or never
+/// sends anything) still shows the server that the client is there.
+fn spawn_pings(frames: mpsc::Sender<Message>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(PING_INTERVAL_SECS));
+        loop {
+            every.tick().await;
+            if frames
+                .send(Message::Ping(Default::default()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
     });
 }
 

@@ -310,6 +310,9 @@ impl Exec {
             .into_iter()
             .map(|opened| tokio::spawn(send_output(opened, out.clone())))
             .collect();
+        // A background child may hold the output open after the process exits: its readers
+        // are stopped with the session.
+        let output_aborts: Vec<_> = output_tasks.iter().map(|t| t.abort_handle()).collect();
         let output_done = futures::future::join_all(output_tasks);
         tokio::pin!(output_done);
         let wait = containerd.wait_exec(&target, &id);
@@ -373,6 +376,9 @@ impl Exec {
             }
         };
         stdin_task.abort();
+        for abort in output_aborts {
+            abort.abort();
+        }
         let _ = containerd.delete_exec(&target, &id).await;
         let _ = std::fs::remove_dir_all(&dir);
         tracing::info!(

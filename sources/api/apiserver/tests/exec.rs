@@ -380,6 +380,15 @@ fn exec_runs_commands_in_a_host_container() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("apiclient exec"), "{body}");
 
+    // A session quiet for longer than the peer timeout (10 s) lives on: pings keep it.
+    let output = exec_sh(&server, "-T", "sleep 12; echo awake");
+    assert_eq!(output.status.code(), Some(0), "{}", fail("sleep", &output));
+    assert!(
+        text(&output.stdout).contains("awake"),
+        "{}",
+        fail("sleep", &output)
+    );
+
     // Each upgrade is in the audit trail.
     let audit = server.json("GET", "/audit", None);
     assert!(
