@@ -209,7 +209,7 @@ impl Exec {
             Ok(spec) => spec,
             Err(e) if host_ctr::containerd::is_not_found(&e) => {
                 return Err(format!(
-                    "there is no host container '{target}' running or stopped: set settings.host-containers.{target}.source and .enabled"
+                    "there is no host container '{target}' in the host containerd: set settings.host-containers.{target}.source and .enabled"
                 ))
             }
             Err(e) => return Err(e.to_string()),
