@@ -10,10 +10,12 @@ use containerd_client::services::v1::snapshots::{
 use containerd_client::services::v1::{
     containers_client::ContainersClient, content_client::ContentClient, diff_client::DiffClient,
     images_client::ImagesClient, leases_client::LeasesClient, tasks_client::TasksClient,
-    AbortRequest, ApplyRequest, Container, CreateContainerRequest, CreateImageRequest,
-    CreateRequest as CreateLeaseRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest, Image, InfoRequest, KillRequest,
-    StartRequest, UpdateImageRequest, WaitRequest, WriteAction, WriteContentRequest,
+    AbortRequest, ApplyRequest, CloseIoRequest, Container, CreateContainerRequest,
+    CreateImageRequest, CreateRequest as CreateLeaseRequest, CreateTaskRequest,
+    DeleteContainerRequest, DeleteProcessRequest, DeleteRequest as DeleteLeaseRequest,
+    DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetRequest as GetTaskRequest,
+    Image, InfoRequest, KillRequest, ResizePtyRequest, StartRequest, UpdateImageRequest,
+    WaitRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::tonic::{transport::Channel, Code, Request, Status};
 use containerd_client::types::{Descriptor, Mount};
@@ -30,6 +32,9 @@ pub const RUNTIME: &str = "io.containerd.runc.v2";
 
 /// The `Any` type URL containerd expects for an OCI runtime spec.
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+/// The `Any` type URL containerd expects for the process spec of an exec.
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// Bytes of a blob per content write message (gRPC's default message limit is 4 MiB).
 const WRITE_CHUNK: usize = 1 << 20;
@@ -437,4 +442,169 @@ impl Containerd {
             _ => Ok(()),
         }
     }
+
+    /// The OCI runtime spec container `id` was created with.
+    pub async fn container_spec(&self, id: &str) -> Result<serde_json::Value> {
+        let container = ContainersClient::new(self.channel.clone())
+            .get(self.request(GetContainerRequest { id: id.to_string() }))
+            .await
+            .map_err(refused(format!("looking up container {id}")))?
+            .into_inner()
+            .container
+            .unwrap_or_default();
+        let spec = container.spec.unwrap_or_default();
+        serde_json::from_slice(&spec.value).context(error::ContainerSpecSnafu { id })
+    }
+
+    /// Whether the task of container `id` is running (a missing task is not).
+    pub async fn task_running(&self, id: &str) -> Result<bool> {
+        let result = TasksClient::new(self.channel.clone())
+            .get(self.request(GetTaskRequest {
+                container_id: id.to_string(),
+                exec_id: String::new(),
+            }))
+            .await;
+        match result {
+            Ok(response) => Ok(response
+                .into_inner()
+                .process
+                .is_some_and(|p| p.status == containerd_client::types::v1::Status::Running as i32)),
+            Err(status) if status.code() == Code::NotFound => Ok(false),
+            Err(status) => Err(refused(format!("looking up the task of {id}"))(status)),
+        }
+    }
+
+    /// Adds process `exec_id` (OCI process spec `process`) to the task of container `id`,
+    /// with its stdio on the FIFOs of `io`, and starts it; returns its PID.
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process: &serde_json::Value,
+        io: &ExecIo<'_>,
+    ) -> Result<u32> {
+        let mut tasks = TasksClient::new(self.channel.clone());
+        let path = |p: Option<&Path>| p.map(|p| p.display().to_string()).unwrap_or_default();
+        tasks
+            .exec(self.request(ExecProcessRequest {
+                container_id: id.to_string(),
+                stdin: path(io.stdin),
+                stdout: path(io.stdout),
+                stderr: path(io.stderr),
+                terminal: io.terminal,
+                spec: Some(prost_types::Any {
+                    type_url: PROCESS_TYPE_URL.to_string(),
+                    value: process.to_string().into_bytes(),
+                }),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+            .map_err(refused(format!(
+                "adding process {exec_id} to the task of {id}"
+            )))?;
+        let started = tasks
+            .start(self.request(StartRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+            .map_err(refused(format!("starting process {exec_id} in {id}")))?;
+        Ok(started.into_inner().pid)
+    }
+
+    /// Waits for process `exec_id` of the task of `id` to exit; returns its exit status.
+    pub async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<u32> {
+        Ok(TasksClient::new(self.channel.clone())
+            .wait(self.request(WaitRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+            .map_err(refused(format!("waiting for process {exec_id} in {id}")))?
+            .into_inner()
+            .exit_status)
+    }
+
+    /// Resizes the pseudo-terminal of process `exec_id` of the task of `id`.
+    pub async fn resize_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<()> {
+        TasksClient::new(self.channel.clone())
+            .resize_pty(self.request(ResizePtyRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                width,
+                height,
+            }))
+            .await
+            .map_err(refused(format!(
+                "resizing the terminal of process {exec_id} in {id}"
+            )))?;
+        Ok(())
+    }
+
+    /// Closes the stdin of process `exec_id` of the task of `id`.
+    pub async fn close_exec_stdin(&self, id: &str, exec_id: &str) -> Result<()> {
+        TasksClient::new(self.channel.clone())
+            .close_io(self.request(CloseIoRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                stdin: true,
+            }))
+            .await
+            .map_err(refused(format!(
+                "closing the stdin of process {exec_id} in {id}"
+            )))?;
+        Ok(())
+    }
+
+    /// Sends `signal` to process `exec_id` of the task of `id`; a missing one is not an error.
+    pub async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<()> {
+        match TasksClient::new(self.channel.clone())
+            .kill(self.request(KillRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                signal,
+                all: false,
+            }))
+            .await
+        {
+            Err(status) if status.code() != Code::NotFound => Err(refused(format!(
+                "signalling process {exec_id} in {id}"
+            ))(status)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the (exited) process `exec_id` from the task of `id`; a missing one is not an
+    /// error.
+    pub async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<()> {
+        match TasksClient::new(self.channel.clone())
+            .delete_process(self.request(DeleteProcessRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await
+        {
+            Err(status) if status.code() != Code::NotFound => Err(refused(format!(
+                "deleting process {exec_id} in {id}"
+            ))(status)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where the stdio of an exec'd process goes: FIFOs (`None`: not connected). With `terminal`
+/// the process gets a pseudo-terminal whose output all goes to `stdout`; `stderr` must be
+/// `None` then.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecIo<'a> {
+    pub stdin: Option<&'a Path>,
+    pub stdout: Option<&'a Path>,
+    pub stderr: Option<&'a Path>,
+    pub terminal: bool,
 }

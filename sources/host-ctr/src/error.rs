@@ -30,6 +30,12 @@ pub enum Error {
     ))]
     NoSource { name: String },
 
+    #[snafu(display("The runtime spec of container {id} in containerd is not JSON: {source}"))]
+    ContainerSpec {
+        id: String,
+        source: serde_json::Error,
+    },
+
     #[snafu(display("'{reference}' is not a valid image reference: {message}"))]
     BadReference { reference: String, message: String },
 

@@ -16,6 +16,10 @@
 //! container is then created with an OCI runtime spec ([`spec`]) and its task started; its
 //! output goes to the unit's journal; SIGTERM stops and removes it.
 //!
+//! The containerd wrapper ([`containerd`]) is also the API server's way into a running host
+//! container: `GET /exec` (`apiclient exec admin -- sh`) adds a process to the container's task
+//! with [`containerd::Containerd::exec`] and waits for, resizes and removes it there.
+//!
 //! Inside every host container: the host network, the API socket at
 //! [`constants::API_SOCKET`], its persistent directory (on the data partition, under
 //! [`constants::HOST_CONTAINERS_STORAGE`]) at `/.ballast/host-containers/NAME` with the

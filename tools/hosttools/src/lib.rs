@@ -119,6 +119,7 @@ pub const TABLE: &[Tool] = &[
     deb("qemu-img", "qemu-utils"),
     deb("qemu-system-x86_64", "qemu-system-x86"),
     deb("runc", "runc"),
+    deb("script", "bsdutils"),
     deb("sgdisk", "gdisk"),
     deb("sh", "dash"),
     deb("sha256sum", "coreutils"),

@@ -146,9 +146,12 @@ impl Step {
                 // configuration bound over /etc in a private mount namespace.
                 hosttools::JOURNAL_UPLOAD,
                 "mount",
-                // host-ctr's tests pull into and run containers on a real containerd.
+                // host-ctr's tests pull into and run containers on a real containerd;
+                // apiserver's tests/exec.rs runs `apiclient exec` against one, on a terminal
+                // that script(1) makes.
                 "containerd",
                 "runc",
+                "script",
             ],
             Step::BenchVerity => &["veritysetup"],
             Step::Images => &["gpgv", hosttools::DEBIAN_KEYRING],

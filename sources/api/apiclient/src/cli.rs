@@ -107,6 +107,9 @@ pub enum Command {
     Confirm(ConfirmArgs),
     /// Show the pending try: its keys with their old and new values, the deadline, who asked.
     Provisional(ProvisionalArgs),
+    /// Run a command in a running host container (e.g. `exec admin -- sh`), with this
+    /// terminal; exits with the command's exit code.
+    Exec(ExecArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -245,6 +248,24 @@ pub struct ReportBootArgs {
     /// Print the server's JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Give the command a terminal (the default when stdin is one).
+    #[arg(short = 't', long, conflicts_with = "no_tty")]
+    pub tty: bool,
+
+    /// Never give the command a terminal, even when stdin is one.
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
+
+    /// The host container (e.g. admin or control).
+    pub target: String,
+
+    /// The command and its arguments (after `--` when they start with a dash).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -620,6 +641,18 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
                     let doc = crate::provisional::parse(&answer)?;
                     write_out(out, crate::provisional::render(&doc).as_bytes())?;
                 }
+            }
+        }
+
+        Command::Exec(args) => {
+            let options = crate::exec::ExecOptions {
+                target: args.target,
+                command: args.command,
+                tty: crate::exec::want_tty(args.tty, args.no_tty),
+            };
+            let code = crate::exec::exec(socket, &options).await?;
+            if code != 0 {
+                return error::CommandExitSnafu { code }.fail();
             }
         }
 

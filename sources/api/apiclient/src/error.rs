@@ -22,6 +22,33 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    // ---- exec -------------------------------------------------------------------------
+    #[snafu(display(
+        "The API server at {} refused the exec WebSocket: {message} (is it a Ballast API \
+         server with GET /exec?)",
+        socket_path.display()
+    ))]
+    ExecHandshake {
+        socket_path: PathBuf,
+        message: String,
+    },
+
+    /// Not a failure of apiclient: `exec`'s command exited with this status, which apiclient
+    /// exits with too (without a message).
+    #[snafu(display("The command exited with status {code}"))]
+    CommandExit { code: u8 },
+
+    #[snafu(display("Cannot run the command in host container '{target}': {message}"))]
+    ExecFailed { target: String, message: String },
+
+    #[snafu(display("The exec session in host container '{target}' broke: {message}"))]
+    ExecBroken { target: String, message: String },
+
+    #[snafu(display(
+        "Cannot put the terminal in raw mode: {source}; pass -T to run without a terminal"
+    ))]
+    ExecTerminal { source: nix::Error },
+
     #[snafu(display("Failed to connect to {target}: {source}"))]
     TcpConnect {
         target: String,

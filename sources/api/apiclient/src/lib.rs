@@ -38,7 +38,8 @@
 //! committed changes, [`logs`] reads (and follows) the journal, [`audit`] shows the API's audit
 //! trail, [`status`] shows the node's state (failed units with their last entries, units, A/B
 //! boot state, versions, update state), [`report`] says where the boot's time went,
-//! [`support_bundle`] saves the node's support bundle,
+//! [`support_bundle`] saves the node's support bundle, [`exec`] runs a command in a host
+//! container,
 //! [`update`] drives the update API, and [`tx`] holds the
 //! transaction helpers they share.
 //!
@@ -69,6 +70,10 @@
 //!                                    progress on stderr, then activate it (-r: and reboot)
 //!   update cancel                    deactivate an activated update
 //!   reboot                           reboot the node (refused while an update action runs)
+//!   exec [-t|-T] TARGET -- CMD ARG...
+//!                                    run CMD in the running host container TARGET with this
+//!                                    stdin/stdout (-t: a terminal, the default when stdin is
+//!                                    one; -T: never); exits with CMD's exit code
 //!   completions SHELL                shell completion script on stdout
 //! ```
 //!
@@ -98,18 +103,23 @@
 //!   ([`Error::CommittedNotApplied`]).  When the DELETE answer is not a list of keys, that is
 //!   unknown, and the original error stands alone.
 //! * `http://` inputs get one GET: no redirects, no proxy, 60 s and 16 MiB at most.
-//! * Bottlerocket's `exec`, `report` and `ephemeral-storage` commands are not implemented yet,
+//! * `exec` prints the command's stdout and stderr both on stdout (the protocol merges them).
+//!   Ctrl-C without `-t` ends apiclient, and the server then kills the remote process.
+//! * Bottlerocket's `report cis`, `report fips` and `ephemeral-storage` commands are not
+//!   implemented yet,
 //!   nor are `get --exclude` and `get --canonicalize`.  Unlike Bottlerocket, `raw` must be
 //!   named (`apiclient -u /x` without `raw` is refused).
 //! * The update commands poll `GET /updates/status` four times a second; when `update apply`
 //!   gives up after `--timeout` (10 minutes by default), the prepare goes on on the server.
 //!   A refresh, activation or deactivation is given two minutes.
-#![forbid(unsafe_code)]
+// Unsafe only for the terminal's size (an ioctl, in `exec`), each block with its SAFETY comment.
+#![deny(unsafe_code)]
 
 pub mod apply;
 pub mod audit;
 pub mod cli;
 pub mod error;
+pub mod exec;
 pub mod get;
 pub mod history;
 mod http;

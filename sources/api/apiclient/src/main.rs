@@ -27,6 +27,7 @@ async fn main() -> ExitCode {
     let mut stdout = std::io::stdout();
     match cli::run(cli, &mut stdout).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(apiclient::error::Error::CommandExit { code }) => ExitCode::from(code),
         Err(e) => {
             eprintln!("apiclient: {e}");
             ExitCode::FAILURE

@@ -170,7 +170,8 @@ fn cut(text: &str, max: usize) -> String {
 /// only reads), and `GET /support-bundle`, which changes nothing but hands out the node's
 /// logs and state.
 pub fn is_audited(method: &Method, path: &str) -> bool {
-    (method == Method::GET && path == api_types::support_bundle::PATH)
+    (method == Method::GET
+        && (path == api_types::support_bundle::PATH || path == api_types::exec::PATH))
         || !(method == Method::GET
             || method == Method::HEAD
             || method == Method::OPTIONS
@@ -581,6 +582,7 @@ mod tests {
         assert!(!is_audited(&Method::GET, "/settings"));
         assert!(!is_audited(&Method::POST, "/tx/dry-run"));
         assert!(is_audited(&Method::GET, "/support-bundle"));
+        assert!(is_audited(&Method::GET, "/exec"));
         assert!(!is_audited(&Method::GET, "/support-bundle/x"));
     }
 

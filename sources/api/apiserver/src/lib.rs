@@ -138,6 +138,21 @@
 //! socket. One try at a time (a second is a 409 naming the first); a key committed again
 //! during its try is not reverted. See [`provisional`].
 //!
+//! ## Exec
+//!
+//! `GET /exec` (see [`exec`]; the wire types are `api_types::exec`) upgrades to a WebSocket
+//! and runs a command in the running task of a host container: `apiclient exec admin -- sh`.
+//! The server is a client of the host containerd (`--exec-socket-path`, default
+//! [`constants::HOST_CONTAINERD_SOCKET`]; `--exec-namespace`, default
+//! [`constants::HOST_CONTAINERD_NAMESPACE`]), through host-ctr's containerd wrapper
+//! (`host_ctr::containerd`): Tasks.Exec with the container's own process spec and the command
+//! as its arguments, stdio through FIFOs under `--exec-fifo-dir` (default
+//! [`exec::DEFAULT_FIFO_DIR`], the unit's runtime directory), a pseudo-terminal when the client
+//! asks for one. Binary frames carry stdin and output, text frames JSON control messages; the
+//! Close frame's reason is `exit N` or `error: SENTENCE`. A plain GET (no upgrade) is a 400.
+//! The upgrade is recorded in the audit trail like a change (the target and command go to the
+//! journal, not the audit entry).
+//!
 //! ## Connections and limits
 //!
 //! The server runs its own accept loop over hyper (see [`listen`]) rather than `axum::serve`,
@@ -178,7 +193,16 @@
 //!   dry-runs count against the cap for as long as they run.
 //! - With a hard descriptor limit of 1024, the cap is 512 connections, and a client that
 //!   connects and stays quiet for 50 ms while 512 others are open may be closed to make room.
-//! - `/exec`, `/report` and `/actions/ephemeral-storage` are not served yet.
+//! - `/report` (other than `/report/boot`) and `/actions/ephemeral-storage` are not served yet.
+//! - Exec: stdout and stderr arrive merged (both are binary frames, as in Bottlerocket's
+//!   protocol). The end of stdin is containerd's CloseIO, which closes the process's stdin at
+//!   once; the server first waits until the shim has read the FIFO empty (up to 5 s) and 50 ms
+//!   more, so input still in the shim's copy buffer at that moment could in theory be lost.
+//!   After the process exits, its output has 2 s to drain (a background child holding stdout
+//!   open is cut off). Sessions are not counted against the connection cap (the upgraded
+//!   connection leaves the accept loop's registry), and their number is not limited. The
+//!   process runs as the container's main process does (same user, capabilities and cgroup);
+//!   the audit entry does not name the target or command.
 //! - Applies run in the background; their outcome is only in the journal, not in the answer.
 //! - There is no authentication beyond the socket's owner, group and mode.
 //! - The server puts no time limit on an update action: an updater that hangs keeps the other
@@ -235,6 +259,7 @@ pub mod boot_report;
 pub mod command;
 pub mod controller;
 pub mod error;
+pub mod exec;
 pub mod group_commit;
 pub mod listen;
 pub mod logs;
@@ -269,6 +294,8 @@ pub struct ServerConfig {
     pub node: node_status::NodeConfig,
     /// Where `GET /support-bundle` reads the node's files.
     pub bundle: support_bundle::BundleConfig,
+    /// Where `GET /exec` finds the host containers.
+    pub exec: exec::ExecConfig,
     /// Write a readiness line to /dev/kmsg (on a node; never in tests).
     pub kmsg_ready: bool,
     /// Where the boot id is read (try-mode changes are reverted after a reboot).
@@ -306,6 +333,7 @@ pub async fn serve(config: ServerConfig) -> Result<()> {
         audit,
         node: Arc::new(config.node.clone()),
         bundle: Arc::new(config.bundle.clone()),
+        exec: Arc::new(config.exec.clone()),
         try_mode,
     };
     tokio::spawn(provisional::run_timer(state.clone()));

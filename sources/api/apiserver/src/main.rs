@@ -75,6 +75,16 @@ struct Args {
     /// (a check failing twice in a row reverts the change).
     #[arg(long, default_value_t = apiserver::provisional::DEFAULT_HEALTH_INTERVAL.as_secs())]
     health_interval: u64,
+    /// The host containerd's socket: GET /exec runs commands in the host containers' tasks there.
+    #[arg(long, default_value = constants::HOST_CONTAINERD_SOCKET)]
+    exec_socket_path: PathBuf,
+    /// The containerd namespace of the host containers.
+    #[arg(long, default_value = constants::HOST_CONTAINERD_NAMESPACE)]
+    exec_namespace: String,
+    /// Where GET /exec makes the FIFOs of each process (containerd's shim must be able to open
+    /// them).
+    #[arg(long, default_value = apiserver::exec::DEFAULT_FIFO_DIR)]
+    exec_fifo_dir: PathBuf,
     /// trace, debug, info, warn or error.
     #[arg(long, default_value = "info")]
     log_level: logging::LevelFilter,
@@ -148,6 +158,11 @@ async fn run() -> ExitCode {
         },
         bundle: apiserver::support_bundle::BundleConfig {
             root: args.support_root,
+        },
+        exec: apiserver::exec::ExecConfig {
+            socket: args.exec_socket_path,
+            namespace: args.exec_namespace,
+            fifo_dir: args.exec_fifo_dir,
         },
         kmsg_ready: args.kmsg_ready,
         boot_id_file: args.boot_id_file,

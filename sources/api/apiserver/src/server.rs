@@ -54,6 +54,8 @@ pub struct AppState {
     pub node: Arc<crate::node_status::NodeConfig>,
     /// Where GET /support-bundle reads the node's files.
     pub bundle: Arc<crate::support_bundle::BundleConfig>,
+    /// Where GET /exec finds the host containers.
+    pub exec: Arc<crate::exec::ExecConfig>,
     /// The boot id and the timer of try-mode changes.
     pub try_mode: crate::provisional::TryMode,
 }
@@ -107,6 +109,7 @@ pub fn router(state: AppState) -> (Router, Value) {
             .routes(routes!(get_boot_report))
             .routes(routes!(get_support_bundle))
             .routes(routes!(get_openapi))
+            .routes(routes!(exec))
             .with_state(state)
             .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
@@ -1446,4 +1449,30 @@ async fn get_openapi(axum::Extension(spec): axum::Extension<OpenApiBytes>) -> Re
         spec.0,
     )
         .into_response()
+}
+
+/// A command in a running host container (Ballast's `apiclient exec`, as Bottlerocket's): the
+/// request upgrades to a WebSocket. Binary frames carry stdin (client to server) and the
+/// output (server to client); text frames carry JSON control messages (client: Initialize
+/// {target, command, tty?}, ContentComplete, Winch {rows, cols}; server: Capacity
+/// {max_messages_outstanding, messages_written}). The Close frame's reason is "exit N" or
+/// "error: SENTENCE" (an unknown or stopped target, a containerd that does not answer).
+/// Recorded in the audit trail.
+#[utoipa::path(get, path = "/exec",
+    responses((status = 101, description = "Switching to the WebSocket protocol"),
+              (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody)))]
+async fn exec(
+    State(state): State<AppState>,
+    upgrade: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::bad_request(format!(
+            "GET /exec must be a WebSocket upgrade ({e}); use `apiclient exec TARGET -- COMMAND`"
+        ))
+    })?;
+    let config = state.exec.clone();
+    Ok(upgrade.on_upgrade(move |socket| crate::exec::session(socket, config)))
 }

@@ -63,6 +63,7 @@ fn openapi_document_matches_the_server() {
         "/status",
         "/report/boot",
         "/support-bundle",
+        "/exec",
         "/openapi.json",
     ] {
         assert!(paths.contains_key(must), "{must} is not documented");
