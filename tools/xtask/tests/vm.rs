@@ -639,6 +639,66 @@ fn runs_a_host_container(node: &mut Node, registry_log: &Path, published: &str) 
     );
     assert!(host_ctr.parse::<u32>().unwrap_or(0) > 0, "{host_ctr}");
 
+    // `apiclient exec` from the host, through the API (a WebSocket on GET /exec) into the
+    // admin container's task: output, the host's root, stdin and exit codes pass through.
+    let started = std::time::Instant::now();
+    let out = node
+        .apiclient_output(&[
+            "exec",
+            "-T",
+            "admin",
+            "--",
+            "cat",
+            "/.ballast/rootfs/usr/lib/os-release",
+        ])
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Ballast"),
+        "exec cat: {:?}\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "dev: apiclient exec admin -- cat ...: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let out = node
+        .apiclient_output(&["exec", "-T", "admin", "--", "bash", "-c", "exit 7"])
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = node
+        .apiclient_output(&["exec", "-T", "nope", "--", "true"])
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("there is no host container 'nope'"),
+        "{err}"
+    );
+    // The root shell enters the host's namespaces (sheltie): the host's init is systemd.
+    let out = node
+        .apiclient_output(&[
+            "exec",
+            "-T",
+            "admin",
+            "--",
+            "sheltie",
+            "cat",
+            "/proc/1/comm",
+        ])
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "systemd",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     apiclient(node, &["set", "host-containers.admin.enabled=false"]);
     // Stopped, and then unloaded by systemd as an instance nothing refers to.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
