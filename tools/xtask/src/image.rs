@@ -111,6 +111,19 @@ pub fn update_test_builds() -> Vec<BuildOptions> {
     vec![next, broken, renamed]
 }
 
+/// The package that bridges the API to the host over virtio-serial (dev only).
+pub const API_BRIDGE_PACKAGE: &str = "apibridge";
+
+/// A test-only build of `node` with [`API_BRIDGE_PACKAGE`], so that a VM test can drive a node
+/// that has no shell from the host (`apiclient exec` into its admin container). It is built at
+/// the next version, so it never replaces the real `node` build, which has no bridge.
+pub fn node_bridged_build() -> BuildOptions {
+    let mut opts = BuildOptions::variant("node");
+    opts.version = Some(later_version(1));
+    opts.extra_packages = vec![API_BRIDGE_PACKAGE.to_string()];
+    opts
+}
+
 /// Builds the `rename-dns-search-list` migration (release, default features: a migration does
 /// not use the model) and returns the program; the VM update test publishes it under its
 /// `migrate_v<version>_` name.

@@ -227,7 +227,10 @@ fn run_stages(args: &TestArgs, stages: &mut Stages) -> Result<()> {
             image::build(&BuildOptions::variant(variant))
         })?;
     }
-    for opts in image::update_test_builds() {
+    for opts in image::update_test_builds()
+        .into_iter()
+        .chain([image::node_bridged_build()])
+    {
         let name = format!(
             "image {} {}",
             opts.variant,

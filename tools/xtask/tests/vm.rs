@@ -830,6 +830,113 @@ fn node_has_no_shell_and_its_api_answers() {
         .unwrap();
 }
 
+/// A node has no shell, so the way in is `apiclient exec` into a host container (issue 15):
+/// admin, enabled through the API and pulled from the real registry on the host, runs on the
+/// node; exec reaches it with output, the host's root and exit codes passing through. The node
+/// is a test build with the API bridge ([`image::node_bridged_build`]), so that the host can
+/// reach its API; the image still has no shell.
+#[test]
+#[ignore = "boots a VM; run by `cargo xtask test`"]
+fn node_is_reached_through_exec_into_admin() {
+    let opts_build = image::node_bridged_build();
+    let version = opts_build.version.clone().unwrap_or_default();
+    let built = image::existing("node", &version).unwrap_or_else(|| {
+        panic!("no node {version} image with the API bridge; run `cargo xtask test`")
+    });
+    let shells = find_shells(&built.root_dir);
+    assert!(shells.is_empty(), "node image has shells: {shells:?}");
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = registry::Registry::start(registry_dir.path(), 0).unwrap();
+    let published = xtask::containers::publish(&["admin".to_string()], registry.addr()).unwrap();
+    let mut opts = BootOptions::new("test-node-exec");
+    opts.disk_size_mib = Some(2048);
+    opts.network = Some(vmtest::UserNet {
+        guest_forwards: vec![vmtest::GuestForward::to_host_tcp(
+            *REGISTRY.ip(),
+            REGISTRY.port(),
+            registry.addr().port(),
+        )],
+        restrict: true,
+        ..Default::default()
+    });
+    let node = Node::boot(&built, &opts).unwrap();
+    node.wait_for_api(BOOT_TIMEOUT).unwrap();
+
+    let (_, path) = published[0]
+        .0
+        .split_once('/')
+        .unwrap_or_else(|| panic!("{} has no registry part", published[0].0));
+    let settings = serde_json::json!({
+        "container-registry": {"mirrors": [
+            {"registry": REGISTRY.to_string(), "endpoint": [format!("http://{REGISTRY}")]}
+        ]},
+        "host-containers": {"admin": {"source": format!("{REGISTRY}/{path}"), "enabled": true}},
+    });
+    let started = std::time::Instant::now();
+    apiclient(&node, &["set", "--json", &settings.to_string()]);
+    let unit = "host-containers@admin.service";
+    wait_for_unit_state(&node, unit, "active", HOST_CONTAINER_TIMEOUT);
+    // Exec answers once the task runs; until then it says the container is not running.
+    let deadline = std::time::Instant::now() + HOST_CONTAINER_TIMEOUT;
+    let os_release = loop {
+        let out = node
+            .apiclient_output(&[
+                "exec",
+                "-T",
+                "admin",
+                "--",
+                "cat",
+                "/.ballast/rootfs/usr/lib/os-release",
+            ])
+            .unwrap();
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exec into admin never worked: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            apiclient(&node, &["logs", "-u", unit, "-n", "30"])
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    println!(
+        "node: exec into admin answered {:.1} s after it was enabled",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(os_release.contains("VARIANT_ID=node"), "{os_release}");
+    let out = node
+        .apiclient_output(&["exec", "-T", "admin", "--", "bash", "-c", "exit 7"])
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    // From inside admin, the host's root still has no shell.
+    let out = node
+        .apiclient_output(&[
+            "exec",
+            "-T",
+            "admin",
+            "--",
+            "bash",
+            "-c",
+            "for s in sh bash dash; do [ -e /.ballast/rootfs/usr/bin/$s ] && exit 1; done; exit 0",
+        ])
+        .unwrap();
+    assert!(out.status.success(), "a shell on the node's root");
+    apiclient(&node, &["set", "host-containers.admin.enabled=false"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = unit_state(&node, unit);
+        if state == "inactive" || state == "(not loaded)" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{unit} is still {state} 60 s after admin was disabled"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 fn partition(built: &Built, name: &str) -> (u64, u64) {
     let p = built
         .manifest
