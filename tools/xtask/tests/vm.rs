@@ -859,7 +859,7 @@ fn node_is_reached_through_exec_into_admin() {
         restrict: true,
         ..Default::default()
     });
-    let node = Node::boot(&built, &opts).unwrap();
+    let mut node = Node::boot(&built, &opts).unwrap();
     node.wait_for_api(BOOT_TIMEOUT).unwrap();
 
     let (_, path) = published[0]
