@@ -245,8 +245,10 @@ pub fn parse_settings_document(body: &str) -> Result<HealthSettings, Error> {
     Ok(settings.health.unwrap_or_default())
 }
 
-/// What the gate does with its last report: healthy removes an earlier failure record and
-/// says so (`Ok`); unhealthy writes the record (atomically) and says what failed (`Err`).
+/// What the gate does with its last report: healthy removes an earlier failure record of this
+/// same `version` and says so (`Ok`); unhealthy writes the record (atomically) and says what
+/// failed (`Err`). A record of another version is kept when healthy: it is the failed update
+/// the boot deadline just rolled back from, which the updater has still to report.
 pub fn gate_outcome(
     report: &Report,
     version: &str,
@@ -254,7 +256,9 @@ pub fn gate_outcome(
     failure_file: &std::path::Path,
 ) -> Result<String, String> {
     if report.healthy() {
-        let _ = std::fs::remove_file(failure_file);
+        if read_boot_failure(failure_file).is_none_or(|record| record.version == version) {
+            let _ = std::fs::remove_file(failure_file);
+        }
         return Ok(format!(
             "{}; this boot may be marked successful",
             report.summary()

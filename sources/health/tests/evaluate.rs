@@ -159,7 +159,12 @@ fn the_gate_records_the_failed_checks_and_clears_them_once_healthy() {
     assert_eq!(record.version, "0.2.0");
     assert_eq!(record.failures[0].check, "probe app");
 
+    // The version booted after the rollback is healthy: the record of the failed update stays
+    // for the updater to report (found by the health-gated rollback VM test).
     let healthy = Checker::default().evaluate(&HealthSettings::default());
+    health::gate_outcome(&healthy, "0.1.0", Duration::from_secs(1), &file).unwrap();
+    assert_eq!(health::read_boot_failure(&file).unwrap().version, "0.2.0");
+    // The same version, healthy later: its own old record goes.
     health::gate_outcome(&healthy, "0.2.0", Duration::from_secs(1), &file).unwrap();
     assert!(!file.exists());
 }
