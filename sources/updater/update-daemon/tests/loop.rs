@@ -42,16 +42,26 @@ fn until(
         if d.action == until {
             return seen;
         }
-        // Let a started action end before the next decision.
-        for _ in 0..200 {
-            let s = server.json("GET", "/updates/status", None);
-            if s["most_recent_command"]["cmd_status"] != "Running" {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_for_command(server);
     }
     panic!("never decided {until:?}; decided {seen:?}");
+}
+
+/// Waits for the updater command the daemon started to end, so the next decision does not see
+/// it running (on a loaded machine a prepare takes seconds).
+fn wait_for_command(server: &TestServer) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let s = server.json("GET", "/updates/status", None);
+        if s["most_recent_command"]["cmd_status"] != "Running" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the updater command never ended: {s:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -206,6 +216,9 @@ fn a_pending_try_holds_the_reboot_back_until_it_is_confirmed() {
     let mut state = State::load(&config.state_file).unwrap();
     let seen = until(&rt, &server, &config, &mut state, Action::Prepare);
     assert_eq!(seen, [Action::Refresh, Action::Prepare]);
+    // The try starts once the update is staged: while the prepare still runs, that is the
+    // reason to wait.
+    wait_for_command(&server);
 
     let out = server.apiclient(&["set", "--try", "10m", "motd=trying"]);
     assert!(
