@@ -48,11 +48,18 @@ pub fn run(program: &str, args: &[&str]) -> Result<()> {
 /// Runs a command in the workspace root with each line of its output (stdout and stderr)
 /// written to stderr behind `[tag] `, so that commands running at once stay readable.
 pub fn run_prefixed(tag: &str, program: &str, args: &[&str]) -> Result<std::process::ExitStatus> {
+    let mut command = Command::new(program);
+    command.args(args).current_dir(root());
+    run_command_prefixed(tag, command)
+}
+
+/// Runs a prepared command with each line of its output written to stderr behind `[tag] `,
+/// like [`run_prefixed`].
+pub fn run_command_prefixed(tag: &str, mut command: Command) -> Result<std::process::ExitStatus> {
     use std::io::{BufRead, BufReader, Read};
     use std::process::Stdio;
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(root())
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

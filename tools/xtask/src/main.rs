@@ -11,6 +11,7 @@ mod oci;
 mod repo;
 mod run;
 mod test;
+mod unit;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

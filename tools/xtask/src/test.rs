@@ -216,9 +216,7 @@ fn run_stages(args: &TestArgs, stages: &mut Stages) -> Result<()> {
             )
         })?;
     }
-    stages.run("unit and integration tests", || {
-        host::run("cargo", &["test", "--workspace", "--no-fail-fast"])
-    })?;
+    stages.run("unit and integration tests", crate::unit::run)?;
     if args.no_vm {
         return Ok(());
     }
