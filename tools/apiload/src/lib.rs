@@ -224,7 +224,13 @@ pub async fn commits(socket: &Path, clients: usize, per_client: usize) -> Result
     Ok(summarize(commit, whole, elapsed))
 }
 
-fn summarize(mut commit: Vec<Duration>, mut whole: Vec<Duration>, elapsed: Duration) -> Commits {
+/// Percentiles and rate of a run: `commit` holds the commit requests' (or writes') latencies,
+/// `whole` those of the whole PATCH + commit rounds, `elapsed` the run's wall time.
+pub fn summarize(
+    mut commit: Vec<Duration>,
+    mut whole: Vec<Duration>,
+    elapsed: Duration,
+) -> Commits {
     let n = commit.len() as u64;
     Commits {
         commits: n,

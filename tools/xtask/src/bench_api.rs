@@ -154,6 +154,20 @@ impl Bench {
     }
 }
 
+/// The audit trail's cost per entry (the apiserver's `audit_appends` example, release build).
+fn audit_appends(bin: &Path, dir: &Path, count: usize) -> Result<Commits> {
+    let out = Command::new(bin.join("examples/audit_appends"))
+        .arg(dir)
+        .arg(count.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run the audit_appends example")?;
+    if !out.status.success() {
+        bail!("audit_appends failed ({})", out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("audit_appends printed no result")
+}
+
 pub fn run(args: &BenchApiArgs) -> Result<()> {
     host::run(
         "cargo",
@@ -166,6 +180,9 @@ pub fn run(args: &BenchApiArgs) -> Result<()> {
             "storewolf",
             "-p",
             "apiload",
+            "--bins",
+            "--example",
+            "audit_appends",
         ],
     )?;
     let bin = host::target_dir().join("release");
@@ -295,6 +312,13 @@ pub fn run(args: &BenchApiArgs) -> Result<()> {
         "8 committers / 1 committer: {:.2}x   reference {:.2}x",
         eight.per_second / single.per_second,
         floor8.per_second / floor.per_second
+    );
+    let audit = audit_appends(&bin, &bench.dir, args.commits)?;
+    println!(
+        "audit trail, one entry appended: p50 {:.3} ms, p99 {:.3} ms   = {:.1}% of PATCH + commit_and_apply p50",
+        audit.commit_p50_ms,
+        audit.commit_p99_ms,
+        100.0 * audit.commit_p50_ms / single.whole_p50_ms
     );
 
     println!();

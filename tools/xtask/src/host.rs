@@ -196,6 +196,7 @@ pub const COMMANDS: &[(&str, &[Step])] = &[
     ("bench settings", &[Step::Boot]),
     ("bench update", &[Step::BenchUpdate]),
     ("bench updater", &[Step::Boot]),
+    ("bench ops", &[Step::Boot]),
 ];
 
 /// The steps of `command` (a name in [`COMMANDS`]).

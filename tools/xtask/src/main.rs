@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_ops;
 mod bench_settings;
 mod bench_update;
 mod bench_updater;
@@ -77,6 +78,8 @@ enum Bench {
     Update(bench_update::BenchUpdateArgs),
     /// Publish-to-running under policy `auto` against an update by hand; the daemon's idle cost.
     Updater(bench_updater::BenchUpdaterArgs),
+    /// Operating without a shell: `apiclient logs`, a try-mode revert, a support bundle.
+    Ops(bench_ops::BenchOpsArgs),
 }
 
 fn lock() -> anyhow::Result<()> {
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
             Bench::Settings(args) => bench_settings::run(&args),
             Bench::Update(args) => bench_update::run(&args),
             Bench::Updater(args) => bench_updater::run(&args),
+            Bench::Ops(args) => bench_ops::run(&args),
         },
     };
     match result {
