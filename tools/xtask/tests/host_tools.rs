@@ -105,6 +105,10 @@ fn code_paths() -> Vec<(&'static str, Vec<&'static str>)> {
             join(&[&["tools/xtask/src/bench_updater.rs"], BOOT_PATH]),
         ),
         ("bench api", vec!["tools/xtask/src/bench_api.rs"]),
+        (
+            "bench ops",
+            join(&[&["tools/xtask/src/bench_ops.rs"], BOOT_PATH]),
+        ),
     ]
 }
 
