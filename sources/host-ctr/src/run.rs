@@ -133,34 +133,18 @@ pub async fn run_until(
         }
     };
     let container = config.container(name)?;
-
-    remove(&containerd, name).await?;
-    let storage = paths.storage.join(name);
-    prepare_storage(name, &storage, container.user_data.as_deref())?;
-    let process = ImageProcess::from_config(&pulled.config);
-    let spec = spec::build(&SpecInput {
-        kind: spec::Kind::Host,
-        name,
-        superpowered: container.superpowered,
-        process: &process,
-        storage: &storage,
-        api_socket: &paths.api_socket,
-        bounding: paths
-            .runtime_capabilities
-            .unwrap_or_else(spec::bounding_set),
-    })?;
-    let rootfs = containerd.prepare_snapshot(name, &pulled.top_chain).await?;
-    containerd
-        .create_container(name, &pulled.name, &spec)
-        .await?;
-    let (stdout, stderr) = output_fifos(&paths.fifos.join(name))?;
-    let pid = match containerd.start_task(name, rootfs, &stdout, &stderr).await {
-        Ok(pid) => pid,
-        Err(e) => {
-            let _ = remove(&containerd, name).await;
-            return Err(e);
-        }
-    };
+    let pid = launch(
+        &containerd,
+        paths,
+        &pulled,
+        &Launch {
+            kind: spec::Kind::Host,
+            name,
+            superpowered: container.superpowered,
+            user_data: container.user_data.as_deref(),
+        },
+    )
+    .await?;
     tracing::info!(
         "host container {name} is running {} (pid {pid}, {})",
         pulled.name,
@@ -186,6 +170,60 @@ pub async fn run_until(
         _ => tracing::info!("host container {name} stopped and removed"),
     }
     Ok(outcome)
+}
+
+/// One container to start: what the spec and its persistent directory are made from.
+pub(crate) struct Launch<'a> {
+    pub kind: spec::Kind,
+    pub name: &'a str,
+    pub superpowered: bool,
+    /// Base64, as the settings hold it.
+    pub user_data: Option<&'a str>,
+}
+
+/// Starts a pulled image as container `launch.name`: replaces what an earlier run left in
+/// containerd, prepares its persistent directory (with its user data), builds its runtime
+/// spec, creates the container on a fresh snapshot and starts its task with the output in
+/// this process's journal. Returns the task's PID; a task that does not start is removed.
+pub(crate) async fn launch(
+    containerd: &Containerd,
+    paths: &Paths,
+    pulled: &pull::Pulled,
+    launch: &Launch<'_>,
+) -> Result<u32> {
+    let name = launch.name;
+    remove(containerd, name).await?;
+    let storage = paths.storage.join(name);
+    prepare_storage(name, &storage, launch.user_data)?;
+    let process = ImageProcess::from_config(&pulled.config);
+    let spec = spec::build(&SpecInput {
+        kind: launch.kind,
+        name,
+        superpowered: launch.superpowered,
+        process: &process,
+        storage: &storage,
+        api_socket: &paths.api_socket,
+        bounding: paths
+            .runtime_capabilities
+            .unwrap_or_else(spec::bounding_set),
+    })?;
+    let rootfs = containerd.prepare_snapshot(name, &pulled.top_chain).await?;
+    containerd
+        .create_container(name, &pulled.name, &spec)
+        .await?;
+    // Host and bootstrap containers may share a name: their FIFOs may not.
+    let fifos = match launch.kind {
+        spec::Kind::Host => paths.fifos.join(name),
+        spec::Kind::Bootstrap => paths.fifos.join(format!("bootstrap-{name}")),
+    };
+    let (stdout, stderr) = output_fifos(&fifos)?;
+    match containerd.start_task(name, rootfs, &stdout, &stderr).await {
+        Ok(pid) => Ok(pid),
+        Err(e) => {
+            let _ = remove(containerd, name).await;
+            Err(e)
+        }
+    }
 }
 
 /// SIGTERM to the task, SIGKILL after [`STOP_GRACE`].
