@@ -18,11 +18,11 @@
 //! * Not essential: a failure is one error line in the journal and the next container runs.
 
 use crate::config::{BootstrapConfig, BootstrapMode, HostCtrConfig};
-use crate::containerd::Containerd;
 use crate::error::{self, Result};
 use crate::pull;
 use crate::run::{launch, remove, Launch, Paths};
 use crate::spec::Kind;
+use ctr_client::Containerd;
 use std::time::{Duration, Instant};
 
 /// How long a bootstrap container's pull is retried before it counts as failed.
@@ -165,7 +165,7 @@ async fn run_one(
     );
     let status = containerd.wait_task(name).await;
     remove(&containerd, name).await?;
-    status
+    Ok(status?)
 }
 
 /// Sets the mode of a `once` container that succeeded to `off`. A failure is logged: the

@@ -4,11 +4,11 @@
 //! and on SIGTERM stops the task and removes the container.
 
 use crate::config::HostCtrConfig;
-use crate::containerd::Containerd;
 use crate::error::{self, Result};
 use crate::pull::{self, write_private};
 use crate::spec::{self, ImageProcess, SpecInput};
 use base64::Engine as _;
+use ctr_client::Containerd;
 use snafu::ResultExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -221,7 +221,7 @@ pub(crate) async fn launch(
         Ok(pid) => Ok(pid),
         Err(e) => {
             let _ = remove(containerd, name).await;
-            Err(e)
+            Err(e.into())
         }
     }
 }
@@ -232,7 +232,7 @@ pub(crate) async fn stop_task(containerd: &Containerd, name: &str) -> Result<()>
         .kill_task(name, libc_signal(nix::sys::signal::SIGTERM))
         .await?;
     match tokio::time::timeout(STOP_GRACE, containerd.wait_task(name)).await {
-        Ok(result) => result.map(|_| ()),
+        Ok(result) => Ok(result.map(|_| ())?),
         Err(_) => {
             tracing::warn!(
                 "host container {name} did not stop within {} s; killing it",
@@ -241,7 +241,8 @@ pub(crate) async fn stop_task(containerd: &Containerd, name: &str) -> Result<()>
             containerd
                 .kill_task(name, libc_signal(nix::sys::signal::SIGKILL))
                 .await?;
-            containerd.wait_task(name).await.map(|_| ())
+            containerd.wait_task(name).await?;
+            Ok(())
         }
     }
 }
@@ -267,7 +268,8 @@ pub async fn remove(containerd: &Containerd, name: &str) -> Result<()> {
         }
     }
     containerd.delete_container(name).await?;
-    containerd.remove_snapshot(name).await
+    containerd.remove_snapshot(name).await?;
+    Ok(())
 }
 
 /// Makes the container's persistent directory and writes its user data there (or removes a

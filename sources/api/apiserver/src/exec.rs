@@ -17,8 +17,8 @@ use api_types::exec::{
     PEER_TIMEOUT_SECS, PING_INTERVAL_SECS,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use ctr_client::{Containerd, ExecIo};
 use futures::{SinkExt, StreamExt};
-use host_ctr::containerd::{Containerd, ExecIo};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -207,7 +207,7 @@ impl Exec {
             })?;
         let spec = match containerd.container_spec(target).await {
             Ok(spec) => spec,
-            Err(e) if host_ctr::containerd::is_not_found(&e) => {
+            Err(e) if e.is_not_found() => {
                 return Err(format!(
                     "there is no host container '{target}' in the host containerd: set settings.host-containers.{target}.source and .enabled"
                 ))

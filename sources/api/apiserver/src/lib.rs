@@ -144,9 +144,9 @@
 //! and runs a command in the running task of a host container: `apiclient exec admin -- sh`.
 //! The server is a client of the host containerd (`--exec-socket-path`, default
 //! [`constants::HOST_CONTAINERD_SOCKET`]; `--exec-namespace`, default
-//! [`constants::HOST_CONTAINERD_NAMESPACE`]), through host-ctr's containerd wrapper
-//! (`host_ctr::containerd`): Tasks.Exec with the container's own process spec and the command
-//! as its arguments, stdio through FIFOs under `--exec-fifo-dir` (default
+//! [`constants::HOST_CONTAINERD_NAMESPACE`]), through the `ctr-client` crate (the containerd
+//! connection host-ctr uses too): Tasks.Exec with the container's own process spec and the
+//! command as its arguments, stdio through FIFOs under `--exec-fifo-dir` (default
 //! [`exec::DEFAULT_FIFO_DIR`], the unit's runtime directory), a pseudo-terminal when the client
 //! asks for one. Binary frames carry stdin and output, text frames JSON control messages; the
 //! Close frame's reason is `exit N` or `error: SENTENCE`. A plain GET (no upgrade) is a 400.
