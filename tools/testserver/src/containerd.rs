@@ -160,6 +160,12 @@ pub async fn start_container(
     dir: &Path,
     api_socket: &Path,
 ) {
+    // Under a lease until the container refers to its snapshot: containerd's garbage
+    // collector, which first runs right after its start, removes content nothing refers to.
+    let leased = containerd
+        .with_lease(&format!("test-{name}"))
+        .await
+        .unwrap();
     let tar = layer(TINY_IMAGE_FILES);
     let descriptor = containerd_client::types::Descriptor {
         media_type: "application/vnd.oci.image.layer.v1.tar".into(),
@@ -167,7 +173,7 @@ pub async fn start_container(
         size: i64::try_from(tar.len()).unwrap(),
         annotations: HashMap::new(),
     };
-    containerd
+    leased
         .write_content(
             &descriptor,
             futures::stream::once(async move { bytes::Bytes::from(tar) }),
@@ -175,8 +181,8 @@ pub async fn start_container(
         )
         .await
         .unwrap();
-    let mounts = containerd.prepare_snapshot(name, "").await.unwrap();
-    containerd
+    let mounts = leased.prepare_snapshot(name, "").await.unwrap();
+    leased
         .apply_layer(&descriptor, mounts.clone())
         .await
         .unwrap();
@@ -196,10 +202,11 @@ pub async fn start_container(
         bounding: host_ctr::spec::bounding_set(),
     })
     .unwrap();
-    containerd
+    leased
         .create_container(name, &format!("test/{name}"), &spec)
         .await
         .unwrap();
+    leased.release().await.unwrap();
     containerd
         .start_task(name, mounts, Path::new(""), Path::new(""))
         .await
