@@ -19,8 +19,7 @@
 //! let containerd = Containerd::connect("/run/host-containerd/containerd.sock".as_ref(), "ballast-host").await?;
 //! if containerd.task_running("admin").await? {
 //!     let spec = containerd.container_spec("admin").await?;
-//!     let mut process = spec["process"].clone();
-//!     process["args"] = serde_json::json!(["true"]);
+//!     let process = ctr_client::exec_process(&spec, &["true".to_string()]).unwrap();
 //!     let io = ExecIo { stdin: None, stdout: None, stderr: None, terminal: false };
 //!     containerd.exec("admin", "probe-1", &process, &io).await?;
 //!     let status = containerd.wait_exec("admin", "probe-1").await?;
@@ -496,6 +495,26 @@ impl Containerd {
             _ => Ok(()),
         }
     }
+}
+
+/// The process spec of a process added to a running container: the container's own process
+/// (user, working directory, environment, capabilities) running `command`, without a
+/// terminal. `None` when `container_spec` (an OCI runtime spec, see
+/// [`Containerd::container_spec`]) has no process.
+pub fn exec_process(
+    container_spec: &serde_json::Value,
+    command: &[String],
+) -> Option<serde_json::Value> {
+    let mut process = container_spec
+        .get("process")
+        .cloned()
+        .filter(serde_json::Value::is_object)?;
+    process["args"] = serde_json::json!(command);
+    process["terminal"] = serde_json::json!(false);
+    if let Some(object) = process.as_object_mut() {
+        object.remove("consoleSize");
+    }
+    Some(process)
 }
 
 /// Where the stdio of an exec'd process goes: FIFOs (`None`: not connected). With `terminal`

@@ -549,36 +549,24 @@ pub fn process_spec(
     command: &[String],
     tty: Option<TtySize>,
 ) -> Result<serde_json::Value, String> {
-    let mut process = container_spec
-        .get("process")
-        .cloned()
-        .filter(serde_json::Value::is_object)
+    let mut process = ctr_client::exec_process(container_spec, command)
         .ok_or("the container's runtime spec has no process")?;
-    process["args"] = serde_json::json!(command);
-    process["terminal"] = serde_json::json!(tty.is_some());
-    match tty {
-        Some(size) => {
-            process["consoleSize"] =
-                serde_json::json!({"height": size.height, "width": size.width});
-            let env = process
-                .get_mut("env")
-                .and_then(serde_json::Value::as_array_mut);
-            match env {
-                Some(env)
-                    if !env
-                        .iter()
-                        .any(|v| v.as_str().is_some_and(|s| s.starts_with("TERM="))) =>
-                {
-                    env.push(serde_json::json!("TERM=xterm"));
-                }
-                Some(_) => {}
-                None => process["env"] = serde_json::json!(["TERM=xterm"]),
+    if let Some(size) = tty {
+        process["terminal"] = serde_json::json!(true);
+        process["consoleSize"] = serde_json::json!({"height": size.height, "width": size.width});
+        let env = process
+            .get_mut("env")
+            .and_then(serde_json::Value::as_array_mut);
+        match env {
+            Some(env)
+                if !env
+                    .iter()
+                    .any(|v| v.as_str().is_some_and(|s| s.starts_with("TERM="))) =>
+            {
+                env.push(serde_json::json!("TERM=xterm"));
             }
-        }
-        None => {
-            if let Some(object) = process.as_object_mut() {
-                object.remove("consoleSize");
-            }
+            Some(_) => {}
+            None => process["env"] = serde_json::json!(["TERM=xterm"]),
         }
     }
     Ok(process)
