@@ -30,11 +30,12 @@ impl Default for HostContainerd {
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// A unique exec id: containerd keeps them per task, and a try-mode check and the boot gate
-/// may probe the same container at once.
-fn exec_id(probe: &str) -> String {
+/// may probe the same container at once. The probe's name is left out: containerd allows
+/// fewer characters, and fewer arrangements of `-`, than a settings name has.
+fn exec_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!(
-        "health-{probe}-{}-{}",
+        "health-probe-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
@@ -84,7 +85,7 @@ async fn run_async(
         )
     })?
     .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
-    let id = exec_id(probe);
+    let id = exec_id();
     let left = timeout.saturating_sub(start.elapsed());
     let outcome = tokio::time::timeout(left, exec_and_wait(&client, container, command, &id)).await;
     let result = match outcome {

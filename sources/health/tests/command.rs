@@ -83,6 +83,9 @@ fn commands_run_in_a_host_container_and_pass_on_exit_0() {
         "missing": {"command": ["true"], "container": "nope"},
         "no-program": {"command": ["/no/such/program"], "container": TARGET},
         "no-container": {"command": ["true"]},
+        // The longest name a probe may have, with the `-` arrangements containerd's ids refuse.
+        "a--b-": {"command": ["sh", "-c", "exit 0"], "container": TARGET},
+        &"x".repeat(76): {"command": ["sh", "-c", "exit 0"], "container": TARGET},
     }}));
     let started = Instant::now();
     let report = checker.evaluate(&checks);
@@ -98,8 +101,10 @@ fn commands_run_in_a_host_container_and_pass_on_exit_0() {
     for failure in &report.failures {
         println!("{failure}");
     }
-    assert_eq!(report.checks, 6);
+    assert_eq!(report.checks, 8);
     assert_eq!(reason("passes"), None, "{report:?}\n{log}");
+    assert_eq!(reason("a--b-"), None, "{report:?}");
+    assert_eq!(reason(&"x".repeat(76)), None, "{report:?}");
     let exits = reason("exits-3").unwrap();
     assert!(
         exits.contains("exited with status 3") && exits.contains(TARGET),
@@ -120,6 +125,52 @@ fn commands_run_in_a_host_container_and_pass_on_exit_0() {
         no_container.contains("settings.health.probes.no-container.container"),
         "{no_container}"
     );
+
+    // The boot gate, the real health-gate program: a command probe that fails keeps the boot
+    // from being marked successful and is recorded; once it passes, the gate lets the boot go.
+    let server = testserver::TestServer::start();
+    let flag = dir.path().join("storage/healthy");
+    let (status, text) = server.raw(
+        "PATCH",
+        "/settings?tx=gate",
+        Some(
+            &json!({"health": {"boot-wait": "2s", "probes": {"app": {
+                "command": ["sh", "-c", "[ -e /.ballast/host-containers/probed/healthy ]"],
+                "container": TARGET}}}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(status, 204, "{text}");
+    let (status, text) = server.raw("POST", "/tx/commit_and_apply?tx=gate", None);
+    assert_eq!(status, 200, "{text}");
+    let gate = testserver::build_workspace_bin("health", "health-gate");
+    let record = dir.path().join("boot-failure.json");
+    let run_gate = || {
+        std::process::Command::new(&gate)
+            .arg("--socket-path")
+            .arg(&server.socket)
+            .arg("--containerd-socket")
+            .arg(&containerd.socket)
+            .args(["--containerd-namespace", &namespace, "--interval", "1"])
+            .arg("--failure-file")
+            .arg(&record)
+            .output()
+            .unwrap()
+    };
+    let out = run_gate();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr.contains("probe app exited with status 1"),
+        "{stderr}"
+    );
+    let failure = health::read_boot_failure(&record).unwrap();
+    assert_eq!(failure.failures[0].check, "probe app");
+    println!("{}", stderr.trim());
+    std::fs::write(&flag, "").unwrap();
+    let out = run_gate();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!record.exists());
 
     // A stopped container fails its probes, saying so.
     runtime.block_on(async {
