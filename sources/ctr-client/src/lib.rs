@@ -4,10 +4,11 @@
 //!
 //! # Background
 //!
-//! Two programs drive the host containerd (socket `constants::HOST_CONTAINERD_SOCKET`): `host-ctr` creates and runs host and bootstrap
-//! containers, and the API server adds processes to their running tasks (`apiclient exec`),
-//! as the health gate does for its command probes. They share this crate, which knows only
-//! containerd: no registry, no image format, no settings. `host-ctr` adds its pull (content
+//! Three programs drive the host containerd (socket `constants::HOST_CONTAINERD_SOCKET`):
+//! `host-ctr` creates and runs host and bootstrap containers; the API server adds processes to
+//! their running tasks (`apiclient exec`), and so does the health check for its command probes
+//! (in the API server during a try, in `health-gate` at boot). They share this crate, which
+//! knows only containerd: no registry, no image format, no settings. `host-ctr` adds its pull (content
 //! store, image records, the diff service) over [`Containerd::channel`] and
 //! [`Containerd::request`].
 //!
@@ -16,7 +17,8 @@
 //! ```no_run
 //! # async fn f() -> ctr_client::Result<()> {
 //! use ctr_client::{Containerd, ExecIo};
-//! let containerd = Containerd::connect("/run/host-containerd/containerd.sock".as_ref(), "ballast-host").await?;
+//! let socket = std::path::Path::new("/run/host-containerd/containerd.sock");
+//! let containerd = Containerd::connect(socket, "ballast-host").await?;
 //! if containerd.task_running("admin").await? {
 //!     let spec = containerd.container_spec("admin").await?;
 //!     let process = ctr_client::exec_process(&spec, &["true".to_string()]).unwrap();

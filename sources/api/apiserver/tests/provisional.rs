@@ -534,3 +534,44 @@ fn a_failing_command_probe_reverts_a_try_and_the_revert_names_it() {
     );
     println!("{program}");
 }
+
+#[test]
+fn a_command_probe_is_set_with_apiclient_and_contradictions_are_refused() {
+    let server = TestServer::start();
+    // key=value pairs are checked one at a time: a command, then its container.
+    let out = server.apiclient(&[
+        "set",
+        r#"health.probes.app.command=["sh", "-c", "pgrep app"]"#,
+        "health.probes.app.container=control",
+        "health.probes.app.timeout=3s",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        settings(&server)["health"]["probes"]["app"],
+        json!({"command": ["sh", "-c", "pgrep app"], "container": "control", "timeout": "3s"})
+    );
+    // A URL and a command in one change: a 400 naming the probe.
+    let (status, text) = server.raw(
+        "PATCH",
+        "/settings?tx=both",
+        Some(
+            &json!({"health": {"probes": {"web": {
+                "url": "http://127.0.0.1:8080/", "command": ["true"]}}}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("settings.health.probes.web") && text.contains("not both"),
+        "{text}"
+    );
+    let out = server.apiclient(&[
+        "set",
+        "health.probes.web.url=http://127.0.0.1:8080/",
+        "health.probes.web.container=control",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("settings.health.probes.web"), "{stderr}");
+    println!("{}", stderr.trim());
+}
