@@ -3,8 +3,9 @@
 //! # Background
 //!
 //! An operator states what "healthy" means for a node as settings
-//! ([`models::HealthSettings`]): systemd units that must be active (`containerd.service`) and
-//! HTTP probes of URLs on the node itself (a workload's `/healthz`), each with a timeout. Two
+//! ([`models::HealthSettings`]): systemd units that must be active (`containerd.service`), and
+//! probes, each with a timeout: HTTP GETs of URLs on the node itself (a workload's
+//! `/healthz`), or commands run inside a host container (`pgrep kubelet` in `control`). Two
 //! parts of Ballast act on the answer:
 //!
 //! * the API server, while a try-mode change (`apiclient set --try`) is pending, evaluates the
@@ -23,20 +24,27 @@
 //! [`evaluate`] runs every check once and returns a [`Report`]: the failures, each naming its
 //! check ([`Failure::check`], e.g. `unit containerd.service`, `probe app`) and why. [`wait`]
 //! evaluates until everything passes or the time is up. Units are asked of the real
-//! `systemctl is-active` (the command is a parameter, so tests use `systemctl --user`), probes
-//! are real HTTP GETs (reqwest, no redirects followed, 2xx passes). Both are blocking: call
-//! them from a blocking thread.
+//! `systemctl is-active` (the command is a parameter, so tests use `systemctl --user`), URL
+//! probes are real HTTP GETs (reqwest, no redirects followed, 2xx passes), and command probes
+//! are processes added to the container's running task through the host containerd
+//! ([`HostContainerd`], a parameter too), as `apiclient exec` adds them: exit 0 passes; a
+//! command still running at the timeout is killed and fails; a container that is missing or
+//! not running fails, saying so. All are blocking: call them from a blocking thread.
 //!
 //! # Current limitations
 //!
 //! - Probes speak plain HTTP to loopback addresses only (the model refuses anything else), so
 //!   no TLS and no check depends on another machine.
-//! - No command probes in host containers yet: a unit of the host container
-//!   (`host-containerd-NAME.service`, as the host-container package names them) can stand in.
+//! - A command probe's output is not kept; its exit status is the whole answer.
+//! - The model checks a probe one change at a time, so a probe given a `url` and, by a later
+//!   change, a `command` is accepted, and fails each evaluation saying to remove one.
 //! - Units are checked one `systemctl` run each; fine for the handful a node names.
 
 #![forbid(unsafe_code)]
 
+mod command;
+
+pub use command::HostContainerd;
 use models::{HealthProbe, HealthSettings};
 use serde::{Deserialize, Serialize};
 use std::process::Command;
@@ -84,6 +92,8 @@ pub struct Checker {
     /// Extra environment for systemctl (a test's user manager is reached through
     /// `XDG_RUNTIME_DIR`); empty on a node.
     pub env: Vec<(String, std::path::PathBuf)>,
+    /// Where command probes run.
+    pub containerd: HostContainerd,
 }
 
 impl Default for Checker {
@@ -91,6 +101,7 @@ impl Default for Checker {
         Checker {
             systemctl: vec!["systemctl".to_string()],
             env: Vec::new(),
+            containerd: HostContainerd::default(),
         }
     }
 }
@@ -110,7 +121,7 @@ impl Checker {
         }
         for (name, probe) in settings.probes.iter().flatten() {
             report.checks += 1;
-            if let Err(reason) = probe_once(probe) {
+            if let Err(reason) = self.probe_once(name.as_str(), probe) {
                 report.failures.push(Failure {
                     check: format!("probe {name}"),
                     reason,
@@ -179,19 +190,49 @@ pub fn boot_wait(settings: &HealthSettings) -> Duration {
         ))
 }
 
-/// One GET of the probe's URL: Ok on a 2xx answer within the timeout.
-fn probe_once(probe: &HealthProbe) -> Result<(), String> {
-    let Some(url) = &probe.url else {
-        return Err("has no url; set settings.health.probes.NAME.url".to_string());
-    };
-    let timeout = probe_timeout(probe);
+impl Checker {
+    /// Runs probe `name` once: its URL or its command.
+    fn probe_once(&self, name: &str, probe: &HealthProbe) -> Result<(), String> {
+        let timeout = probe_timeout(probe);
+        match (&probe.url, &probe.command) {
+            (Some(url), None) => get_once(url.as_str(), timeout),
+            (None, Some(command)) => {
+                let Some(container) = &probe.container else {
+                    return Err(format!(
+                        "has a command but no container; set settings.health.probes.{name}.container \
+                         to a host container's name"
+                    ));
+                };
+                let command: Vec<String> = command.iter().map(|a| a.as_str().to_string()).collect();
+                command::run(
+                    &self.containerd,
+                    name,
+                    container.as_str(),
+                    &command,
+                    timeout,
+                )
+            }
+            (Some(_), Some(_)) => Err(format!(
+                "has both a url and a command; remove one of settings.health.probes.{name}.url \
+                 and .command"
+            )),
+            (None, None) => Err(format!(
+                "has neither a url nor a command; set settings.health.probes.{name}.url, or \
+                 .command and .container"
+            )),
+        }
+    }
+}
+
+/// One GET of `url`: Ok on a 2xx answer within `timeout`.
+fn get_once(url: &str, timeout: Duration) -> Result<(), String> {
     let client = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
         .map_err(|e| format!("cannot be run: {e}"))?;
-    match client.get(url.as_str()).send() {
+    match client.get(url).send() {
         Ok(answer) if answer.status().is_success() => Ok(()),
         Ok(answer) => Err(format!("answered {} at {url}", answer.status().as_u16())),
         Err(e) if e.is_timeout() => Err(format!(

@@ -18,6 +18,12 @@ struct Args {
     /// The systemctl to ask, with any leading arguments, split on spaces.
     #[arg(long, default_value = "systemctl")]
     systemctl: String,
+    /// The host containerd's socket, where command probes run.
+    #[arg(long, default_value = constants::HOST_CONTAINERD_SOCKET)]
+    containerd_socket: PathBuf,
+    /// The containerd namespace of the host containers.
+    #[arg(long, default_value = constants::HOST_CONTAINERD_NAMESPACE)]
+    containerd_namespace: String,
     /// Where to record the failed checks when the wait runs out.
     #[arg(long, default_value = constants::HEALTH_BOOT_FAILURE)]
     failure_file: PathBuf,
@@ -53,6 +59,10 @@ async fn main() -> ExitCode {
             .map(String::from)
             .collect(),
         env: Vec::new(),
+        containerd: health::HostContainerd {
+            socket: args.containerd_socket,
+            namespace: args.containerd_namespace,
+        },
     };
     let within = health::boot_wait(&settings);
     let interval = Duration::from_secs(args.interval.max(1));

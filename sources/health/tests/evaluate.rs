@@ -83,7 +83,10 @@ fn probes_pass_on_2xx_and_fail_naming_the_probe_and_why() {
         "{report:?}"
     );
     assert!(
-        by_name("nourl").unwrap().reason.contains("no url"),
+        by_name("nourl")
+            .unwrap()
+            .reason
+            .contains("neither a url nor a command"),
         "{report:?}"
     );
     let summary = report.summary();
@@ -117,6 +120,7 @@ fn units_must_be_active_as_systemctl_says() {
     let checker = Checker {
         systemctl: vec!["systemctl".into(), "--user".into()],
         env: manager.env(),
+        ..Checker::default()
     };
     let checks = settings(json!({"units": ["up.service", "down.service", "never.service"]}));
     let report = checker.evaluate(&checks);

@@ -18,11 +18,11 @@
 //! * Not essential: a failure is one error line in the journal and the next container runs.
 
 use crate::config::{BootstrapConfig, BootstrapMode, HostCtrConfig};
-use crate::containerd::Containerd;
 use crate::error::{self, Result};
 use crate::pull;
-use crate::run::{output_fifos, prepare_storage, remove, Paths};
-use crate::spec::{self, ImageProcess, Kind, SpecInput};
+use crate::run::{launch, remove, Launch, Paths};
+use crate::spec::Kind;
+use ctr_client::Containerd;
 use std::time::{Duration, Instant};
 
 /// How long a bootstrap container's pull is retried before it counts as failed.
@@ -147,38 +147,25 @@ async fn run_one(
         }
     };
 
+    let launched = launch(
+        &containerd,
+        paths,
+        &pulled,
+        &Launch {
+            kind: Kind::Bootstrap,
+            name,
+            superpowered: true,
+            user_data: container.user_data.as_deref(),
+        },
+    )
+    .await?;
+    tracing::info!(
+        "bootstrap container {name} started {} (pid {launched})",
+        pulled.name
+    );
+    let status = containerd.wait_task(name).await;
     remove(&containerd, name).await?;
-    let storage = paths.storage.join(name);
-    prepare_storage(name, &storage, container.user_data.as_deref())?;
-    let process = ImageProcess::from_config(&pulled.config);
-    let spec = spec::build(&SpecInput {
-        kind: Kind::Bootstrap,
-        name,
-        superpowered: true,
-        process: &process,
-        storage: &storage,
-        api_socket: &paths.api_socket,
-        bounding: paths
-            .runtime_capabilities
-            .unwrap_or_else(spec::bounding_set),
-    })?;
-    let rootfs = containerd.prepare_snapshot(name, &pulled.top_chain).await?;
-    containerd
-        .create_container(name, &pulled.name, &spec)
-        .await?;
-    let (stdout, stderr) = output_fifos(&paths.fifos.join(format!("bootstrap-{name}")))?;
-    let status = match containerd.start_task(name, rootfs, &stdout, &stderr).await {
-        Ok(pid) => {
-            tracing::info!(
-                "bootstrap container {name} started {} (pid {pid})",
-                pulled.name
-            );
-            containerd.wait_task(name).await
-        }
-        Err(e) => Err(e),
-    };
-    remove(&containerd, name).await?;
-    status
+    Ok(status?)
 }
 
 /// Sets the mode of a `once` container that succeeded to `off`. A failure is logged: the
@@ -208,6 +195,21 @@ async fn turn_off(name: &str, paths: &Paths) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    /// Paths under `dir`, with a configuration at `dir/host-ctr.toml`, where no containerd
+    /// and no API server listens.
+    fn test_paths(dir: &Path) -> Paths {
+        Paths {
+            config: dir.join("host-ctr.toml"),
+            storage: dir.join("storage"),
+            fifos: dir.join("fifos"),
+            socket: dir.join("no-containerd.sock"),
+            api_socket: dir.join("no-api.sock"),
+            namespace: String::new(),
+            runtime_capabilities: None,
+        }
+    }
 
     #[test]
     fn only_once_and_always_are_due_in_name_order() {
@@ -230,21 +232,12 @@ mod tests {
     #[tokio::test]
     async fn an_essential_container_without_a_source_fails_the_run_and_stops_it() {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("host-ctr.toml");
         std::fs::write(
-            &config,
+            dir.path().join("host-ctr.toml"),
             "[bootstrap.a]\nmode = \"once\"\nessential = true\n[bootstrap.b]\nmode = \"once\"\n",
         )
         .unwrap();
-        let paths = Paths {
-            config,
-            storage: dir.path().join("storage"),
-            fifos: dir.path().join("fifos"),
-            socket: dir.path().join("no-containerd.sock"),
-            api_socket: dir.path().join("no-api.sock"),
-            namespace: String::new(),
-            runtime_capabilities: None,
-        };
+        let paths = test_paths(dir.path());
         let err = run_all(&paths).await.unwrap_err().to_string();
         assert!(
             err.contains("Essential bootstrap container 'a' failed"),
@@ -260,22 +253,13 @@ mod tests {
     #[tokio::test]
     async fn a_failed_container_that_is_not_essential_lets_the_next_one_run() {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("host-ctr.toml");
         std::fs::write(
-            &config,
+            dir.path().join("host-ctr.toml"),
             "[bootstrap.a]\nmode = \"always\"\n[bootstrap.b]\nmode = \"always\"\n\
              [bootstrap.c]\nmode = \"off\"\n",
         )
         .unwrap();
-        let paths = Paths {
-            config,
-            storage: dir.path().join("storage"),
-            fifos: dir.path().join("fifos"),
-            socket: dir.path().join("no-containerd.sock"),
-            api_socket: dir.path().join("no-api.sock"),
-            namespace: String::new(),
-            runtime_capabilities: None,
-        };
+        let paths = test_paths(dir.path());
         let report = run_all(&paths).await.unwrap();
         assert_eq!(report.len(), 3, "{report:?}");
         assert!(matches!(&report[0], (n, Ran::Failed(m)) if n == "a" && m.contains("no source")));

@@ -30,12 +30,6 @@ pub enum Error {
     ))]
     NoSource { name: String },
 
-    #[snafu(display("The runtime spec of container {id} in containerd is not JSON: {source}"))]
-    ContainerSpec {
-        id: String,
-        source: serde_json::Error,
-    },
-
     #[snafu(display("'{reference}' is not a valid image reference: {message}"))]
     BadReference { reference: String, message: String },
 
@@ -67,20 +61,8 @@ pub enum Error {
     #[snafu(display("The image {reference} is not usable: {message}"))]
     BadImage { reference: String, message: String },
 
-    #[snafu(display(
-        "Cannot connect to the host containerd at {}: {source}; is host-containerd.service running?",
-        path.display()
-    ))]
-    Connect {
-        path: PathBuf,
-        source: containerd_client::tonic::transport::Error,
-    },
-
-    #[snafu(display("The host containerd refused {action}: {}", source.message()))]
-    Containerd {
-        action: String,
-        source: containerd_client::tonic::Status,
-    },
+    #[snafu(context(false), display("{source}"))]
+    Ctr { source: ctr_client::Error },
 
     #[snafu(display("Cannot {action} {}: {source}", path.display()))]
     Io {

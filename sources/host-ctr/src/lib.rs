@@ -16,9 +16,10 @@
 //! container is then created with an OCI runtime spec ([`spec`]) and its task started; its
 //! output goes to the unit's journal; SIGTERM stops and removes it.
 //!
-//! The containerd wrapper ([`containerd`]) is also the API server's way into a running host
-//! container: `GET /exec` (`apiclient exec admin -- sh`) adds a process to the container's task
-//! with [`containerd::Containerd::exec`] and waits for, resizes and removes it there.
+//! The containerd connection is the `ctr-client` crate, shared with the API server (`GET
+//! /exec`) and the health gate's command probes, which add processes to a running container's
+//! task; the calls only a pull makes (content store, image records, diff service) are
+//! [`store::ImageStore`], here.
 //!
 //! Inside every host container: the host network, the API socket at
 //! [`constants::API_SOCKET`], its persistent directory (on the data partition, under
@@ -54,11 +55,11 @@
 
 pub mod bootstrap;
 pub mod config;
-pub mod containerd;
 pub mod error;
 pub mod pull;
 pub mod run;
 pub mod spec;
+pub mod store;
 pub mod sync;
 
 pub use config::HostCtrConfig;

@@ -71,50 +71,28 @@ async fn main() -> ExitCode {
             namespace,
             storage,
             fifos,
-        } => {
-            // Single-threaded still: the environment may be changed.
-            if let Err(e) = host_ctr::pull::install_trust_store(&fifos.join("roots.pem")) {
-                tracing::error!("{e}");
-                return ExitCode::FAILURE;
-            }
-            let paths = host_ctr::Paths {
-                config: args.config,
-                socket,
-                storage,
-                fifos,
-                namespace,
-                api_socket: constants::API_SOCKET.into(),
-                runtime_capabilities: None,
-            };
-            host_ctr::run(&name, &paths)
+        } => match node_paths(args.config, socket, storage, fifos, namespace) {
+            Ok(paths) => host_ctr::run(&name, &paths)
                 .await
                 .map(|outcome| match outcome {
                     // A host container is meant to keep running: the unit restarts it.
                     host_ctr::Outcome::Exited(_) => ExitCode::FAILURE,
                     _ => ExitCode::SUCCESS,
-                })
-        }
+                }),
+            Err(e) => Err(e),
+        },
         Command::Bootstrap {
             socket,
             storage,
             fifos,
         } => {
-            if let Err(e) = host_ctr::pull::install_trust_store(&fifos.join("roots.pem")) {
-                tracing::error!("{e}");
-                return ExitCode::FAILURE;
+            let namespace = constants::BOOTSTRAP_CONTAINERD_NAMESPACE.to_string();
+            match node_paths(args.config, socket, storage, fifos, namespace) {
+                Ok(paths) => host_ctr::bootstrap::run_all(&paths)
+                    .await
+                    .map(|_| ExitCode::SUCCESS),
+                Err(e) => Err(e),
             }
-            let paths = host_ctr::Paths {
-                config: args.config,
-                socket,
-                storage,
-                fifos,
-                namespace: constants::BOOTSTRAP_CONTAINERD_NAMESPACE.to_string(),
-                api_socket: constants::API_SOCKET.into(),
-                runtime_capabilities: None,
-            };
-            host_ctr::bootstrap::run_all(&paths)
-                .await
-                .map(|_| ExitCode::SUCCESS)
         }
         Command::Sync { applied } => host_ctr::HostCtrConfig::load(&args.config)
             .and_then(|config| host_ctr::sync::sync(&config, &applied))
@@ -127,4 +105,25 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The node's paths for `run` and `bootstrap`, once the registry trust store is installed
+/// (in the FIFO directory). It sets the environment, so this runs before any other thread.
+fn node_paths(
+    config: PathBuf,
+    socket: PathBuf,
+    storage: PathBuf,
+    fifos: PathBuf,
+    namespace: String,
+) -> host_ctr::Result<host_ctr::Paths> {
+    host_ctr::pull::install_trust_store(&fifos.join("roots.pem"))?;
+    Ok(host_ctr::Paths {
+        config,
+        socket,
+        storage,
+        fifos,
+        namespace,
+        api_socket: constants::API_SOCKET.into(),
+        runtime_capabilities: None,
+    })
 }

@@ -5,10 +5,11 @@
 //! by its chain ID, so a second pull of the same image unpacks nothing.
 
 use crate::config::{Credential, HostCtrConfig};
-use crate::containerd::{is_not_found, Containerd, SNAPSHOTTER};
 use crate::error::{self, Result};
+use crate::store::ImageStore;
 use base64::Engine as _;
 use containerd_client::types::Descriptor;
+use ctr_client::{Containerd, SNAPSHOTTER};
 use futures::StreamExt;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::manifest::{
@@ -299,7 +300,7 @@ pub async fn pull(
                 result = Some(pulled);
                 break;
             }
-            Err(e @ error::Error::Containerd { .. }) => {
+            Err(e @ error::Error::Ctr { .. }) => {
                 let _ = leased.release().await;
                 return Err(e);
             }
@@ -529,7 +530,7 @@ async fn unpack(
                 Ok(applied) => applied,
                 Err(e) => {
                     let _ = containerd.remove_snapshot(&key).await;
-                    return Err(e);
+                    return Err(e.into());
                 }
             };
             if &applied != diff_id {
@@ -542,8 +543,8 @@ async fn unpack(
             if let Err(e) = containerd.commit_snapshot(&key, chain).await {
                 let _ = containerd.remove_snapshot(&key).await;
                 // Another pull may have committed the same chain meanwhile.
-                if !containerd.has_snapshot(chain).await? || is_not_found(&e) {
-                    return Err(e);
+                if !containerd.has_snapshot(chain).await? || e.is_not_found() {
+                    return Err(e.into());
                 }
             }
         }

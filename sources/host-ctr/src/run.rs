@@ -4,11 +4,11 @@
 //! and on SIGTERM stops the task and removes the container.
 
 use crate::config::HostCtrConfig;
-use crate::containerd::Containerd;
 use crate::error::{self, Result};
 use crate::pull::{self, write_private};
 use crate::spec::{self, ImageProcess, SpecInput};
 use base64::Engine as _;
+use ctr_client::Containerd;
 use snafu::ResultExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -133,34 +133,18 @@ pub async fn run_until(
         }
     };
     let container = config.container(name)?;
-
-    remove(&containerd, name).await?;
-    let storage = paths.storage.join(name);
-    prepare_storage(name, &storage, container.user_data.as_deref())?;
-    let process = ImageProcess::from_config(&pulled.config);
-    let spec = spec::build(&SpecInput {
-        kind: spec::Kind::Host,
-        name,
-        superpowered: container.superpowered,
-        process: &process,
-        storage: &storage,
-        api_socket: &paths.api_socket,
-        bounding: paths
-            .runtime_capabilities
-            .unwrap_or_else(spec::bounding_set),
-    })?;
-    let rootfs = containerd.prepare_snapshot(name, &pulled.top_chain).await?;
-    containerd
-        .create_container(name, &pulled.name, &spec)
-        .await?;
-    let (stdout, stderr) = output_fifos(&paths.fifos.join(name))?;
-    let pid = match containerd.start_task(name, rootfs, &stdout, &stderr).await {
-        Ok(pid) => pid,
-        Err(e) => {
-            let _ = remove(&containerd, name).await;
-            return Err(e);
-        }
-    };
+    let pid = launch(
+        &containerd,
+        paths,
+        &pulled,
+        &Launch {
+            kind: spec::Kind::Host,
+            name,
+            superpowered: container.superpowered,
+            user_data: container.user_data.as_deref(),
+        },
+    )
+    .await?;
     tracing::info!(
         "host container {name} is running {} (pid {pid}, {})",
         pulled.name,
@@ -188,13 +172,67 @@ pub async fn run_until(
     Ok(outcome)
 }
 
+/// One container to start: what the spec and its persistent directory are made from.
+pub(crate) struct Launch<'a> {
+    pub kind: spec::Kind,
+    pub name: &'a str,
+    pub superpowered: bool,
+    /// Base64, as the settings hold it.
+    pub user_data: Option<&'a str>,
+}
+
+/// Starts a pulled image as container `launch.name`: replaces what an earlier run left in
+/// containerd, prepares its persistent directory (with its user data), builds its runtime
+/// spec, creates the container on a fresh snapshot and starts its task with the output in
+/// this process's journal. Returns the task's PID; a task that does not start is removed.
+pub(crate) async fn launch(
+    containerd: &Containerd,
+    paths: &Paths,
+    pulled: &pull::Pulled,
+    launch: &Launch<'_>,
+) -> Result<u32> {
+    let name = launch.name;
+    remove(containerd, name).await?;
+    let storage = paths.storage.join(name);
+    prepare_storage(name, &storage, launch.user_data)?;
+    let process = ImageProcess::from_config(&pulled.config);
+    let spec = spec::build(&SpecInput {
+        kind: launch.kind,
+        name,
+        superpowered: launch.superpowered,
+        process: &process,
+        storage: &storage,
+        api_socket: &paths.api_socket,
+        bounding: paths
+            .runtime_capabilities
+            .unwrap_or_else(spec::bounding_set),
+    })?;
+    let rootfs = containerd.prepare_snapshot(name, &pulled.top_chain).await?;
+    containerd
+        .create_container(name, &pulled.name, &spec)
+        .await?;
+    // Host and bootstrap containers may share a name: their FIFOs may not.
+    let fifos = match launch.kind {
+        spec::Kind::Host => paths.fifos.join(name),
+        spec::Kind::Bootstrap => paths.fifos.join(format!("bootstrap-{name}")),
+    };
+    let (stdout, stderr) = output_fifos(&fifos)?;
+    match containerd.start_task(name, rootfs, &stdout, &stderr).await {
+        Ok(pid) => Ok(pid),
+        Err(e) => {
+            let _ = remove(containerd, name).await;
+            Err(e.into())
+        }
+    }
+}
+
 /// SIGTERM to the task, SIGKILL after [`STOP_GRACE`].
 pub(crate) async fn stop_task(containerd: &Containerd, name: &str) -> Result<()> {
     containerd
         .kill_task(name, libc_signal(nix::sys::signal::SIGTERM))
         .await?;
     match tokio::time::timeout(STOP_GRACE, containerd.wait_task(name)).await {
-        Ok(result) => result.map(|_| ()),
+        Ok(result) => Ok(result.map(|_| ())?),
         Err(_) => {
             tracing::warn!(
                 "host container {name} did not stop within {} s; killing it",
@@ -203,7 +241,8 @@ pub(crate) async fn stop_task(containerd: &Containerd, name: &str) -> Result<()>
             containerd
                 .kill_task(name, libc_signal(nix::sys::signal::SIGKILL))
                 .await?;
-            containerd.wait_task(name).await.map(|_| ())
+            containerd.wait_task(name).await?;
+            Ok(())
         }
     }
 }
@@ -229,7 +268,8 @@ pub async fn remove(containerd: &Containerd, name: &str) -> Result<()> {
         }
     }
     containerd.delete_container(name).await?;
-    containerd.remove_snapshot(name).await
+    containerd.remove_snapshot(name).await?;
+    Ok(())
 }
 
 /// Makes the container's persistent directory and writes its user data there (or removes a

@@ -8,12 +8,12 @@
 //! and when containerd, runc or docker-registry is missing (under CI that panics instead).
 
 use base64::Engine as _;
-use host_ctr::containerd::Containerd;
+use ctr_client::Containerd;
 use host_ctr::{Outcome, Paths};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+use testserver::containerd::{self, TestContainerd};
 
 /// The container's script: proves the mounts (user data, storage, API socket), then idles.
 const SCRIPT: &str = "echo started; \
@@ -22,62 +22,13 @@ const SCRIPT: &str = "echo started; \
     [ -d /.ballast/rootfs/proc ] && echo yes > /.ballast/host-containers/t/rootfs; \
     exec sleep 1000";
 
-/// The host files that make a tiny image: dash as /bin/sh, sleep and cat, and the C library
-/// they link.
-const FILES: &[(&str, &str)] = &[
-    ("/usr/bin/dash", "bin/sh"),
-    ("/usr/bin/sleep", "bin/sleep"),
-    ("/usr/bin/cat", "bin/cat"),
-    (
-        "/lib/x86_64-linux-gnu/libc.so.6",
-        "lib/x86_64-linux-gnu/libc.so.6",
-    ),
-    ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
-];
-
 fn ready() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: containerd needs root");
-        return false;
-    }
-    ["containerd", "runc", "docker-registry"]
-        .iter()
-        .all(|tool| hosttools::require_tool(tool))
-        && FILES.iter().all(|(from, _)| {
-            let there = Path::new(from).exists();
-            if !there {
-                eprintln!("skipped: {from} is missing");
-            }
-            there
-        })
+    containerd::ready(&["docker-registry"])
 }
 
 /// The image's single layer, gzipped, and its diff ID.
 fn layer() -> (Vec<u8>, String) {
-    let mut tar = tar::Builder::new(Vec::new());
-    for dir in [
-        "bin",
-        "lib",
-        "lib/x86_64-linux-gnu",
-        "lib64",
-        "etc",
-        "tmp",
-        "run",
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(0o755);
-        header.set_size(0);
-        tar.append_data(&mut header, dir, std::io::empty()).unwrap();
-    }
-    for (from, to) in FILES {
-        let data = std::fs::read(from).unwrap();
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o755);
-        header.set_size(data.len() as u64);
-        tar.append_data(&mut header, to, &data[..]).unwrap();
-    }
-    let tar = tar.into_inner().unwrap();
+    let tar = containerd::layer(containerd::TINY_IMAGE_FILES);
     let diff_id = host_ctr::pull::sha256_digest(&tar);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&tar).unwrap();
@@ -107,61 +58,6 @@ async fn push_image(host: &str) {
         )
         .await
         .unwrap();
-}
-
-/// A containerd of the test's own, stopped when dropped.
-struct TestContainerd {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl TestContainerd {
-    fn start(dir: &Path) -> TestContainerd {
-        std::fs::create_dir_all(dir).unwrap();
-        let socket = dir.join("containerd.sock");
-        let config = dir.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
-                 disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.internal.v1.opt\"]\n\
-                 [grpc]\naddress = \"{socket}\"\n[ttrpc]\naddress = \"{socket}.ttrpc\"\n",
-                root = dir.join("root").display(),
-                state = dir.join("state").display(),
-                socket = socket.display(),
-            ),
-        )
-        .unwrap();
-        let log = dir.join("containerd.log");
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start containerd");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not listen: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        TestContainerd { child, socket, log }
-    }
-}
-
-impl Drop for TestContainerd {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("a pid fits in i32")),
-            nix::sys::signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
 }
 
 fn write_config(path: &Path, registry: &str, source: &str, superpowered: bool) {

@@ -417,7 +417,8 @@ pub struct HealthSettings {
     /// systemd units that must be active, with their type (`containerd.service`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub units: Option<Vec<SystemdUnitName>>,
-    /// HTTP probes by name: each passes when its URL answers 2xx in time.
+    /// Probes by name: a URL on the node that answers 2xx, or a command in a host container
+    /// that exits 0, in time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probes: Option<BTreeMap<Identifier, HealthProbe>>,
     /// How long a boot waits for every check to pass before it gives up (and is not marked
@@ -426,15 +427,79 @@ pub struct HealthSettings {
     pub boot_wait: Option<SettingDuration>,
 }
 
-/// `settings.health.probes.NAME`: an HTTP GET of a URL on the node.
+/// `settings.health.probes.NAME`: either an HTTP GET of a URL on the node (`url`) or a
+/// command run in a host container's running task (`command` and `container`), each within
+/// `timeout`. A document that sets both kinds, or a `container` beside a `url`, is refused
+/// with the probe's key. A probe is checked one document at a time (a key=value set stages
+/// `command` and `container` one pair after the other), so a probe left incomplete, or given
+/// both kinds by two separate changes, fails when evaluated, naming what to fix.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    try_from = "HealthProbeFields"
+)]
 pub struct HealthProbe {
-    /// `http://` on a loopback address (127.0.0.0/8, `[::1]`, `localhost`); a probe without
-    /// one fails, naming what is missing.
+    /// `http://` on a loopback address (127.0.0.0/8, `[::1]`, `localhost`); passes on a 2xx
+    /// answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<LocalHttpUrl>,
-    /// How long the answer may take; 5s when unset.
+    /// A program and its arguments (no shell: use `["sh", "-c", "..."]` for one), run in the
+    /// host container `container` with that container's environment; passes when it exits 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<SingleLineString>>,
+    /// The host container (`settings.host-containers.NAME`) whose running task `command` runs
+    /// in; only with `command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Identifier>,
+    /// How long the answer, or the command, may take; 5s when unset. A command still running
+    /// then is killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<SettingDuration>,
+}
+
+/// [`HealthProbe`] as written, before the checks that involve more than one field.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct HealthProbeFields {
+    #[serde(default)]
+    url: Option<LocalHttpUrl>,
+    #[serde(default)]
+    command: Option<Vec<SingleLineString>>,
+    #[serde(default)]
+    container: Option<Identifier>,
+    #[serde(default)]
+    timeout: Option<SettingDuration>,
+}
+
+impl TryFrom<HealthProbeFields> for HealthProbe {
+    type Error = String;
+
+    fn try_from(fields: HealthProbeFields) -> Result<Self, Self::Error> {
+        if fields.url.is_some() && fields.command.is_some() {
+            return Err("a probe is either a `url` or a `command`, not both".to_string());
+        }
+        if fields.url.is_some() && fields.container.is_some() {
+            return Err(
+                "`container` goes with `command`; a `url` probe runs on the node".to_string(),
+            );
+        }
+        if let Some(command) = &fields.command {
+            if command
+                .first()
+                .is_none_or(|program| program.as_str().is_empty())
+            {
+                return Err(
+                    "`command` must start with a program, e.g. [\"sh\", \"-c\", \"pgrep app\"]"
+                        .to_string(),
+                );
+            }
+        }
+        Ok(HealthProbe {
+            url: fields.url,
+            command: fields.command,
+            container: fields.container,
+            timeout: fields.timeout,
+        })
+    }
 }

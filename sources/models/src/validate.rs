@@ -580,6 +580,17 @@ mod tests {
         .unwrap();
         let health = settings.health.unwrap();
         assert_eq!(health.units.unwrap()[0].as_str(), "containerd.service");
+        // A command probe, and its halves alone (key=value sets stage one pair at a time).
+        for probe in [
+            json!({"command": ["sh", "-c", "pgrep app"], "container": "control", "timeout": "2s"}),
+            json!({"command": ["true"]}),
+            json!({"container": "control"}),
+        ] {
+            let settings =
+                parse_settings(&json!({"health": {"probes": {"app": probe.clone()}}})).unwrap();
+            let back = serde_json::to_value(&settings).unwrap();
+            assert_eq!(back["health"]["probes"]["app"], probe);
+        }
         assert_eq!(health.boot_wait.unwrap().seconds(), 90);
         let cases = [
             (
@@ -618,6 +629,36 @@ mod tests {
                 "",
             ),
             (json!({"boot-wait": 5}), "settings.health.boot-wait", ""),
+            (
+                json!({"probes": {"app": {"url": "http://127.0.0.1/", "command": ["true"]}}}),
+                "settings.health.probes.app",
+                "not both",
+            ),
+            (
+                json!({"probes": {"app": {"url": "http://127.0.0.1/", "container": "control"}}}),
+                "settings.health.probes.app",
+                "`container` goes with `command`",
+            ),
+            (
+                json!({"probes": {"app": {"command": [], "container": "control"}}}),
+                "settings.health.probes.app",
+                "must start with a program",
+            ),
+            (
+                json!({"probes": {"app": {"command": [""]}}}),
+                "settings.health.probes.app",
+                "must start with a program",
+            ),
+            (
+                json!({"probes": {"app": {"command": "pgrep app"}}}),
+                "settings.health.probes.app.command",
+                "",
+            ),
+            (
+                json!({"probes": {"app": {"command": ["true"], "container": "-x"}}}),
+                "settings.health.probes.app.container",
+                "must not start",
+            ),
             (
                 json!({"commands": []}),
                 "settings.health.commands",

@@ -18,6 +18,7 @@
 //! host's disk. The same disk serves the tests of signpost and updog.
 #![forbid(unsafe_code)]
 
+pub mod containerd;
 pub mod disk;
 pub mod journal;
 pub mod systemd;

@@ -17,8 +17,8 @@ use api_types::exec::{
     PEER_TIMEOUT_SECS, PING_INTERVAL_SECS,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use ctr_client::{Containerd, ExecIo};
 use futures::{SinkExt, StreamExt};
-use host_ctr::containerd::{Containerd, ExecIo};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -207,7 +207,7 @@ impl Exec {
             })?;
         let spec = match containerd.container_spec(target).await {
             Ok(spec) => spec,
-            Err(e) if host_ctr::containerd::is_not_found(&e) => {
+            Err(e) if e.is_not_found() => {
                 return Err(format!(
                     "there is no host container '{target}' in the host containerd: set settings.host-containers.{target}.source and .enabled"
                 ))
@@ -549,36 +549,24 @@ pub fn process_spec(
     command: &[String],
     tty: Option<TtySize>,
 ) -> Result<serde_json::Value, String> {
-    let mut process = container_spec
-        .get("process")
-        .cloned()
-        .filter(serde_json::Value::is_object)
+    let mut process = ctr_client::exec_process(container_spec, command)
         .ok_or("the container's runtime spec has no process")?;
-    process["args"] = serde_json::json!(command);
-    process["terminal"] = serde_json::json!(tty.is_some());
-    match tty {
-        Some(size) => {
-            process["consoleSize"] =
-                serde_json::json!({"height": size.height, "width": size.width});
-            let env = process
-                .get_mut("env")
-                .and_then(serde_json::Value::as_array_mut);
-            match env {
-                Some(env)
-                    if !env
-                        .iter()
-                        .any(|v| v.as_str().is_some_and(|s| s.starts_with("TERM="))) =>
-                {
-                    env.push(serde_json::json!("TERM=xterm"));
-                }
-                Some(_) => {}
-                None => process["env"] = serde_json::json!(["TERM=xterm"]),
+    if let Some(size) = tty {
+        process["terminal"] = serde_json::json!(true);
+        process["consoleSize"] = serde_json::json!({"height": size.height, "width": size.width});
+        let env = process
+            .get_mut("env")
+            .and_then(serde_json::Value::as_array_mut);
+        match env {
+            Some(env)
+                if !env
+                    .iter()
+                    .any(|v| v.as_str().is_some_and(|s| s.starts_with("TERM="))) =>
+            {
+                env.push(serde_json::json!("TERM=xterm"));
             }
-        }
-        None => {
-            if let Some(object) = process.as_object_mut() {
-                object.remove("consoleSize");
-            }
+            Some(_) => {}
+            None => process["env"] = serde_json::json!(["TERM=xterm"]),
         }
     }
     Ok(process)

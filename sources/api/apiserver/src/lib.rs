@@ -136,7 +136,12 @@
 //! server restarts, and a server that starts in another boot (`--boot-id-file`, default
 //! [`constants::BOOT_ID_FILE`]) reverts it before binding its
 //! socket. One try at a time (a second is a 409 naming the first); a key committed again
-//! during its try is not reverted. See [`provisional`].
+//! during its try is not reverted. While a try is pending, the server also evaluates
+//! `settings.health` every `--health-interval` seconds with the `health` crate (units through
+//! `--systemctl`, URL probes on loopback, command probes in host containers through the exec
+//! socket and namespace) and reverts the try at once when they fail
+//! [`provisional::HEALTH_STRIKES`] times running, naming the failed checks as the revert's
+//! caller in the audit trail and the history. See [`provisional`].
 //!
 //! ## Exec
 //!
@@ -144,9 +149,9 @@
 //! and runs a command in the running task of a host container: `apiclient exec admin -- sh`.
 //! The server is a client of the host containerd (`--exec-socket-path`, default
 //! [`constants::HOST_CONTAINERD_SOCKET`]; `--exec-namespace`, default
-//! [`constants::HOST_CONTAINERD_NAMESPACE`]), through host-ctr's containerd wrapper
-//! (`host_ctr::containerd`): Tasks.Exec with the container's own process spec and the command
-//! as its arguments, stdio through FIFOs under `--exec-fifo-dir` (default
+//! [`constants::HOST_CONTAINERD_NAMESPACE`]), through the `ctr-client` crate (the containerd
+//! connection host-ctr uses too): Tasks.Exec with the container's own process spec and the
+//! command as its arguments, stdio through FIFOs under `--exec-fifo-dir` (default
 //! [`exec::DEFAULT_FIFO_DIR`], the unit's runtime directory), a pseudo-terminal when the client
 //! asks for one. Binary frames carry stdin and output, text frames JSON control messages; the
 //! Close frame's reason is `exit N` or `error: SENTENCE`. A plain GET (no upgrade) is a 400.
@@ -182,8 +187,7 @@
 //!
 //! # Current limitations
 //!
-//! - Try mode: health checks (`settings.health`) do not gate a try yet; only the deadline and
-//!   a reboot revert it. An undo of a try's confirm (or of its revert) brings the record back
+//! - Try mode: an undo of a try's confirm (or of its revert) brings the record back
 //!   with its past deadline, so the timer reverts at once. A try is refused while the boot's
 //!   launch transaction is pending. Whether a later commit took a key over is judged by value:
 //!   a key set again to the very value the try gave it is still reverted. The revert after a

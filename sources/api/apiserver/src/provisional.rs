@@ -595,9 +595,14 @@ async fn health_failures(state: &AppState) -> Option<String> {
                 return None;
             }
         };
+    // Command probes reach the host containers where `GET /exec` does.
     let checker = health::Checker {
         systemctl: state.node.systemctl.argv().to_vec(),
         env: Vec::new(),
+        containerd: health::HostContainerd {
+            socket: state.exec.socket.clone(),
+            namespace: state.exec.namespace.clone(),
+        },
     };
     let report = tokio::task::spawn_blocking(move || checker.evaluate(&settings))
         .await

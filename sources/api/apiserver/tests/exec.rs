@@ -7,13 +7,11 @@
 //! Needs root (containerd mounts overlayfs and runs runc); skipped with a message otherwise,
 //! and when containerd or runc is missing (under CI that panics instead).
 
-use containerd_client::types::Descriptor;
-use host_ctr::containerd::Containerd;
-use std::collections::HashMap;
+use ctr_client::Containerd;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use testserver::containerd::{self, TestContainerd};
 use testserver::TestServer;
 
 /// The containerd namespace of the test, its own per run: runc keeps container state in
@@ -40,167 +38,8 @@ impl Drop for RemoveContainer<'_> {
 /// The host container's name.
 const TARGET: &str = "t";
 
-/// Host files that make a tiny image: dash as /bin/sh, sleep and cat, and the C library.
-const FILES: &[(&str, &str)] = &[
-    ("/usr/bin/dash", "bin/sh"),
-    ("/usr/bin/sleep", "bin/sleep"),
-    ("/usr/bin/cat", "bin/cat"),
-    ("/usr/bin/stty", "bin/stty"),
-    (
-        "/lib/x86_64-linux-gnu/libc.so.6",
-        "lib/x86_64-linux-gnu/libc.so.6",
-    ),
-    ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
-];
-
 fn ready() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: containerd needs root");
-        return false;
-    }
-    ["containerd", "runc", "script"]
-        .iter()
-        .all(|tool| hosttools::require_tool(tool))
-        && FILES.iter().all(|(from, _)| {
-            let there = Path::new(from).exists();
-            if !there {
-                eprintln!("skipped: {from} is missing");
-            }
-            there
-        })
-}
-
-/// The container's single layer, an uncompressed tar.
-fn layer() -> Vec<u8> {
-    let mut tar = tar::Builder::new(Vec::new());
-    for dir in [
-        "bin",
-        "lib",
-        "lib/x86_64-linux-gnu",
-        "lib64",
-        "etc",
-        "tmp",
-        "run",
-        "dev",
-        "proc",
-        "sys",
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_mode(0o755);
-        header.set_size(0);
-        tar.append_data(&mut header, dir, std::io::empty()).unwrap();
-    }
-    for (from, to) in FILES {
-        let data = std::fs::read(from).unwrap();
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o755);
-        header.set_size(data.len() as u64);
-        tar.append_data(&mut header, to, &data[..]).unwrap();
-    }
-    tar.into_inner().unwrap()
-}
-
-/// A containerd of the test's own, stopped when dropped.
-struct TestContainerd {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl TestContainerd {
-    fn start(dir: &Path) -> TestContainerd {
-        std::fs::create_dir_all(dir).unwrap();
-        let socket = dir.join("containerd.sock");
-        let config = dir.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
-                 disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.internal.v1.opt\"]\n\
-                 [grpc]\naddress = \"{socket}\"\n[ttrpc]\naddress = \"{socket}.ttrpc\"\n",
-                root = dir.join("root").display(),
-                state = dir.join("state").display(),
-                socket = socket.display(),
-            ),
-        )
-        .unwrap();
-        let log = dir.join("containerd.log");
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start containerd");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not listen: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        TestContainerd { child, socket, log }
-    }
-}
-
-impl Drop for TestContainerd {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("a pid fits in i32")),
-            nix::sys::signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts container TARGET (`sleep 1000` as its main process) as host-ctr would: its layer
-/// through the content store and the diff service, host-ctr's own runtime spec.
-async fn start_container(containerd: &Containerd, dir: &Path, api_socket: &Path) {
-    let tar = layer();
-    let descriptor = Descriptor {
-        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-        digest: host_ctr::pull::sha256_digest(&tar),
-        size: i64::try_from(tar.len()).unwrap(),
-        annotations: HashMap::new(),
-    };
-    containerd
-        .write_content(
-            &descriptor,
-            futures::stream::once(async move { axum::body::Bytes::from(tar) }),
-            HashMap::new(),
-        )
-        .await
-        .unwrap();
-    let mounts = containerd.prepare_snapshot(TARGET, "").await.unwrap();
-    containerd
-        .apply_layer(&descriptor, mounts.clone())
-        .await
-        .unwrap();
-    let process = host_ctr::spec::ImageProcess::from_config(&serde_json::json!({"config": {
-        "Entrypoint": ["/bin/sleep", "1000"], "Env": ["PATH=/bin", "FROM_IMAGE=yes"]}}));
-    let storage = dir.join("storage");
-    std::fs::create_dir_all(&storage).unwrap();
-    let spec = host_ctr::spec::build(&host_ctr::spec::SpecInput {
-        kind: host_ctr::spec::Kind::Host,
-        name: TARGET,
-        superpowered: false,
-        process: &process,
-        storage: &storage,
-        api_socket,
-        bounding: host_ctr::spec::bounding_set(),
-    })
-    .unwrap();
-    containerd
-        .create_container(TARGET, "exec-test/image", &spec)
-        .await
-        .unwrap();
-    containerd
-        .start_task(TARGET, mounts, Path::new(""), Path::new(""))
-        .await
-        .unwrap();
+    containerd::ready(&["script"])
 }
 
 /// Runs the real apiclient with `stdin` (none: /dev/null) and fails the test when it takes
@@ -290,7 +129,14 @@ fn exec_runs_commands_in_a_host_container() {
         client: &client,
         runtime: &runtime,
     };
-    runtime.block_on(start_container(&client, dir.path(), &server.socket));
+    runtime.block_on(containerd::start_container(
+        &client,
+        TARGET,
+        &["/bin/sleep", "1000"],
+        &["FROM_IMAGE=yes"],
+        dir.path(),
+        &server.socket,
+    ));
     let log = containerd.log.clone();
     let fail = |what: &str, output: &Output| -> String {
         format!(

@@ -2,7 +2,8 @@
 //! at its deadline (and applied), a confirmed one stays, the deadline survives a server
 //! restart, a reboot (another boot id) reverts before the API serves, a key committed again
 //! during its try is left alone, hostile timeouts are refused, and a health check
-//! (`settings.health`, on a systemd user manager of the test's own) that fails during a try
+//! (`settings.health`: a unit on a systemd user manager of the test's own, a URL probe, a
+//! command probe in a container on a containerd of the test's own) that fails during a try
 //! reverts it early, naming the check.
 
 use api_types::audit::AuditEntry;
@@ -438,4 +439,144 @@ fn a_failing_health_check_reverts_a_try_early_and_the_revert_names_it() {
         "{program}"
     );
     assert_eq!(motd(&server), "healthy try");
+}
+
+// Scripts of command probes, run inside a container (as constants, the host-tools scan, which
+// reads literal `sh -c` lines as host programs, leaves them alone).
+const FLAG_SET: &str = "[ -e /.ballast/host-containers/t/healthy ]";
+const PGREP: &str = "pgrep app";
+
+/// Removes the probed container (task included) when dropped.
+struct RemoveContainer<'a> {
+    client: &'a ctr_client::Containerd,
+    runtime: &'a tokio::runtime::Runtime,
+    name: &'a str,
+}
+
+impl Drop for RemoveContainer<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .runtime
+            .block_on(host_ctr::run::remove(self.client, self.name));
+    }
+}
+
+#[test]
+fn a_failing_command_probe_reverts_a_try_and_the_revert_names_it() {
+    if !testserver::containerd::ready(&[]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let containerd = testserver::containerd::TestContainerd::start(&dir.path().join("containerd"));
+    let namespace = format!("try-probe-test-{}", std::process::id());
+    let mut server = TestServer::start();
+    server.kill();
+    server.extra_args = vec![
+        "--health-interval".into(),
+        "1".into(),
+        "--exec-socket-path".into(),
+        containerd.socket.display().to_string(),
+        "--exec-namespace".into(),
+        namespace.clone(),
+    ];
+    server.spawn();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(async {
+        ctr_client::Containerd::connect(&containerd.socket, &namespace)
+            .await
+            .unwrap()
+    });
+    let _remove = RemoveContainer {
+        client: &client,
+        runtime: &runtime,
+        name: "t",
+    };
+    runtime.block_on(testserver::containerd::start_container(
+        &client,
+        "t",
+        &["/bin/sleep", "1000"],
+        &[],
+        dir.path(),
+        &server.socket,
+    ));
+    // The container's persistent directory (dir/storage on the host) holds the flag the
+    // probe looks for.
+    let flag = dir.path().join("storage/healthy");
+    std::fs::write(&flag, "").unwrap();
+    set_now(
+        &server,
+        json!({"motd": "before", "health": {"probes": {"app": {
+            "command": ["sh", "-c", FLAG_SET],
+            "container": "t", "timeout": "5s"}}}}),
+    );
+
+    // Healthy: the try stays pending across several evaluations.
+    stage(&server, "healthy", json!({"motd": "healthy try"}));
+    start_try(&server, "healthy", "2m");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(
+        pending(&server).is_some(),
+        "a healthy try was reverted: {:?}; containerd log:\n{}",
+        audit(&server).last(),
+        containerd.log_text()
+    );
+
+    // The command starts failing: the try is reverted, naming the probe and its status.
+    std::fs::remove_file(&flag).unwrap();
+    let took = wait_for_revert(&server, Duration::from_secs(30));
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert_eq!(motd(&server), "before");
+    let entry = audit(&server)
+        .into_iter()
+        .rev()
+        .find(|e| e.method == "REVERT")
+        .unwrap();
+    let program = entry.caller.unwrap().program.unwrap();
+    assert!(
+        program
+            .starts_with("apiserver (try-mode health check failed: probe app exited with status 1"),
+        "{program}"
+    );
+    println!("{program}");
+}
+
+#[test]
+fn a_command_probe_is_set_with_apiclient_and_contradictions_are_refused() {
+    let server = TestServer::start();
+    // key=value pairs are checked one at a time: a command, then its container.
+    let out = server.apiclient(&[
+        "set",
+        &format!("health.probes.app.command=[\"sh\", \"-c\", \"{PGREP}\"]"),
+        "health.probes.app.container=control",
+        "health.probes.app.timeout=3s",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        settings(&server)["health"]["probes"]["app"],
+        json!({"command": ["sh", "-c", PGREP], "container": "control", "timeout": "3s"})
+    );
+    // A URL and a command in one change: a 400 naming the probe.
+    let (status, text) = server.raw(
+        "PATCH",
+        "/settings?tx=both",
+        Some(
+            &json!({"health": {"probes": {"web": {
+                "url": "http://127.0.0.1:8080/", "command": ["true"]}}}})
+            .to_string(),
+        ),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("settings.health.probes.web") && text.contains("not both"),
+        "{text}"
+    );
+    let out = server.apiclient(&[
+        "set",
+        "health.probes.web.url=http://127.0.0.1:8080/",
+        "health.probes.web.container=control",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("settings.health.probes.web"), "{stderr}");
+    println!("{}", stderr.trim());
 }

@@ -1,25 +1,62 @@
-//! The host containerd's gRPC API, as `host-ctr` uses it: every request carries the host
-//! namespace and, while an image is pulled, the lease that keeps its blobs and snapshots from
-//! the garbage collector until the image record refers to them.
+//! A containerd connection as Ballast uses it: every request carries a namespace (the host
+//! containers', the bootstrap containers' or a test's own) and, while an image is pulled, the
+//! lease that keeps its blobs and snapshots from the garbage collector.
+//!
+//! # Background
+//!
+//! Three programs drive the host containerd (socket `constants::HOST_CONTAINERD_SOCKET`):
+//! `host-ctr` creates and runs host and bootstrap containers; the API server adds processes to
+//! their running tasks (`apiclient exec`), and so does the health check for its command probes
+//! (in the API server during a try, in `health-gate` at boot). They share this crate, which
+//! knows only containerd: no registry, no image format, no settings. `host-ctr` adds its pull (content
+//! store, image records, the diff service) over [`Containerd::channel`] and
+//! [`Containerd::request`].
+//!
+//! # Usage
+//!
+//! ```no_run
+//! # async fn f() -> ctr_client::Result<()> {
+//! use ctr_client::{Containerd, ExecIo};
+//! let socket = std::path::Path::new("/run/host-containerd/containerd.sock");
+//! let containerd = Containerd::connect(socket, "ballast-host").await?;
+//! if containerd.task_running("admin").await? {
+//!     let spec = containerd.container_spec("admin").await?;
+//!     let process = ctr_client::exec_process(&spec, &["true".to_string()]).unwrap();
+//!     let io = ExecIo { stdin: None, stdout: None, stderr: None, terminal: false };
+//!     containerd.exec("admin", "probe-1", &process, &io).await?;
+//!     let status = containerd.wait_exec("admin", "probe-1").await?;
+//!     containerd.delete_exec("admin", "probe-1").await?;
+//!     println!("exit {status}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Current limitations
+//!
+//! * One snapshotter ([`SNAPSHOTTER`]) and one runtime ([`RUNTIME`]), the ones host
+//!   containers use.
+//! * Exec stdio is FIFOs the caller makes; this crate does not copy any bytes.
+#![forbid(unsafe_code)]
 
-use crate::error::{self, Result};
+pub mod error;
+
+pub use error::{Error, Result};
+
 use containerd_client::services::v1::snapshots::{
     snapshots_client::SnapshotsClient, CommitSnapshotRequest, MountsRequest,
     PrepareSnapshotRequest, RemoveSnapshotRequest, StatSnapshotRequest,
 };
 use containerd_client::services::v1::{
-    containers_client::ContainersClient, content_client::ContentClient, diff_client::DiffClient,
-    images_client::ImagesClient, leases_client::LeasesClient, tasks_client::TasksClient,
-    AbortRequest, ApplyRequest, CloseIoRequest, Container, CreateContainerRequest,
-    CreateImageRequest, CreateRequest as CreateLeaseRequest, CreateTaskRequest,
-    DeleteContainerRequest, DeleteProcessRequest, DeleteRequest as DeleteLeaseRequest,
-    DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetRequest as GetTaskRequest,
-    Image, InfoRequest, KillRequest, ResizePtyRequest, StartRequest, UpdateImageRequest,
-    WaitRequest, WriteAction, WriteContentRequest,
+    containers_client::ContainersClient, leases_client::LeasesClient, tasks_client::TasksClient,
+    CloseIoRequest, Container, CreateContainerRequest, CreateRequest as CreateLeaseRequest,
+    CreateTaskRequest, DeleteContainerRequest, DeleteProcessRequest,
+    DeleteRequest as DeleteLeaseRequest, DeleteTaskRequest, ExecProcessRequest,
+    GetContainerRequest, GetRequest as GetTaskRequest, KillRequest, ResizePtyRequest, StartRequest,
+    WaitRequest,
 };
-use containerd_client::tonic::{transport::Channel, Code, Request, Status};
-use containerd_client::types::{Descriptor, Mount};
-use futures::{Stream, StreamExt};
+use containerd_client::tonic::{transport::Channel, Code, Request};
+pub use containerd_client::types::Mount;
+use error::refused;
 use snafu::ResultExt;
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,26 +73,12 @@ const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/S
 /// The `Any` type URL containerd expects for the process spec of an exec.
 const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
-/// Bytes of a blob per content write message (gRPC's default message limit is 4 MiB).
-const WRITE_CHUNK: usize = 1 << 20;
-
 /// A connection to the host containerd.
 #[derive(Clone)]
 pub struct Containerd {
     channel: Channel,
     namespace: String,
     lease: Option<String>,
-}
-
-/// Attaches `action` to a containerd error.
-fn refused(action: impl Into<String>) -> impl FnOnce(Status) -> error::Error {
-    let action = action.into();
-    move |source| error::Error::Containerd { action, source }
-}
-
-/// Whether a call failed only because what it looked for is not there.
-pub fn is_not_found(e: &error::Error) -> bool {
-    matches!(e, error::Error::Containerd { source, .. } if source.code() == Code::NotFound)
 }
 
 impl Containerd {
@@ -71,7 +94,13 @@ impl Containerd {
         })
     }
 
-    fn request<T>(&self, message: T) -> Request<T> {
+    /// The gRPC channel, for the services this crate does not wrap (content, images, diff).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// `message` as a request in this client's namespace (and lease, if any).
+    pub fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         let metadata = request.metadata_mut();
         if let Ok(value) = self.namespace.parse() {
@@ -120,118 +149,6 @@ impl Containerd {
                 .map_err(refused(format!("deleting lease {id}")))?;
         }
         Ok(())
-    }
-
-    /// Whether the content store holds `digest`.
-    pub async fn has_content(&self, digest: &str) -> Result<bool> {
-        let result = ContentClient::new(self.channel.clone())
-            .info(self.request(InfoRequest {
-                digest: digest.to_string(),
-            }))
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(status) if status.code() == Code::NotFound => Ok(false),
-            Err(status) => Err(refused(format!("looking up {digest}"))(status)),
-        }
-    }
-
-    /// Writes a blob from a stream of chunks into the content store, committed under its
-    /// digest (containerd checks the digest and size) with `labels`.
-    pub async fn write_content<S>(
-        &self,
-        descriptor: &Descriptor,
-        chunks: S,
-        labels: HashMap<String, String>,
-    ) -> Result<()>
-    where
-        S: Stream<Item = bytes::Bytes> + Send + 'static,
-    {
-        let reference = format!("host-ctr-{}", descriptor.digest);
-        let mut content = ContentClient::new(self.channel.clone());
-        // An ingest left by an interrupted pull would make the first write's offset wrong.
-        let _ = content
-            .abort(self.request(AbortRequest {
-                r#ref: reference.clone(),
-            }))
-            .await;
-        let total = descriptor.size;
-        let expected = descriptor.digest.clone();
-        let write_ref = reference.clone();
-        let writes = chunks
-            .flat_map(|chunk| {
-                futures::stream::iter(
-                    chunk
-                        .chunks(WRITE_CHUNK)
-                        .map(bytes::Bytes::copy_from_slice)
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .scan(0i64, move |offset, data| {
-                let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
-                let request = WriteContentRequest {
-                    action: WriteAction::Write as i32,
-                    r#ref: write_ref.clone(),
-                    total,
-                    expected: String::new(),
-                    offset: *offset,
-                    data: data.to_vec(),
-                    labels: HashMap::new(),
-                };
-                *offset += len;
-                futures::future::ready(Some(request))
-            });
-        let commit = WriteContentRequest {
-            action: WriteAction::Commit as i32,
-            r#ref: reference.clone(),
-            total,
-            expected,
-            // At the end: containerd truncates the ingest when a request's offset is 0.
-            offset: total,
-            data: Vec::new(),
-            labels,
-        };
-        let requests = writes.chain(futures::stream::once(async move { commit }));
-        let mut responses = content
-            .write(self.request(requests))
-            .await
-            .map_err(refused(format!("writing {}", descriptor.digest)))?
-            .into_inner();
-        while let Some(response) = responses.next().await {
-            let response = response.map_err(refused(format!("writing {}", descriptor.digest)))?;
-            if response.action == WriteAction::Commit as i32 {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    /// Creates or updates the image record `name` pointing at `target`.
-    pub async fn put_image(&self, name: &str, target: Descriptor) -> Result<()> {
-        let image = Image {
-            name: name.to_string(),
-            target: Some(target),
-            ..Default::default()
-        };
-        let mut images = ImagesClient::new(self.channel.clone());
-        let created = images
-            .create(self.request(CreateImageRequest {
-                image: Some(image.clone()),
-                ..Default::default()
-            }))
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(status) if status.code() == Code::AlreadyExists => images
-                .update(self.request(UpdateImageRequest {
-                    image: Some(image),
-                    ..Default::default()
-                }))
-                .await
-                .map(|_| ())
-                .map_err(refused(format!("updating image {name}"))),
-            Err(status) => Err(refused(format!("creating image {name}"))(status)),
-        }
     }
 
     /// Whether snapshot `key` exists.
@@ -305,22 +222,6 @@ impl Containerd {
             }
             _ => Ok(()),
         }
-    }
-
-    /// Applies layer `layer` (a blob in the content store) onto `mounts`; returns the digest
-    /// of the uncompressed layer, which must be the image's diff ID.
-    pub async fn apply_layer(&self, layer: &Descriptor, mounts: Vec<Mount>) -> Result<String> {
-        let applied = DiffClient::new(self.channel.clone())
-            .apply(self.request(ApplyRequest {
-                diff: Some(layer.clone()),
-                mounts,
-                ..Default::default()
-            }))
-            .await
-            .map_err(refused(format!("applying layer {}", layer.digest)))?
-            .into_inner()
-            .applied;
-        Ok(applied.map(|d| d.digest).unwrap_or_default())
     }
 
     /// Creates container `id` from `image` with runtime spec `spec` on snapshot `id`.
@@ -596,6 +497,26 @@ impl Containerd {
             _ => Ok(()),
         }
     }
+}
+
+/// The process spec of a process added to a running container: the container's own process
+/// (user, working directory, environment, capabilities) running `command`, without a
+/// terminal. `None` when `container_spec` (an OCI runtime spec, see
+/// [`Containerd::container_spec`]) has no process.
+pub fn exec_process(
+    container_spec: &serde_json::Value,
+    command: &[String],
+) -> Option<serde_json::Value> {
+    let mut process = container_spec
+        .get("process")
+        .cloned()
+        .filter(serde_json::Value::is_object)?;
+    process["args"] = serde_json::json!(command);
+    process["terminal"] = serde_json::json!(false);
+    if let Some(object) = process.as_object_mut() {
+        object.remove("consoleSize");
+    }
+    Some(process)
 }
 
 /// Where the stdio of an exec'd process goes: FIFOs (`None`: not connected). With `terminal`
