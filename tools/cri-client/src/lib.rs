@@ -41,6 +41,11 @@
 //!   what a test of the runtime's contract needs, not a kubelet.
 //! * The log is a file on the node; a client on another machine (the VM test's host side)
 //!   gets its path from [`ContainerState::log_path`] and reads it some other way.
+//! * What the tests learnt of containerd 1.6 with it: no-new-privileges comes from the
+//!   request alone ([`ContainerRequest::no_new_privs`]); the base spec's `noNewPrivileges` is
+//!   overwritten for every container. An unknown image pulled through a mirror reports how
+//!   the upstream registry failed (containerd tries it after the mirror's 404), not "not
+//!   found".
 //! * Pull errors are told apart by the runtime's message text (containerd wraps the registry's
 //!   status in a gRPC `Unknown`), so another runtime may only ever give [`Error::Pull`].
 #![forbid(unsafe_code)]
@@ -189,6 +194,9 @@ pub struct ContainerRequest {
     pub args: Vec<String>,
     /// The seccomp profile asked for.
     pub seccomp: Seccomp,
+    /// Asks for no-new-privileges (kubelet does for `allowPrivilegeEscalation: false`).
+    /// containerd 1.6 sets the flag from this alone, whatever its base spec says.
+    pub no_new_privs: bool,
 }
 
 impl ContainerRequest {
@@ -200,6 +208,7 @@ impl ContainerRequest {
             command: Vec::new(),
             args: Vec::new(),
             seccomp: Seccomp::Unset,
+            no_new_privs: false,
         }
     }
 }
@@ -392,6 +401,7 @@ impl Cri {
             linux: Some(cri::LinuxContainerConfig {
                 security_context: Some(cri::LinuxContainerSecurityContext {
                     seccomp,
+                    no_new_privs: request.no_new_privs,
                     namespace_options: Some(cri::NamespaceOption {
                         network: cri::NamespaceMode::Node as i32,
                         pid: cri::NamespaceMode::Container as i32,
