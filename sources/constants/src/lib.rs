@@ -257,6 +257,18 @@ pub const HEALTH_DEFAULT_BOOT_WAIT_SECS: u64 = 120;
 /// partition, so the set booted after the rollback can report it in the update status).
 pub const HEALTH_BOOT_FAILURE: &str = "/var/lib/ballast/health/boot-failure.json";
 
+/// The workload containerd's API socket, where kubelet (or any CRI client) finds the CRI
+/// runtime service and image service.
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+
+/// The OCI spec every workload container starts from, rendered from `settings.oci-defaults`
+/// and named by the runc runtime's `base_runtime_spec` in the workload containerd's config.
+pub const CRI_BASE_SPEC: &str = "/etc/containerd/cri-base.json";
+
+/// The CA bundle rendered from `settings.pki`: the workload containerd trusts it
+/// (`SSL_CERT_FILE` in its unit) and host-ctr adds it to its registry client's roots.
+pub const CA_BUNDLE: &str = "/etc/pki/tls/certs/ca-bundle.crt";
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[
@@ -291,6 +303,9 @@ pub const ALL: &[&str] = &[
     JOURNAL_UPLOAD_CONF,
     JOURNAL_UPLOAD_UNIT,
     HOST_CONTAINERD_SOCKET,
+    CONTAINERD_SOCKET,
+    CRI_BASE_SPEC,
+    CA_BUNDLE,
     HOST_CONTAINERD_ROOT,
     HOST_CONTAINERD_STATE,
     HOST_CONTAINERD_CONFIG,

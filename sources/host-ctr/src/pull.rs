@@ -26,7 +26,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 /// The CA bundle rendered from `settings.pki`; added to the registry client's trusted roots.
-pub const CA_BUNDLE: &str = "/etc/pki/tls/certs/ca-bundle.crt";
+pub use constants::CA_BUNDLE;
 
 const ACCEPTED: &[&str] = &[
     OCI_IMAGE_MEDIA_TYPE,

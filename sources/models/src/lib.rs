@@ -62,8 +62,9 @@
 //!   parsed as X.509.
 //! * In list elements the error key carries an index (`settings.ntp.time-servers[1]`), which is
 //!   not a key the datastore knows; strip from `[` to get the setting.
-//! * Bottlerocket's `bootstrap-commands`, `oci-defaults`, `container-runtime` and the
-//!   orchestrator groups are not modeled yet.
+//! * Bottlerocket's `bootstrap-commands` and the orchestrator groups are not modeled yet;
+//!   `container-runtime` has the CRI knobs a kubelet-driven node needs (not the snapshotter
+//!   choice), and the pause image lives there as `pause-image`, not under `kubernetes`.
 #![forbid(unsafe_code)]
 
 pub mod defaults;
@@ -81,9 +82,10 @@ pub use error::{DefaultsError, OsReleaseError, ValidationError};
 pub use model::{ConfigurationFile, Model, Service};
 pub use os::OsInfo;
 pub use settings::{
-    BootSettings, BootstrapContainer, ContainerRegistrySettings, DnsSettings, FleetLockSettings,
-    HealthProbe, HealthSettings, HostContainer, KernelSettings, KmodSetting, LogsSettings,
-    MaintenanceWindow, NetworkSettings, NtpSettings, PkiBundle, RegistryCredential, RegistryMirror,
+    BootSettings, BootstrapContainer, ContainerRegistrySettings, ContainerRuntimeSettings,
+    DnsSettings, FleetLockSettings, HealthProbe, HealthSettings, HostContainer, KernelSettings,
+    KmodSetting, LogsSettings, MaintenanceWindow, NetworkSettings, NtpSettings,
+    OciDefaultsSettings, OciResourceLimit, PkiBundle, RegistryCredential, RegistryMirror,
     RemoteLogsSettings, Settings, UpdatesSettings, MAX_UPDATE_SEED,
 };
 pub use validate::parse_settings;

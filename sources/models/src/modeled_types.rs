@@ -1173,6 +1173,120 @@ enum_type! {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Workload defaults (`settings.oci-defaults`)
+
+enum_type! {
+    /// A Linux capability, by Bottlerocket's name for it in `settings.oci-defaults.capabilities`
+    /// (the kernel's name in lowercase, without `CAP_`, `_` written as `-`).
+    OciCapability,
+    kind: "capability",
+    description: "Linux capability, e.g. net-bind-service for CAP_NET_BIND_SERVICE.",
+    {
+        AuditControl => "audit-control",
+        AuditRead => "audit-read",
+        AuditWrite => "audit-write",
+        BlockSuspend => "block-suspend",
+        Bpf => "bpf",
+        CheckpointRestore => "checkpoint-restore",
+        Chown => "chown",
+        DacOverride => "dac-override",
+        DacReadSearch => "dac-read-search",
+        Fowner => "fowner",
+        Fsetid => "fsetid",
+        IpcLock => "ipc-lock",
+        IpcOwner => "ipc-owner",
+        Kill => "kill",
+        Lease => "lease",
+        LinuxImmutable => "linux-immutable",
+        MacAdmin => "mac-admin",
+        MacOverride => "mac-override",
+        Mknod => "mknod",
+        NetAdmin => "net-admin",
+        NetBindService => "net-bind-service",
+        NetBroadcast => "net-broadcast",
+        NetRaw => "net-raw",
+        Perfmon => "perfmon",
+        Setfcap => "setfcap",
+        Setgid => "setgid",
+        Setpcap => "setpcap",
+        Setuid => "setuid",
+        SysAdmin => "sys-admin",
+        SysBoot => "sys-boot",
+        SysChroot => "sys-chroot",
+        SysModule => "sys-module",
+        SysNice => "sys-nice",
+        SysPacct => "sys-pacct",
+        SysPtrace => "sys-ptrace",
+        SysRawio => "sys-rawio",
+        SysResource => "sys-resource",
+        SysTime => "sys-time",
+        SysTtyConfig => "sys-tty-config",
+        Syslog => "syslog",
+        WakeAlarm => "wake-alarm",
+    }
+}
+
+impl OciCapability {
+    /// The name the kernel and the OCI runtime spec use, e.g. `CAP_NET_BIND_SERVICE`.
+    pub fn linux_name(&self) -> String {
+        format!(
+            "CAP_{}",
+            self.as_str().to_ascii_uppercase().replace('-', "_")
+        )
+    }
+}
+
+enum_type! {
+    /// A process resource limit, by Bottlerocket's name for it in
+    /// `settings.oci-defaults.resource-limits`.
+    OciResourceLimitType,
+    kind: "resource limit",
+    description: "Process resource limit, e.g. max-open-files for RLIMIT_NOFILE.",
+    {
+        MaxAddressSpace => "max-address-space",
+        MaxCoreFileSize => "max-core-file-size",
+        MaxCpuTime => "max-cpu-time",
+        MaxDataSize => "max-data-size",
+        MaxFileLocks => "max-file-locks",
+        MaxFileSize => "max-file-size",
+        MaxLockedMemory => "max-locked-memory",
+        MaxMsgqueueSize => "max-msgqueue-size",
+        MaxNicePriority => "max-nice-priority",
+        MaxOpenFiles => "max-open-files",
+        MaxPendingSignals => "max-pending-signals",
+        MaxProcesses => "max-processes",
+        MaxRealtimePriority => "max-realtime-priority",
+        MaxRealtimeTimeout => "max-realtime-timeout",
+        MaxResidentSet => "max-resident-set",
+        MaxStackSize => "max-stack-size",
+    }
+}
+
+impl OciResourceLimitType {
+    /// The name the OCI runtime spec uses, e.g. `RLIMIT_NOFILE`.
+    pub fn linux_name(&self) -> &'static str {
+        match self {
+            OciResourceLimitType::MaxAddressSpace => "RLIMIT_AS",
+            OciResourceLimitType::MaxCoreFileSize => "RLIMIT_CORE",
+            OciResourceLimitType::MaxCpuTime => "RLIMIT_CPU",
+            OciResourceLimitType::MaxDataSize => "RLIMIT_DATA",
+            OciResourceLimitType::MaxFileLocks => "RLIMIT_LOCKS",
+            OciResourceLimitType::MaxFileSize => "RLIMIT_FSIZE",
+            OciResourceLimitType::MaxLockedMemory => "RLIMIT_MEMLOCK",
+            OciResourceLimitType::MaxMsgqueueSize => "RLIMIT_MSGQUEUE",
+            OciResourceLimitType::MaxNicePriority => "RLIMIT_NICE",
+            OciResourceLimitType::MaxOpenFiles => "RLIMIT_NOFILE",
+            OciResourceLimitType::MaxPendingSignals => "RLIMIT_SIGPENDING",
+            OciResourceLimitType::MaxProcesses => "RLIMIT_NPROC",
+            OciResourceLimitType::MaxRealtimePriority => "RLIMIT_RTPRIO",
+            OciResourceLimitType::MaxRealtimeTimeout => "RLIMIT_RTTIME",
+            OciResourceLimitType::MaxResidentSet => "RLIMIT_RSS",
+            OciResourceLimitType::MaxStackSize => "RLIMIT_STACK",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Update policy types (`settings.updates`)
 
 enum_type! {

@@ -13,7 +13,7 @@ use crate::modeled_types::{
     SettingDuration, SingleLineString, SysctlKey, TimeOfDay, Timezone, UpdatePolicy, Url,
     ValidBase64, ValidLinuxHostname, Weekday,
 };
-use crate::modeled_types::{LocalHttpUrl, SystemdUnitName};
+use crate::modeled_types::{LocalHttpUrl, OciCapability, OciResourceLimitType, SystemdUnitName};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -65,6 +65,13 @@ pub struct Settings {
     /// What a healthy node looks like: gates try-mode changes and marks a boot successful.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSettings>,
+    /// What every workload container gets unless its request says otherwise: capabilities and
+    /// resource limits (the CRI runtime's base OCI spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci_defaults: Option<OciDefaultsSettings>,
+    /// The workload container runtime's own knobs (containerd's CRI plugin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_runtime: Option<ContainerRuntimeSettings>,
 }
 
 /// `settings.network`
@@ -502,4 +509,183 @@ impl TryFrom<HealthProbeFields> for HealthProbe {
             timeout: fields.timeout,
         })
     }
+}
+
+/// `settings.oci-defaults`: the starting point of every workload container's OCI spec. The CRI
+/// runtime starts from it and then applies the request (kubelet's security context), so a pod
+/// may still add or drop capabilities of its own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct OciDefaultsSettings {
+    /// Capabilities a container has unless its request drops them: true gives it, false (or
+    /// absent) does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<BTreeMap<OciCapability, bool>>,
+    /// Process resource limits every container starts with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_limits: Option<BTreeMap<OciResourceLimitType, OciResourceLimit>>,
+}
+
+/// The value that stands for "no limit" in [`OciResourceLimit`], as in Bottlerocket.
+pub const UNLIMITED: i64 = -1;
+
+/// `settings.oci-defaults.resource-limits.<limit>`: a soft and a hard limit, each a whole
+/// number or -1 for unlimited. The soft limit may not exceed the hard one; a missing one takes
+/// the other's value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    try_from = "RawResourceLimit"
+)]
+pub struct OciResourceLimit {
+    /// The ceiling the process may raise its soft limit to; -1 for unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -1)]
+    pub hard_limit: Option<i64>,
+    /// The limit the process starts with; -1 for unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = -1)]
+    pub soft_limit: Option<i64>,
+}
+
+impl OciResourceLimit {
+    /// The limits as the OCI spec writes them (`hard`, `soft`), unlimited being the largest
+    /// 64-bit number (the kernel's RLIM_INFINITY); `None` when neither is set.
+    pub fn to_oci(&self) -> Option<(u64, u64)> {
+        let as_oci = |v: i64| u64::try_from(v).unwrap_or(u64::MAX);
+        let hard = self.hard_limit.or(self.soft_limit)?;
+        let soft = self.soft_limit.unwrap_or(hard);
+        Some((as_oci(hard), as_oci(soft)))
+    }
+}
+
+/// [`OciResourceLimit`] as written, before the checks that span both fields.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawResourceLimit {
+    #[serde(default, deserialize_with = "deserialize_rlimit")]
+    hard_limit: Option<i64>,
+    #[serde(default, deserialize_with = "deserialize_rlimit")]
+    soft_limit: Option<i64>,
+}
+
+impl TryFrom<RawResourceLimit> for OciResourceLimit {
+    type Error = String;
+
+    fn try_from(raw: RawResourceLimit) -> Result<Self, String> {
+        let limit = OciResourceLimit {
+            hard_limit: raw.hard_limit,
+            soft_limit: raw.soft_limit,
+        };
+        if let (Some(hard), Some(soft)) = (raw.hard_limit, raw.soft_limit) {
+            let (hard_oci, soft_oci) = limit.to_oci().unwrap_or_default();
+            if soft_oci > hard_oci {
+                return Err(format!(
+                    "soft-limit {soft} is above hard-limit {hard}: a process could never \
+                     reach it; raise hard-limit or lower soft-limit"
+                ));
+            }
+        }
+        Ok(limit)
+    }
+}
+
+/// Reads one resource limit: a whole number from -1 ([`UNLIMITED`]) up.
+fn deserialize_rlimit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    bounded_integer(
+        deserializer,
+        UNLIMITED,
+        i64::MAX,
+        "a resource limit",
+        "-1 (unlimited) or a whole number from 0",
+    )
+}
+
+/// Reads an optional whole number in `min..=max`, refusing others with `expected` in the reason.
+fn bounded_integer<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    min: i64,
+    max: i64,
+    what: &str,
+    expected: &str,
+) -> Result<Option<i64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    match number.as_i64() {
+        Some(value) if (min..=max).contains(&value) => Ok(Some(value)),
+        _ => Err(serde::de::Error::custom(format!(
+            "'{number}' is not a valid {what}: expected {expected}"
+        ))),
+    }
+}
+
+/// Most image layers containerd fetches at once for one pull.
+pub const MAX_CONCURRENT_DOWNLOADS: i64 = 1024;
+
+/// `settings.container-runtime`: containerd's CRI plugin, as kubelet reaches it. Names follow
+/// Bottlerocket's, except `pause-image` (see there).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ContainerRuntimeSettings {
+    /// How many layers of one image are downloaded at once, 1 to 1024.
+    #[serde(
+        default,
+        deserialize_with = "deserialize_downloads",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(minimum = 1, maximum = 1024)]
+    pub max_concurrent_downloads: Option<i64>,
+    /// Lets processes in a pod bind ports below 1024 without CAP_NET_BIND_SERVICE (pods in
+    /// their own network namespace only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_unprivileged_ports: Option<bool>,
+    /// Lets processes in a pod send ICMP echo without CAP_NET_RAW (pods in their own network
+    /// namespace only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_unprivileged_icmp: Option<bool>,
+    /// Longer container log lines are split at this many bytes; -1 for no limit.
+    #[serde(
+        default,
+        deserialize_with = "deserialize_log_line_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(minimum = -1)]
+    pub max_container_log_line_size: Option<i64>,
+    /// The image whose process holds each pod's namespaces (containerd's `sandbox_image`).
+    /// Bottlerocket calls it `kubernetes.pod-infra-container-image`; Ballast has no kubernetes
+    /// group and the image belongs to the runtime whatever orchestrator drives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_image: Option<ImageReference>,
+}
+
+fn deserialize_downloads<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    bounded_integer(
+        deserializer,
+        1,
+        MAX_CONCURRENT_DOWNLOADS,
+        "number of concurrent downloads",
+        "a whole number from 1 to 1024",
+    )
+}
+
+fn deserialize_log_line_size<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    let size = bounded_integer(
+        deserializer,
+        -1,
+        i64::from(i32::MAX),
+        "log line size",
+        "-1 (no limit) or a number of bytes from 1 to 2147483647",
+    )?;
+    if size == Some(0) {
+        return Err(serde::de::Error::custom(
+            "'0' is not a valid log line size: expected -1 (no limit) or a number of bytes from 1 to 2147483647",
+        ));
+    }
+    Ok(size)
 }

@@ -673,6 +673,119 @@ mod tests {
     }
 
     #[test]
+    fn workload_runtime_settings_round_trip() {
+        let document = json!({
+            "oci-defaults": {
+                "capabilities": {"chown": true, "net-raw": false, "sys-admin": true},
+                "resource-limits": {
+                    "max-open-files": {"hard-limit": 1048576, "soft-limit": 65536},
+                    "max-core-file-size": {"hard-limit": -1, "soft-limit": -1},
+                    "max-processes": {"hard-limit": 100}
+                }
+            },
+            "container-runtime": {
+                "max-concurrent-downloads": 3,
+                "enable-unprivileged-ports": true,
+                "enable-unprivileged-icmp": false,
+                "max-container-log-line-size": -1,
+                "pause-image": "registry.example.com/pause:3.9"
+            }
+        });
+        let settings = parse_settings(&document).unwrap();
+        assert_eq!(serde_json::to_value(&settings).unwrap(), document);
+        let limits = settings.oci_defaults.unwrap().resource_limits.unwrap();
+        use crate::modeled_types::OciResourceLimitType as R;
+        assert_eq!(
+            limits[&R::MaxCoreFileSize].to_oci(),
+            Some((u64::MAX, u64::MAX))
+        );
+        assert_eq!(limits[&R::MaxProcesses].to_oci(), Some((100, 100)));
+        assert_eq!(R::MaxOpenFiles.linux_name(), "RLIMIT_NOFILE");
+        assert_eq!(
+            crate::modeled_types::OciCapability::NetBindService.linux_name(),
+            "CAP_NET_BIND_SERVICE"
+        );
+    }
+
+    #[test]
+    fn bad_workload_runtime_settings_name_the_key() {
+        let cases = [
+            (
+                json!({"oci-defaults": {"capabilities": {"chown": "yes"}}}),
+                "settings.oci-defaults.capabilities.chown",
+                "invalid type",
+            ),
+            (
+                json!({"oci-defaults": {"capabilities": {"superpowers": true}}}),
+                "settings.oci-defaults.capabilities.superpowers",
+                "'superpowers' is not a valid capability",
+            ),
+            (
+                json!({"oci-defaults": {"resource-limits": {"max-files": {"hard-limit": 1}}}}),
+                "settings.oci-defaults.resource-limits.max-files",
+                "'max-files' is not a valid resource limit",
+            ),
+            (
+                json!({"oci-defaults": {"resource-limits": {"max-open-files": {"hard-limit": -2}}}}),
+                "settings.oci-defaults.resource-limits.max-open-files.hard-limit",
+                "-1 (unlimited) or a whole number",
+            ),
+            (
+                json!({"oci-defaults": {"resource-limits": {"max-open-files":
+                    {"hard-limit": 1024, "soft-limit": 4096}}}}),
+                "settings.oci-defaults.resource-limits.max-open-files",
+                "soft-limit 4096 is above hard-limit 1024",
+            ),
+            (
+                json!({"oci-defaults": {"resource-limits": {"max-open-files":
+                    {"hard-limit": 1024, "soft-limit": -1}}}}),
+                "settings.oci-defaults.resource-limits.max-open-files",
+                "soft-limit -1 is above hard-limit 1024",
+            ),
+            (
+                json!({"oci-defaults": {"resource-limits": {"max-open-files": {"hard": 1}}}}),
+                "settings.oci-defaults.resource-limits.max-open-files.hard",
+                "unknown field `hard`",
+            ),
+            (
+                json!({"container-runtime": {"max-concurrent-downloads": 0}}),
+                "settings.container-runtime.max-concurrent-downloads",
+                "from 1 to 1024",
+            ),
+            (
+                json!({"container-runtime": {"max-concurrent-downloads": 2.5}}),
+                "settings.container-runtime.max-concurrent-downloads",
+                "from 1 to 1024",
+            ),
+            (
+                json!({"container-runtime": {"max-container-log-line-size": 0}}),
+                "settings.container-runtime.max-container-log-line-size",
+                "-1 (no limit)",
+            ),
+            (
+                json!({"container-runtime": {"enable-unprivileged-ports": "true"}}),
+                "settings.container-runtime.enable-unprivileged-ports",
+                "invalid type",
+            ),
+            (
+                json!({"container-runtime": {"pause-image": "pause image"}}),
+                "settings.container-runtime.pause-image",
+                "whitespace",
+            ),
+            (
+                json!({"container-runtime": {"snapshotter": "overlayfs"}}),
+                "settings.container-runtime.snapshotter",
+                "unknown field",
+            ),
+        ];
+        for (document, key, reason) in cases {
+            let err = refusal(document.clone());
+            assert_eq!(err.key, key, "for {document}: {err}");
+            assert!(err.reason.contains(reason), "for {document}: {err}");
+        }
+    }
+
+    #[test]
     fn each_group_refuses_bad_values_by_key() {
         let cases = [
             (json!({"motd": "a\u{2028}b"}), "settings.motd"),

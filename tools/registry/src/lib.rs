@@ -26,9 +26,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With [`Registry::start_with_auth`] it asks for a user name and password (HTTP basic auth
+//! against an htpasswd file it writes with a bcrypt hash), so a test can show that a client
+//! sent the credentials it was given: the registry logs `authorized request` with the URI of
+//! each request that carried them, and names the user of each one it refused (401).
+//!
 //! # Current limitations
 //!
-//! - Plain HTTP on loopback, no authentication: a development and test registry only.
+//! - Plain HTTP on loopback, one user at most: a development and test registry only.
 //! - When asked for any free port, the port is picked by binding and releasing it just before
 //!   the registry starts; another program could take it in between (the start then fails and
 //!   says so, with the registry's log).
@@ -52,6 +57,9 @@ pub const PUSH_PROGRAM: &str = "skopeo";
 pub const DEFAULT_PORT: u16 = 5080;
 /// How long the registry may take to answer `GET /v2/` after it starts.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the registry's log says of a request whose credentials it accepted (followed by the
+/// request's fields, `http.request.uri=...` among them).
+pub const AUTHORIZED_LINE: &str = "msg=\"authorized request\"";
 /// The media type of the manifests our image layouts hold.
 pub const OCI_MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -110,6 +118,14 @@ pub enum Error {
 
     #[snafu(display("Cannot signal the registry (pid {pid}): {source}"))]
     Signal { pid: i32, source: nix::Error },
+
+    #[snafu(display("Cannot hash the registry password: {message}"))]
+    Hash { message: String },
+
+    #[snafu(display(
+        "A registry user name may not be empty or hold ':' or a line break; got '{username}'"
+    ))]
+    BadUser { username: String },
 }
 
 /// A registry process on loopback. Dropping it stops the process unless it was detached.
@@ -118,6 +134,16 @@ pub struct Registry {
     child: Option<Child>,
     addr: SocketAddr,
     dir: PathBuf,
+    credentials: Option<Credentials>,
+}
+
+/// The one user a registry started with [`Registry::start_with_auth`] accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password, in the clear (the registry's htpasswd file holds its bcrypt hash).
+    pub password: String,
 }
 
 /// A manifest as the registry serves it.
@@ -133,15 +159,36 @@ pub struct RemoteManifest {
     pub body: Vec<u8>,
 }
 
-/// The registry's configuration: loopback only, storage under `storage`, no access log.
-fn config_yaml(addr: SocketAddr, storage: &Path) -> String {
+/// The registry's configuration: loopback only, storage under `storage`, no access log (each
+/// request's info line says enough), basic auth against `htpasswd` when given.
+fn config_yaml(addr: SocketAddr, storage: &Path, htpasswd: Option<&Path>) -> String {
+    let auth = htpasswd
+        .map(|path| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: ballast-test\n    path: {}\n",
+                path.display()
+            )
+        })
+        .unwrap_or_default();
     format!(
         "version: 0.1\n\
          log:\n  level: info\n  accesslog:\n    disabled: true\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-         http:\n  addr: {addr}\n",
+         http:\n  addr: {addr}\n{auth}",
         storage.display()
     )
+}
+
+/// One htpasswd line for `credentials`, bcrypt-hashed (the only hash the registry accepts).
+fn htpasswd_line(credentials: &Credentials) -> Result<String> {
+    // The lowest cost bcrypt allows: the file guards a test registry on loopback, and every
+    // request the registry checks pays the cost again.
+    let hash = bcrypt::hash_with_result(&credentials.password, 4)
+        .map_err(|e| Error::Hash {
+            message: e.to_string(),
+        })?
+        .format_for_version(bcrypt::Version::TwoA);
+    Ok(format!("{}:{hash}\n", credentials.username))
 }
 
 /// The state file a detached registry leaves in its directory: `pid address`.
@@ -179,12 +226,38 @@ impl Registry {
     /// Starts the registry on `127.0.0.1:port` (`0`: a free port) with its configuration,
     /// storage and log in `dir`, and waits until it answers `GET /v2/`.
     pub fn start(dir: &Path, port: u16) -> Result<Registry> {
+        Self::start_inner(dir, port, None)
+    }
+
+    /// [`Registry::start`], with every request but `GET /v2/` refused (401) unless it carries
+    /// `credentials` by HTTP basic auth. [`Registry::push`] and [`Registry::manifest`] send them.
+    pub fn start_with_auth(dir: &Path, port: u16, credentials: &Credentials) -> Result<Registry> {
+        Self::start_inner(dir, port, Some(credentials.clone()))
+    }
+
+    fn start_inner(dir: &Path, port: u16, credentials: Option<Credentials>) -> Result<Registry> {
         let port = if port == 0 { free_port()? } else { port };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let storage = dir.join("storage");
         std::fs::create_dir_all(&storage).context(io_context("create directory", &storage))?;
+        let htpasswd = match &credentials {
+            Some(credentials) => {
+                ensure!(
+                    !credentials.username.is_empty()
+                        && !credentials.username.contains([':', '\n', '\r']),
+                    BadUserSnafu {
+                        username: &credentials.username
+                    }
+                );
+                let path = dir.join("htpasswd");
+                std::fs::write(&path, htpasswd_line(credentials)?)
+                    .context(io_context("write", &path))?;
+                Some(path)
+            }
+            None => None,
+        };
         let config = dir.join("config.yml");
-        std::fs::write(&config, config_yaml(addr, &storage))
+        std::fs::write(&config, config_yaml(addr, &storage, htpasswd.as_deref()))
             .context(io_context("write", &config))?;
         let log = log_path(dir);
         let log_file = std::fs::File::create(&log).context(io_context("create", &log))?;
@@ -211,6 +284,7 @@ impl Registry {
             child: Some(child),
             addr,
             dir: dir.to_path_buf(),
+            credentials,
         };
         registry.wait_ready()?;
         Ok(registry)
@@ -227,7 +301,11 @@ impl Registry {
             };
             if exited.is_none() {
                 if let Ok(response) = client.get(&url).send() {
-                    if response.status().is_success() {
+                    // With auth on, the registry answers 401 without credentials: it is up.
+                    if response.status().is_success()
+                        || (self.credentials.is_some()
+                            && response.status() == reqwest::StatusCode::UNAUTHORIZED)
+                    {
                         debug!(
                             "registry on {} answered after {:?}",
                             self.addr,
@@ -260,12 +338,30 @@ impl Registry {
     /// Pushes the OCI image layout `layout` (the manifest tagged `tag` in its index.json) as
     /// `name:tag`, keeping its digests.
     pub fn push(&self, layout: &Path, name: &str, tag: &str) -> Result<()> {
-        push(self.addr, &self.dir, layout, name, tag)
+        push_as(
+            self.addr,
+            &self.dir,
+            layout,
+            name,
+            tag,
+            self.credentials.as_ref(),
+        )
     }
 
     /// Fetches the manifest of `name:reference` (a tag or a digest) over the registry API.
     pub fn manifest(&self, name: &str, reference: &str) -> Result<RemoteManifest> {
-        manifest(self.addr, name, reference)
+        manifest_as(self.addr, name, reference, self.credentials.as_ref())
+    }
+
+    /// The user it accepts, when started with [`Registry::start_with_auth`].
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// Its log: with auth on, a line per request that carried good credentials
+    /// ([`AUTHORIZED_LINE`]) and one naming the user of each that carried bad ones.
+    pub fn log_path(&self) -> PathBuf {
+        log_path(&self.dir)
     }
 
     /// Leaves the registry running after this value is gone, recording its process id and
@@ -300,6 +396,19 @@ impl Drop for Registry {
 /// kept). `work_dir` holds the signature policy skopeo is given (accept anything: the images
 /// are our own, on loopback).
 pub fn push(addr: SocketAddr, work_dir: &Path, layout: &Path, name: &str, tag: &str) -> Result<()> {
+    push_as(addr, work_dir, layout, name, tag, None)
+}
+
+/// [`push`] as the user `credentials` (for a registry started with
+/// [`Registry::start_with_auth`]).
+pub fn push_as(
+    addr: SocketAddr,
+    work_dir: &Path,
+    layout: &Path,
+    name: &str,
+    tag: &str,
+    credentials: Option<&Credentials>,
+) -> Result<()> {
     std::fs::create_dir_all(work_dir).context(io_context("create directory", work_dir))?;
     let policy = work_dir.join("policy.json");
     std::fs::write(
@@ -310,15 +419,20 @@ pub fn push(addr: SocketAddr, work_dir: &Path, layout: &Path, name: &str, tag: &
     let source = format!("oci:{}:{tag}", layout.display());
     let dest = format!("docker://{addr}/{name}:{tag}");
     info!("pushing {source} to {dest}");
-    let output = Command::new("skopeo")
-        .arg("--policy")
-        .arg(&policy)
-        .args([
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--preserve-digests",
-        ])
+    let mut command = Command::new("skopeo");
+    command.arg("--policy").arg(&policy).args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+    ]);
+    if let Some(credentials) = credentials {
+        command.arg(format!(
+            "--dest-creds={}:{}",
+            credentials.username, credentials.password
+        ));
+    }
+    let output = command
         .arg(&source)
         .arg(&dest)
         .stdin(Stdio::null())
@@ -340,16 +454,28 @@ pub fn push(addr: SocketAddr, work_dir: &Path, layout: &Path, name: &str, tag: &
 
 /// Fetches the manifest of `name:reference` from the registry at `addr`.
 pub fn manifest(addr: SocketAddr, name: &str, reference: &str) -> Result<RemoteManifest> {
+    manifest_as(addr, name, reference, None)
+}
+
+/// [`manifest`] as the user `credentials`.
+pub fn manifest_as(
+    addr: SocketAddr,
+    name: &str,
+    reference: &str,
+    credentials: Option<&Credentials>,
+) -> Result<RemoteManifest> {
     let url = format!("http://{addr}/v2/{name}/manifests/{reference}");
     let http = |message: String| Error::Http {
         url: url.clone(),
         message,
     };
-    let response = http_client()?
+    let mut request = http_client()?
         .get(&url)
-        .header(reqwest::header::ACCEPT, OCI_MANIFEST_TYPE)
-        .send()
-        .map_err(|e| http(e.to_string()))?;
+        .header(reqwest::header::ACCEPT, OCI_MANIFEST_TYPE);
+    if let Some(credentials) = credentials {
+        request = request.basic_auth(&credentials.username, Some(&credentials.password));
+    }
+    let response = request.send().map_err(|e| http(e.to_string()))?;
     ensure!(
         response.status().is_success(),
         HttpSnafu {
@@ -431,9 +557,33 @@ mod tests {
         let yaml = config_yaml(
             SocketAddr::from((Ipv4Addr::LOCALHOST, 5080)),
             Path::new("/x/storage"),
+            None,
         );
         assert!(yaml.contains("addr: 127.0.0.1:5080\n"), "{yaml}");
         assert!(yaml.contains("rootdirectory: /x/storage\n"), "{yaml}");
+        assert!(!yaml.contains("auth:"), "{yaml}");
+        let yaml = config_yaml(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 5080)),
+            Path::new("/x/storage"),
+            Some(Path::new("/x/htpasswd")),
+        );
+        assert!(
+            yaml.ends_with("auth:\n  htpasswd:\n    realm: ballast-test\n    path: /x/htpasswd\n"),
+            "{yaml}"
+        );
+    }
+
+    #[test]
+    fn the_htpasswd_line_holds_a_bcrypt_hash_of_the_password() {
+        let credentials = Credentials {
+            username: "bob".into(),
+            password: "s3cret".into(),
+        };
+        let line = htpasswd_line(&credentials).unwrap();
+        let hash = line.trim_end().strip_prefix("bob:").unwrap();
+        assert!(hash.starts_with("$2a$04$"), "{hash}");
+        assert!(bcrypt::verify("s3cret", hash).unwrap());
+        assert!(!bcrypt::verify("wrong", hash).unwrap());
     }
 
     #[test]

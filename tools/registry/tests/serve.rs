@@ -46,3 +46,43 @@ fn dropping_the_handle_stops_the_registry() {
     drop(started);
     assert!(!answers(addr));
 }
+
+#[test]
+fn a_registry_with_auth_wants_the_password_and_logs_the_user() {
+    if !hosttools::require_tool(registry::REGISTRY_PROGRAM) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = registry::Credentials {
+        username: "ballast".into(),
+        password: "pa55word".into(),
+    };
+    let started = registry::Registry::start_with_auth(dir.path(), 0, &credentials).unwrap();
+    let url = format!("http://{}/v2/_catalog", started.addr());
+    let client = reqwest::blocking::Client::new();
+    let status = |user: Option<(&str, &str)>| {
+        let mut request = client.get(&url);
+        if let Some((name, password)) = user {
+            request = request.basic_auth(name, Some(password));
+        }
+        request.send().unwrap().status()
+    };
+    assert_eq!(status(None), reqwest::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(Some(("ballast", "wrong"))),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    assert!(status(Some(("ballast", "pa55word"))).is_success());
+    // A refused user is named; an accepted request is "authorized" (there is one user).
+    let log = std::fs::read_to_string(started.log_path()).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains(registry::AUTHORIZED_LINE)
+            && l.contains("http.request.uri=/v2/_catalog")),
+        "{log}"
+    );
+    // logrus writes the message quoted, so the user's quotes come escaped.
+    assert!(
+        log.contains(r#"error authenticating user \"ballast\""#),
+        "{log}"
+    );
+}

@@ -13,12 +13,17 @@
 //! | `host` | address | the host of `host`, `host:port`, `[v6]:port`, `v6` or a URL |
 //! | `port` | address | the explicit port of the same forms, empty when there is none |
 //! | `with_scheme` | address, scheme? | the address as a URL: `scheme://` (default `https`) added when missing |
+//! | `oci_capabilities` | map | JSON list of the kernel names (`CAP_CHOWN`) of the capabilities set to true in `settings.oci-defaults.capabilities` |
+//! | `oci_rlimits` | map | JSON list of OCI rlimits (`{"type","hard","soft"}`) from `settings.oci-defaults.resource-limits` |
 
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
     ScopedJson,
 };
+use models::modeled_types::{OciCapability, OciResourceLimitType};
+use models::OciResourceLimit;
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// What a helper function returns: a value, or the reason its input was refused.
 pub type HelperResult = Result<Value, String>;
@@ -117,6 +122,20 @@ pub fn register(registry: &mut Handlebars<'_>) {
             max: 2,
             usage: "{{with_scheme ADDRESS [SCHEME]}}",
             function: |p| with_scheme(p[0], p.get(1).copied()),
+        },
+        Simple {
+            name: "oci_capabilities",
+            min: 1,
+            max: 1,
+            usage: "{{oci_capabilities settings.oci-defaults.capabilities}}",
+            function: |p| oci_capabilities(p[0]),
+        },
+        Simple {
+            name: "oci_rlimits",
+            min: 1,
+            max: 1,
+            usage: "{{oci_rlimits settings.oci-defaults.resource-limits}}",
+            function: |p| oci_rlimits(p[0]),
         },
     ];
     for helper in helpers {
@@ -344,6 +363,41 @@ pub fn with_scheme(value: &Value, scheme: Option<&Value>) -> HelperResult {
     Ok(Value::String(format!("{scheme}://{address}")))
 }
 
+/// Reads a settings map through the model, so the helper takes exactly what the API accepts.
+fn typed<T: serde::de::DeserializeOwned + Default>(value: &Value, what: &str) -> Result<T, String> {
+    if value.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(value.clone()).map_err(|e| format!("{what} is not valid: {e}"))
+}
+
+/// The capabilities set to true, by their kernel names, as compact JSON text; a missing map gives
+/// `[]`. The order is the model's (alphabetical), so the same settings give the same file.
+pub fn oci_capabilities(value: &Value) -> HelperResult {
+    let map: BTreeMap<OciCapability, bool> = typed(value, "the capability map")?;
+    let names: Vec<String> = map
+        .iter()
+        .filter(|(_, on)| **on)
+        .map(|(cap, _)| cap.linux_name())
+        .collect();
+    json(&Value::from(names))
+}
+
+/// The resource limits as the OCI spec's `process.rlimits` list, compact JSON text; a missing map
+/// gives `[]` and a limit with neither value is left out.
+pub fn oci_rlimits(value: &Value) -> HelperResult {
+    let map: BTreeMap<OciResourceLimitType, OciResourceLimit> =
+        typed(value, "the resource limit map")?;
+    let limits: Vec<Value> = map
+        .iter()
+        .filter_map(|(kind, limit)| {
+            let (hard, soft) = limit.to_oci()?;
+            Some(serde_json::json!({"type": kind.linux_name(), "hard": hard, "soft": soft}))
+        })
+        .collect();
+    json(&Value::from(limits))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,5 +548,37 @@ mod tests {
         assert!(with_scheme(&json!(" "), None)
             .unwrap_err()
             .contains("empty"));
+    }
+
+    #[test]
+    fn oci_capabilities_lists_the_enabled_ones_by_kernel_name() {
+        let text =
+            oci_capabilities(&json!({"sys-admin": false, "chown": true, "net-bind-service": true}))
+                .unwrap();
+        let names: Vec<String> = serde_json::from_str(text.as_str().unwrap()).unwrap();
+        assert_eq!(names, ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"]);
+        assert_eq!(oci_capabilities(&Value::Null).unwrap(), json!("[]"));
+        let err = oci_capabilities(&json!({"superpowers": true})).unwrap_err();
+        assert!(err.contains("superpowers"), "{err}");
+    }
+
+    #[test]
+    fn oci_rlimits_writes_oci_limits() {
+        let text = oci_rlimits(&json!({
+            "max-open-files": {"hard-limit": 1048576, "soft-limit": 65536},
+            "max-core-file-size": {"hard-limit": -1},
+        }))
+        .unwrap();
+        let limits: Value = serde_json::from_str(text.as_str().unwrap()).unwrap();
+        assert_eq!(
+            limits,
+            json!([
+                {"type": "RLIMIT_CORE", "hard": u64::MAX, "soft": u64::MAX},
+                {"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 65536},
+            ])
+        );
+        let err = oci_rlimits(&json!({"max-open-files": {"hard-limit": 1, "soft-limit": 2}}))
+            .unwrap_err();
+        assert!(err.contains("soft-limit 2 is above hard-limit 1"), "{err}");
     }
 }

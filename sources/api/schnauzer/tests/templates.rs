@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 fn template_path(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
-    let package = if name == "containerd-config" {
+    let package = if name == "containerd-config" || name == "cri-base-spec" {
         "containerd"
     } else {
         "api"
@@ -249,16 +249,64 @@ fn host_ctr_config() {
 fn containerd_config() {
     let base = parse_toml(&render("containerd-config", &defaults()));
     assert_eq!(base["version"].as_integer(), Some(2));
-    assert_eq!(
-        base["grpc"]["address"].as_str(),
-        Some("/run/containerd/containerd.sock")
-    );
     let cri = &base["plugins"]["io.containerd.grpc.v1.cri"];
     assert_eq!(
         cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"].as_bool(),
         Some(true)
     );
     assert!(cri.get("registry").is_none());
+    // What kubelet's pods get from the shared defaults.
+    assert_eq!(
+        cri["sandbox_image"].as_str(),
+        Some("registry.ballast.invalid/ballast/pause:0.1.0")
+    );
+    assert_eq!(cri["max_concurrent_downloads"].as_integer(), Some(3));
+    assert_eq!(cri["max_container_log_line_size"].as_integer(), Some(16384));
+    assert_eq!(cri["enable_unprivileged_ports"].as_bool(), Some(true));
+    assert_eq!(cri["enable_unprivileged_icmp"].as_bool(), Some(true));
+    assert_eq!(
+        cri["unset_seccomp_profile"].as_str(),
+        Some("runtime/default")
+    );
+    let runc = &cri["containerd"]["runtimes"]["runc"];
+    assert_eq!(
+        runc["base_runtime_spec"].as_str(),
+        Some(constants::CRI_BASE_SPEC)
+    );
+    assert_eq!(
+        models::shared_defaults().configuration_files["cri-base-spec"].path,
+        constants::CRI_BASE_SPEC
+    );
+    assert_eq!(
+        base["grpc"]["address"].as_str(),
+        Some(constants::CONTAINERD_SOCKET)
+    );
+
+    // Settings that are set reach the CRI table; one left out is left to containerd.
+    let mut changed = defaults();
+    changed["container-runtime"] = json!({
+        "pause-image": "10.0.2.103:5080/ballast/pause:0.1.0",
+        "max-concurrent-downloads": 7,
+        "enable-unprivileged-ports": false,
+        "max-container-log-line-size": -1,
+    });
+    let cri = parse_toml(&render("containerd-config", &changed))["plugins"]
+        ["io.containerd.grpc.v1.cri"]
+        .clone();
+    assert_eq!(
+        cri["sandbox_image"].as_str(),
+        Some("10.0.2.103:5080/ballast/pause:0.1.0")
+    );
+    assert_eq!(cri["max_concurrent_downloads"].as_integer(), Some(7));
+    assert_eq!(cri["max_container_log_line_size"].as_integer(), Some(-1));
+    assert_eq!(cri["enable_unprivileged_ports"].as_bool(), Some(false));
+    assert_eq!(cri["enable_unprivileged_icmp"].as_bool(), Some(false));
+    changed["container-runtime"] = json!({});
+    let cri = parse_toml(&render("containerd-config", &changed))["plugins"]
+        ["io.containerd.grpc.v1.cri"]
+        .clone();
+    assert!(cri.get("sandbox_image").is_none(), "{cri}");
+    assert!(cri.get("max_concurrent_downloads").is_none(), "{cri}");
 
     let set = parse_toml(&render("containerd-config", &example()));
     let registry = &set["plugins"]["io.containerd.grpc.v1.cri"]["registry"];
@@ -289,6 +337,90 @@ fn containerd_config() {
         configs["ghcr.io"]["auth"]["identitytoken"].as_str(),
         Some("tok")
     );
+}
+
+/// containerd's default capability set (`oci.populateDefaultUnixSpec` in containerd 1.6).
+const CONTAINERD_DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+fn capability_set(spec: &Value, set: &str) -> Vec<String> {
+    let mut names: Vec<String> = spec["process"]["capabilities"][set]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {set} capabilities: {spec}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn cri_base_spec() {
+    let parse = |text: String| -> Value {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+    };
+    let spec = parse(render("cri-base-spec", &defaults()));
+    let mut want: Vec<String> = CONTAINERD_DEFAULT_CAPS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    want.sort();
+    for set in ["bounding", "effective", "permitted"] {
+        assert_eq!(capability_set(&spec, set), want, "{set}");
+    }
+    assert_eq!(spec["process"]["noNewPrivileges"], json!(true));
+    assert_eq!(
+        spec["process"]["rlimits"],
+        json!([{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 65536}])
+    );
+    // The spec runc needs besides what the CRI plugin adds.
+    assert_eq!(spec["root"]["path"], "rootfs");
+    assert!(spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["destination"] == "/proc"));
+    assert!(spec["linux"]["maskedPaths"].as_array().unwrap().len() > 5);
+
+    // A capability turned off is gone, one turned on is added; limits follow the settings.
+    let mut changed = defaults();
+    changed["oci-defaults"]["capabilities"]["net-raw"] = json!(false);
+    changed["oci-defaults"]["capabilities"]["sys-ptrace"] = json!(true);
+    changed["oci-defaults"]["resource-limits"] = json!({
+        "max-open-files": {"hard-limit": 4096, "soft-limit": 1024},
+        "max-processes": {"hard-limit": -1, "soft-limit": -1},
+    });
+    let spec = parse(render("cri-base-spec", &changed));
+    let caps = capability_set(&spec, "effective");
+    assert!(caps.contains(&"CAP_SYS_PTRACE".to_string()), "{caps:?}");
+    assert!(!caps.contains(&"CAP_NET_RAW".to_string()), "{caps:?}");
+    assert_eq!(caps.len(), CONTAINERD_DEFAULT_CAPS.len());
+    assert_eq!(
+        spec["process"]["rlimits"],
+        json!([
+            {"type": "RLIMIT_NOFILE", "hard": 4096, "soft": 1024},
+            {"type": "RLIMIT_NPROC", "hard": u64::MAX, "soft": u64::MAX},
+        ])
+    );
+
+    // No oci-defaults at all (a variant that removes them): still a valid spec.
+    let spec = parse(render("cri-base-spec", &json!({})));
+    assert_eq!(spec["process"]["capabilities"]["bounding"], json!([]));
+    assert_eq!(spec["process"]["noNewPrivileges"], json!(true));
 }
 
 #[test]

@@ -160,7 +160,7 @@ pub const TUF_DATASTORE: &str = "tuf";
 /// Mozilla's certificate authorities in the image (Debian's ca-certificates, one PEM file each).
 pub const SYSTEM_CA_DIR: &str = "/usr/share/ca-certificates/mozilla";
 /// The bundle thar-be-settings renders from settings.pki (the operator's own authorities).
-pub const USER_CA_BUNDLE: &str = "/etc/pki/tls/certs/ca-bundle.crt";
+pub const USER_CA_BUNDLE: &str = constants::CA_BUNDLE;
 
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
