@@ -257,6 +257,30 @@ pub const HEALTH_DEFAULT_BOOT_WAIT_SECS: u64 = 120;
 /// partition, so the set booted after the rollback can report it in the update status).
 pub const HEALTH_BOOT_FAILURE: &str = "/var/lib/ballast/health/boot-failure.json";
 
+/// The host firewall's settings (`settings.firewall`); the `firewall` package renders them
+/// into [`FIREWALL_RULESET`].
+pub const FIREWALL_KEY: &str = "settings.firewall";
+
+/// The nftables ruleset rendered from [`FIREWALL_KEY`], loaded by [`FIREWALL_UNIT`].
+pub const FIREWALL_RULESET: &str = "/etc/ballast/firewall.nft";
+
+/// The ruleset loaded before the network comes up: the template rendered with the default
+/// settings, shipped in the image and loaded by [`FIREWALL_BASELINE_UNIT`].
+pub const FIREWALL_BASELINE: &str = "/usr/share/ballast/firewall-baseline.nft";
+
+/// The unit that loads [`FIREWALL_RULESET`]; the renderer restarts it on every change.
+pub const FIREWALL_UNIT: &str = "ballast-firewall.service";
+
+/// The unit that loads [`FIREWALL_BASELINE`] before `network-pre.target`.
+pub const FIREWALL_BASELINE_UNIT: &str = "ballast-firewall-baseline.service";
+
+/// The kernel's whole ruleset as `nft -j list ruleset` printed it right after
+/// [`FIREWALL_UNIT`] loaded [`FIREWALL_RULESET`]; the CIS report reads it.
+pub const FIREWALL_LOADED_JSON: &str = "/run/ballast-firewall.json";
+
+/// The nftables table (family `inet`) that holds Ballast's inbound filter.
+pub const FIREWALL_TABLE: &str = "ballast";
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[
@@ -305,6 +329,13 @@ pub const ALL: &[&str] = &[
     BOOTSTRAP_CONTAINERS_STORAGE_INSIDE,
     BOOTSTRAP_CONTAINERS_UNIT,
     HEALTH_BOOT_FAILURE,
+    FIREWALL_KEY,
+    FIREWALL_RULESET,
+    FIREWALL_BASELINE,
+    FIREWALL_UNIT,
+    FIREWALL_BASELINE_UNIT,
+    FIREWALL_LOADED_JSON,
+    // FIREWALL_TABLE is left out: "ballast" is the project's name, spelled everywhere.
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];

@@ -81,9 +81,10 @@ pub use error::{DefaultsError, OsReleaseError, ValidationError};
 pub use model::{ConfigurationFile, Model, Service};
 pub use os::OsInfo;
 pub use settings::{
-    BootSettings, BootstrapContainer, ContainerRegistrySettings, DnsSettings, FleetLockSettings,
-    HealthProbe, HealthSettings, HostContainer, KernelSettings, KmodSetting, LogsSettings,
-    MaintenanceWindow, NetworkSettings, NtpSettings, PkiBundle, RegistryCredential, RegistryMirror,
-    RemoteLogsSettings, Settings, UpdatesSettings, MAX_UPDATE_SEED,
+    BootSettings, BootstrapContainer, ContainerRegistrySettings, DnsSettings, FirewallRule,
+    FirewallSettings, FleetLockSettings, HealthProbe, HealthSettings, HostContainer,
+    KernelSettings, KmodSetting, LogsSettings, MaintenanceWindow, NetworkSettings, NtpSettings,
+    PkiBundle, RegistryCredential, RegistryMirror, RemoteLogsSettings, Settings, UpdatesSettings,
+    MAX_UPDATE_SEED,
 };
 pub use validate::parse_settings;
