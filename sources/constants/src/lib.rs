@@ -281,6 +281,10 @@ pub const FIREWALL_LOADED_JSON: &str = "/run/ballast-firewall.json";
 /// The nftables table (family `inet`) that holds Ballast's inbound filter.
 pub const FIREWALL_TABLE: &str = "ballast";
 
+/// The device-mapper name early-init gives the dm-verity device of the root image; the CIS
+/// report looks for it under /sys/dev/block.
+pub const VERITY_ROOT_DM_NAME: &str = "root";
+
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
 pub const ALL: &[&str] = &[
@@ -335,7 +339,7 @@ pub const ALL: &[&str] = &[
     FIREWALL_UNIT,
     FIREWALL_BASELINE_UNIT,
     FIREWALL_LOADED_JSON,
-    // FIREWALL_TABLE is left out: "ballast" is the project's name, spelled everywhere.
+    // FIREWALL_TABLE and VERITY_ROOT_DM_NAME are left out: common words.
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];
