@@ -74,7 +74,7 @@ impl Item {
             ),
         };
         if status == CisStatus::Fail {
-            tracing::warn!(id = self.id, ?evidence, "CIS item failed");
+            tracing::debug!(id = self.id, ?evidence, "CIS item failed");
         }
         CisResult {
             id: self.id.to_string(),
