@@ -54,3 +54,47 @@ fn levels_formats_and_refusals() {
         assert!(body.contains(says), "{query}: {body}");
     }
 }
+
+/// `apiclient report cis`: the same report as text (the server's text, made by the client from
+/// the document) or JSON; a level outside 1-2 is refused before any request.
+#[test]
+fn apiclient_report_cis() {
+    let server = TestServer::start();
+    let out = server.apiclient(&["report", "cis", "-l", "2", "-f", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: CisReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.results.len(), 28);
+
+    let out = server.apiclient(&["report", "cis"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Level:     1\n"), "{text}");
+    assert!(
+        !text.contains("3.4.1.1"),
+        "level 1 has no level-2 items: {text}"
+    );
+    let (_, server_text) = server.raw("GET", "/report/cis?format=text", None);
+    // The same items in the same order (statuses read at two moments could differ in theory).
+    let ids = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with('['))
+            .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&text), ids(&server_text));
+
+    let out = server.apiclient(&["report", "cis", "-l", "3"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("3"),
+        "{out:?}"
+    );
+}
