@@ -64,12 +64,12 @@ fn nft_in_namespace(load: &[&Path], args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// `nft -c -f` on `text`: whether nft (and the kernel, which checks the batch) accepts it.
+/// `nft --check -f` on `text`: whether nft (and the kernel, which checks the batch) accepts it.
 fn nft_check(text: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ruleset.nft");
     std::fs::write(&file, text).unwrap();
-    nft_in_namespace(&[], &["-c", "-f", &file.display().to_string()]).map(|_| ())
+    nft_in_namespace(&[], &["--check", "-f", &file.display().to_string()]).map(|_| ())
 }
 
 fn have_nft() -> bool {
