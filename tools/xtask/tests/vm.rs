@@ -630,7 +630,7 @@ fn firewall_drops_what_is_not_opened(node: &Node, closed_port: u16, opened_port:
     );
     // The bridge still answers, and the report still passes with the rule in place.
     let got: serde_json::Value =
-        serde_json::from_str(&apiclient(node, &["get", "settings.firewall"])).unwrap();
+        serde_json::from_str(&apiclient(node, &["get", constants::FIREWALL_KEY])).unwrap();
     assert_eq!(
         got["settings"]["firewall"]["inbound"]["vm-test"]["ports"],
         serde_json::json!([FIREWALL_OPENED_PORT])
