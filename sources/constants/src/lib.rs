@@ -268,6 +268,33 @@ pub const CRI_BASE_SPEC: &str = "/etc/containerd/cri-base.json";
 /// The CA bundle rendered from `settings.pki`: the workload containerd trusts it
 /// (`SSL_CERT_FILE` in its unit) and host-ctr adds it to its registry client's roots.
 pub const CA_BUNDLE: &str = "/etc/pki/tls/certs/ca-bundle.crt";
+/// The host firewall's settings (`settings.firewall`); the `firewall` package renders them
+/// into [`FIREWALL_RULESET`].
+pub const FIREWALL_KEY: &str = "settings.firewall";
+
+/// The nftables ruleset rendered from [`FIREWALL_KEY`], loaded by [`FIREWALL_UNIT`].
+pub const FIREWALL_RULESET: &str = "/etc/ballast/firewall.nft";
+
+/// The ruleset loaded before the network comes up: the template rendered with the default
+/// settings, shipped in the image and loaded by [`FIREWALL_BASELINE_UNIT`].
+pub const FIREWALL_BASELINE: &str = "/usr/share/ballast/firewall-baseline.nft";
+
+/// The unit that loads [`FIREWALL_RULESET`]; the renderer restarts it on every change.
+pub const FIREWALL_UNIT: &str = "ballast-firewall.service";
+
+/// The unit that loads [`FIREWALL_BASELINE`] before `network-pre.target`.
+pub const FIREWALL_BASELINE_UNIT: &str = "ballast-firewall-baseline.service";
+
+/// The kernel's whole ruleset as `nft -j list ruleset` printed it right after
+/// [`FIREWALL_UNIT`] loaded [`FIREWALL_RULESET`]; the CIS report reads it.
+pub const FIREWALL_LOADED_JSON: &str = "/run/ballast-firewall.json";
+
+/// The nftables table (family `inet`) that holds Ballast's inbound filter.
+pub const FIREWALL_TABLE: &str = "ballast";
+
+/// The device-mapper name early-init gives the dm-verity device of the root image; the CIS
+/// report looks for it under /sys/dev/block.
+pub const VERITY_ROOT_DM_NAME: &str = "root";
 
 /// Every distinctive path and name above, for the test that keeps them from
 /// being spelled out again elsewhere.
@@ -320,6 +347,13 @@ pub const ALL: &[&str] = &[
     BOOTSTRAP_CONTAINERS_STORAGE_INSIDE,
     BOOTSTRAP_CONTAINERS_UNIT,
     HEALTH_BOOT_FAILURE,
+    FIREWALL_KEY,
+    FIREWALL_RULESET,
+    FIREWALL_BASELINE,
+    FIREWALL_UNIT,
+    FIREWALL_BASELINE_UNIT,
+    FIREWALL_LOADED_JSON,
+    // FIREWALL_TABLE and VERITY_ROOT_DM_NAME are left out: common words.
     // REPO_METADATA_DIR and REPO_TARGETS_DIR are left out: "metadata" and "targets" are
     // common words with other meanings (JSON fields, test fixtures).
 ];

@@ -97,7 +97,7 @@ use std::time::Duration;
 /// Where the verified root is mounted before the switch.
 pub const SYSROOT: &str = "/sysroot";
 /// Name of the device-mapper device of the root image.
-pub const DM_NAME: &str = "root";
+pub const DM_NAME: &str = constants::VERITY_ROOT_DM_NAME;
 /// How long to wait for partitions to appear.
 pub const DEVICE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the failure message stays on screen before the reboot or power-off.

@@ -83,9 +83,9 @@ pub use model::{ConfigurationFile, Model, Service};
 pub use os::OsInfo;
 pub use settings::{
     BootSettings, BootstrapContainer, ContainerRegistrySettings, ContainerRuntimeSettings,
-    DnsSettings, FleetLockSettings, HealthProbe, HealthSettings, HostContainer, KernelSettings,
-    KmodSetting, LogsSettings, MaintenanceWindow, NetworkSettings, NtpSettings,
-    OciDefaultsSettings, OciResourceLimit, PkiBundle, RegistryCredential, RegistryMirror,
-    RemoteLogsSettings, Settings, UpdatesSettings, MAX_UPDATE_SEED,
+    DnsSettings, FirewallRule, FirewallSettings, FleetLockSettings, HealthProbe, HealthSettings,
+    HostContainer, KernelSettings, KmodSetting, LogsSettings, MaintenanceWindow, NetworkSettings,
+    NtpSettings, OciDefaultsSettings, OciResourceLimit, PkiBundle, RegistryCredential,
+    RegistryMirror, RemoteLogsSettings, Settings, UpdatesSettings, MAX_UPDATE_SEED,
 };
 pub use validate::parse_settings;

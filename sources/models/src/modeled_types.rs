@@ -1769,6 +1769,229 @@ impl PauseUntil {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Host firewall
+
+enum_type! {
+    /// Transport protocol of an inbound firewall rule.
+    FirewallProtocol,
+    kind: "firewall protocol",
+    description: "Transport protocol of an inbound firewall rule: tcp or udp.",
+    {
+        /// TCP.
+        Tcp => "tcp",
+        /// UDP.
+        Udp => "udp",
+    }
+}
+
+/// Checks `address` or `address/prefix` with the prefix within the family's width and no bits
+/// set past it (so `10.0.0.1/8` is refused rather than silently widened or narrowed).
+fn check_ip_cidr(input: &str) -> Result<(), String> {
+    no_control(input)?;
+    let (address, prefix) = match input.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (input, None),
+    };
+    let address: IpAddr = address.parse().map_err(|_| {
+        "expected an IPv4 or IPv6 address with an optional /prefix, such as 10.0.0.0/8 or fd00::/8"
+            .to_string()
+    })?;
+    let width: u8 = if address.is_ipv4() { 32 } else { 128 };
+    let Some(prefix) = prefix else {
+        return Ok(());
+    };
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= width && !prefix.starts_with('+'))
+        .ok_or_else(|| format!("the prefix must be a number from 0 to {width}"))?;
+    let bits = match address {
+        IpAddr::V4(a) => u128::from(u32::from(a)) << 96,
+        IpAddr::V6(a) => u128::from(a),
+    };
+    // The bits past the prefix; an IPv4 address sits in the top 32 bits, so one mask fits both.
+    let past_prefix = u128::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+    if bits & past_prefix != 0 {
+        let network = bits & !past_prefix;
+        let network = match address {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(
+                u32::try_from(network >> 96).expect("an IPv4 address fills the top 32 bits only"),
+            )),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(network)),
+        };
+        return Err(format!(
+            "bits are set past the /{prefix} prefix; the network is {network}/{prefix}"
+        ));
+    }
+    Ok(())
+}
+
+string_type! {
+    /// An IPv4 or IPv6 address, or a network in CIDR form (`10.0.0.0/8`, `fd00::/8`): the
+    /// sources a firewall rule admits.
+    IpCidr,
+    kind: "IP address or network",
+    check: check_ip_cidr,
+    schema: string_schema(
+        "IPv4 or IPv6 address or network in CIDR form, with no bits set past the prefix.",
+        Some(&*format!(
+            "^(?:{}(?:/(?:3[0-2]|[12]?[0-9]))?|{}(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$",
+            ipv4_pattern(),
+            ipv6_pattern()
+        )),
+        Some(1),
+        None,
+        "10.0.0.0/8",
+    ),
+}
+
+impl IpCidr {
+    /// Whether the address is IPv4 (the firewall writes IPv4 and IPv6 sources to different
+    /// matches).
+    pub fn is_ipv4(&self) -> bool {
+        !self.inner.contains(':')
+    }
+}
+
+/// A port (`22`) or an inclusive range of ports (`"8000-8100"`), each from 1 to 65535.
+/// Written as a number for one port and as a string for a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    first: u16,
+    last: u16,
+}
+
+impl PortRange {
+    /// The kind of value, as named in error messages.
+    pub const KIND: &'static str = "port or port range";
+
+    /// The lowest port of the range.
+    pub fn first(&self) -> u16 {
+        self.first
+    }
+
+    /// The highest port of the range (equal to [`Self::first`] for one port).
+    pub fn last(&self) -> u16 {
+        self.last
+    }
+
+    fn port(text: &str) -> Result<u16, String> {
+        text.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0 && !text.starts_with('+') && !text.starts_with('0'))
+            .ok_or_else(|| {
+                format!(
+                    "'{}' is not a port from 1 to 65535",
+                    crate::error::printable(text)
+                )
+            })
+    }
+}
+
+impl TryFrom<&str> for PortRange {
+    type Error = InvalidValue;
+
+    fn try_from(input: &str) -> Result<Self, InvalidValue> {
+        let parse = || -> Result<PortRange, String> {
+            no_control(input)?;
+            let (first, last) = match input.split_once('-') {
+                Some((first, last)) => (Self::port(first)?, Self::port(last)?),
+                None => {
+                    let port = Self::port(input)?;
+                    (port, port)
+                }
+            };
+            if first > last {
+                return Err(format!("the range runs backwards; write {last}-{first}"));
+            }
+            Ok(PortRange { first, last })
+        };
+        parse().map_err(|reason| InvalidValue::new(input, Self::KIND, reason))
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = InvalidValue;
+
+    fn from_str(input: &str) -> Result<Self, InvalidValue> {
+        Self::try_from(input)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.first == self.last {
+            serializer.serialize_u16(self.first)
+        } else {
+            serializer.collect_str(self)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl de::Visitor<'_> for Visitor {
+            type Value = PortRange;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a port number or a \"first-last\" range string")
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<PortRange, E> {
+                PortRange::try_from(value.to_string().as_str()).map_err(E::custom)
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<PortRange, E> {
+                PortRange::try_from(value.to_string().as_str()).map_err(E::custom)
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<PortRange, E> {
+                PortRange::try_from(value).map_err(E::custom)
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl utoipa::PartialSchema for PortRange {
+    fn schema() -> RefOr<Schema> {
+        let number = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(65535));
+        let range = string_schema(
+            "Inclusive range of ports, first-last.",
+            Some("^[1-9][0-9]{0,4}-[1-9][0-9]{0,4}$"),
+            Some(3),
+            Some(11),
+            "8000-8100",
+        );
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(number)
+            .item(range)
+            .description(Some(
+                "A port from 1 to 65535 (a number) or an inclusive range of ports (a \"first-last\" string).",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PortRange {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2256,5 +2479,61 @@ mod tests {
             fits(serde_json::json!({"boot": {group: {worst(n): ["x"]}}})).unwrap();
         }
         assert!(BootConfigKey::try_from(worst(n + 1)).is_err());
+    }
+
+    #[test]
+    fn firewall_sources_are_addresses_or_networks_without_host_bits() {
+        check::<IpCidr>(
+            &[
+                "10.0.0.0/8",
+                "192.168.1.7",
+                "0.0.0.0/0",
+                "fd00::/8",
+                "::1",
+                "2001:db8::1/128",
+            ],
+            &[
+                "10.0.0.1/8",
+                "10.0.0.0/33",
+                "fd00::1/8",
+                "fd00::/129",
+                "host",
+                "10.0.0.0/",
+                "10.0.0.0/+8",
+                "10.0.0.0/8\n",
+            ],
+        );
+        let err = IpCidr::try_from("10.1.2.3/16").unwrap_err().to_string();
+        assert!(err.contains("10.1.0.0/16"), "{err}");
+        assert!(IpCidr::try_from("10.0.0.0/8").unwrap().is_ipv4());
+        assert!(!IpCidr::try_from("fd00::/8").unwrap().is_ipv4());
+    }
+
+    #[test]
+    fn ports_are_numbers_and_ranges_are_strings() {
+        let one: PortRange = serde_json::from_value(serde_json::json!(22)).unwrap();
+        assert_eq!((one.first(), one.last()), (22, 22));
+        assert_eq!(serde_json::to_value(one).unwrap(), serde_json::json!(22));
+        let range: PortRange = serde_json::from_value(serde_json::json!("8000-8100")).unwrap();
+        assert_eq!(
+            serde_json::to_value(range).unwrap(),
+            serde_json::json!("8000-8100")
+        );
+        assert_eq!(range.to_string(), "8000-8100");
+        for bad in [
+            serde_json::json!(0),
+            serde_json::json!(65536),
+            serde_json::json!(-1),
+            serde_json::json!("9-8"),
+            serde_json::json!("1-"),
+            serde_json::json!("080"),
+            serde_json::json!(22.5),
+            serde_json::json!("22,23"),
+        ] {
+            let err = serde_json::from_value::<PortRange>(bad.clone()).unwrap_err();
+            assert!(!err.to_string().is_empty(), "{bad}");
+        }
+        let err = PortRange::try_from("9-8").unwrap_err().to_string();
+        assert!(err.contains("write 8-9"), "{err}");
     }
 }

@@ -13,6 +13,7 @@ use crate::modeled_types::{
     SettingDuration, SingleLineString, SysctlKey, TimeOfDay, Timezone, UpdatePolicy, Url,
     ValidBase64, ValidLinuxHostname, Weekday,
 };
+use crate::modeled_types::{FirewallProtocol, IpCidr, PortRange};
 use crate::modeled_types::{LocalHttpUrl, OciCapability, OciResourceLimitType, SystemdUnitName};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -72,6 +73,9 @@ pub struct Settings {
     /// The workload container runtime's own knobs (containerd's CRI plugin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_runtime: Option<ContainerRuntimeSettings>,
+    /// The host firewall: what may reach the node from the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<FirewallSettings>,
 }
 
 /// `settings.network`
@@ -688,4 +692,38 @@ fn deserialize_log_line_size<'de, D: Deserializer<'de>>(
         ));
     }
     Ok(size)
+}
+
+/// `settings.firewall`: the host's inbound filter (nftables). While enabled, traffic to the node
+/// is dropped unless it is loopback, part of or related to a connection the node made, an
+/// essential ICMP or ICMPv6 message (neighbour discovery among them), a DHCP reply, or matched
+/// by one of the `inbound` rules. Outbound traffic and traffic forwarded to containers are not
+/// filtered: containers publish ports through their own network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FirewallSettings {
+    /// False removes the filter and admits everything; true, or absent, filters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// What the operator opens, by rule name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<BTreeMap<Identifier, FirewallRule>>,
+}
+
+/// `settings.firewall.inbound.NAME`: admits new connections to some ports. A rule takes effect
+/// once it has both `protocol` and `ports`; until then it is left out of the ruleset (the
+/// rendered file says so).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FirewallRule {
+    /// tcp or udp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<FirewallProtocol>,
+    /// Destination ports: numbers, or "first-last" ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<PortRange>>,
+    /// Source addresses or networks admitted (IPv4 and IPv6 may be mixed); every source when
+    /// absent or empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<IpCidr>>,
 }

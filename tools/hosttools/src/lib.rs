@@ -116,6 +116,7 @@ pub const TABLE: &[Tool] = &[
     deb("mmd", "mtools"),
     deb("mount", "mount"),
     deb("protoc", "protobuf-compiler"),
+    deb("nft", "nftables"),
     deb("qemu-img", "qemu-utils"),
     deb("qemu-system-x86_64", "qemu-system-x86"),
     deb("runc", "runc"),

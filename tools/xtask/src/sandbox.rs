@@ -19,8 +19,9 @@
 //! # Current limitations
 //!
 //! * A unit is first-party when its `ExecStart=` runs a program in `/usr/bin` (Debian's programs
-//!   live in `/usr/lib/systemd` or are started by Debian's units); a unit of ours that starts
-//!   something elsewhere would escape [`first_party_units`].
+//!   live in `/usr/lib/systemd` or are started by Debian's units) or its name starts with
+//!   `ballast-` (the firewall's units run Debian's `/usr/sbin/nft`); a unit of ours that starts
+//!   something elsewhere under another name would escape [`first_party_units`].
 //! * The score is systemd's own weighting; it says nothing about what the program does inside
 //!   what the sandbox allows. Keeping the `# Sandbox` comments true is review work.
 
@@ -62,6 +63,8 @@ pub const BUDGETS: &[Budget] = &[
                  disks, /dev/kmsg, IPv4/IPv6 and the host's hostname",
     },
     within("apibridge.service"),
+    within(constants::FIREWALL_BASELINE_UNIT),
+    within(constants::FIREWALL_UNIT),
     within("ballast-ready.service"),
     within("ballast-status.service"),
     within("boot-deadline.service"),
@@ -120,7 +123,8 @@ pub fn first_party_units(packages_dir: &Path) -> Result<Vec<String>> {
                 .map(|cmd| cmd.trim_start_matches(['-', '@', ':', '+', '!']))
                 .is_some_and(|cmd| cmd.starts_with("/usr/bin/"))
         });
-        if runs_ours {
+        // Units named ballast-* are ours whatever they start (the firewall's run Debian's nft).
+        if runs_ours || name.starts_with("ballast-") {
             units.push(name.to_string());
         }
     }

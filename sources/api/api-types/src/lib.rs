@@ -13,7 +13,7 @@
 //! the support bundle's manifest (`GET /support-bundle`, see [`support_bundle`]), and where
 //! the boot's time went (`GET /report/boot`, see [`boot_report`]), and try-mode settings
 //! (`GET /tx/provisional`, see [`provisional`]), and the control messages of `GET /exec`
-//! (see [`exec`]).
+//! (see [`exec`]), and the CIS benchmark report (`GET /report/cis`, see [`cis`]).
 //! Each used to be declared
 //! on both sides, and the copies drifted (the status document's `exit_status` was an `i32` in
 //! the server and an `i64` in the client). This crate
@@ -50,6 +50,7 @@
 pub mod audit;
 pub mod boot;
 pub mod boot_report;
+pub mod cis;
 pub mod exec;
 pub mod health;
 pub mod history;

@@ -93,7 +93,8 @@ pub enum Command {
     /// Show the node's state: failed units with their last journal entries, how many units
     /// are active, the A/B boot state, the running version and the update state.
     Status(StatusArgs),
-    /// Show reports on the node: `report boot` says where the boot's time went.
+    /// Show reports on the node: `report boot` says where the boot's time went, `report cis`
+    /// checks the node against the CIS benchmark.
     Report(ReportArgs),
     /// Save the node's support bundle (journal, status, units, settings and history with
     /// secrets replaced, audit trail, mounts, disks, network, kernel log) as a .tar.gz file.
@@ -237,6 +238,29 @@ pub enum ReportCommand {
     /// then the chain of units apiserver.service and configured.target waited for (like
     /// `systemd-analyze critical-chain`).
     Boot(ReportBootArgs),
+    /// The node against the CIS Bottlerocket Benchmark: each item with PASS, FAIL or MANUAL
+    /// and the facts it was decided on.
+    Cis(ReportCisArgs),
+}
+
+/// How `report cis` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// For a person: one line per item, its evidence indented below.
+    Text,
+    /// The server's document.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportCisArgs {
+    /// The benchmark's profile level: 1, or 2 for levels 1 and 2.
+    #[arg(short = 'l', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub level: u8,
+
+    /// text or json.
+    #[arg(short = 'f', long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Args)]
@@ -545,6 +569,10 @@ pub async fn run<W: Write>(cli: Cli, out: &mut W) -> Result<()> {
         Command::Report(args) => match args.command {
             ReportCommand::Boot(boot) => {
                 report::boot(socket, boot.target.as_deref(), boot.json, out).await?
+            }
+            ReportCommand::Cis(cis) => {
+                let json = cis.format == ReportFormat::Json;
+                report::cis(socket, cis.level, json, out).await?
             }
         },
         Command::SupportBundle(args) => {

@@ -1,4 +1,5 @@
-//! `report boot`: where the boot's time went, from `GET /report/boot`.
+//! `report boot`: where the boot's time went, from `GET /report/boot`; `report cis`: the node
+//! against the CIS benchmark, from `GET /report/cis`.
 //!
 //! The text gives each phase in seconds (`unknown` where systemd does not know it, as for
 //! the firmware on a BIOS boot), then each chain as `systemd-analyze critical-chain` shows
@@ -111,6 +112,35 @@ fn format_unit(unit: &ChainUnit) -> String {
         );
     }
     text
+}
+
+/// The document of `GET /report/cis` (declared once, in `api_types::cis`).
+pub use api_types::cis::CisReport;
+
+/// The route `report cis` reads.
+pub const CIS_REPORT_URI: &str = "/report/cis";
+
+/// The request URI for `level` (1 or 2); always the JSON form, which the client prints as
+/// text itself ([`CisReport::to_text`], the same text the server gives with `format=text`).
+pub fn cis_report_uri(level: u8) -> String {
+    format!("{CIS_REPORT_URI}?level={level}&format=json")
+}
+
+/// Fetches the CIS report at `level`.
+pub async fn fetch_cis(socket_path: impl AsRef<Path>, level: u8) -> Result<CisReport> {
+    let body = request(socket_path, &cis_report_uri(level), "GET", None).await?;
+    parse_document("the CIS report", body.as_bytes())
+}
+
+/// Prints the CIS report at `level` to `out`: text, or the server's JSON with `json`.
+pub async fn cis<W: Write>(
+    socket_path: impl AsRef<Path>,
+    level: u8,
+    json: bool,
+    out: &mut W,
+) -> Result<()> {
+    let report = fetch_cis(socket_path, level).await?;
+    print_document(out, &report, json, Layout::Document, CisReport::to_text)
 }
 
 #[cfg(test)]

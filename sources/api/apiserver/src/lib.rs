@@ -115,6 +115,12 @@
 //! waited for, built like `systemd-analyze critical-chain` by following the `After=`
 //! dependency that became active last, at most 32 units deep.
 //!
+//! `GET /report/cis?level=1|2&format=json|text` checks the node against the CIS Bottlerocket
+//! Benchmark with the `cis` crate: the files under `--support-root` and unit states from
+//! `--systemctl`. Level 1 by default, level 2 includes level 1; JSON by default
+//! (`api_types::cis::CisReport`), or text for a person. Always a 200 once the query is valid: a
+//! check that cannot read what it needs fails, and its evidence says why.
+//!
 //! ## Support bundle
 //!
 //! `GET /support-bundle` (see [`support_bundle`]) answers with a gzip-compressed tar archive:
@@ -197,7 +203,8 @@
 //!   dry-runs count against the cap for as long as they run.
 //! - With a hard descriptor limit of 1024, the cap is 512 connections, and a client that
 //!   connects and stays quiet for 50 ms while 512 others are open may be closed to make room.
-//! - `/report` (other than `/report/boot`) and `/actions/ephemeral-storage` are not served yet.
+//! - `/report` (other than `/report/boot` and `/report/cis`), `/report/cis-k8s`, `/report/fips`
+//!   and `/actions/ephemeral-storage` are not served yet.
 //! - Exec: stdout and stderr arrive merged (both are binary frames, as in Bottlerocket's
 //!   protocol). The end of stdin is containerd's CloseIO, which closes the process's stdin at
 //!   once; the server first waits until the shim has read the FIFO empty (up to 5 s) and 50 ms

@@ -60,7 +60,8 @@ struct Args {
     /// on spaces (e.g. "signpost --disk disk.img --active A").
     #[arg(long, default_value = "signpost")]
     signpost_command: CommandLine,
-    /// The directory GET /support-bundle reads /proc, /etc and /dev under (`/` on a node).
+    /// The directory GET /support-bundle and GET /report/cis read the node's files under (`/`
+    /// on a node).
     #[arg(long, default_value = "/")]
     support_root: PathBuf,
     /// Also record readiness in the kernel log (/dev/kmsg), so the boot timeline in `dmesg`

@@ -107,6 +107,7 @@ pub fn router(state: AppState) -> (Router, Value) {
             .routes(routes!(get_units))
             .routes(routes!(get_status))
             .routes(routes!(get_boot_report))
+            .routes(routes!(get_cis_report))
             .routes(routes!(get_support_bundle))
             .routes(routes!(get_openapi))
             .routes(routes!(exec))
@@ -1351,6 +1352,80 @@ async fn get_boot_report(
     Ok(Json(
         crate::boot_report::report(&state.node.systemctl, &q).await?,
     ))
+}
+
+// ---- the CIS report ----
+
+/// The query of GET /report/cis; an unknown parameter is a 400.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CisReportQuery {
+    /// 1, or 2 for both levels; 1 when absent.
+    pub level: Option<String>,
+    /// json (the default) or text.
+    pub format: Option<String>,
+}
+
+query_params!(CisReportQuery {
+    "level", false, ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["1", "2"])).build(),
+        "The benchmark's profile level: 1, or 2 for levels 1 and 2 together (level 2 includes level 1). 1 when absent.";
+    "format", false, ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["json", "text"])).build(),
+        "json (the default): the report as a document; text: the report for a person, one line per item with its evidence below it.";
+});
+
+/// The node against the CIS Bottlerocket Benchmark (Bottlerocket's route, checked by Ballast's
+/// own code): each item up to the level with PASS, FAIL or MANUAL and the facts it was decided
+/// on (sysctl values, the verity root, lockdown, SELinux, the time service, journald, the
+/// firewall's loaded ruleset). Reads the node; changes nothing.
+#[utoipa::path(get, path = "/report/cis", params(CisReportQuery),
+    responses((status = 200, description = "The report: a document, or text/plain with format=text",
+                content((api_types::cis::CisReport = "application/json"), (String = "text/plain"))),
+              (status = 400, description = "level is not 1 or 2, or format is not json or text", body = ErrorBody),
+              (status = 500, description = "The checks could not be run", body = ErrorBody)))]
+async fn get_cis_report(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<CisReportQuery>,
+) -> Result<Response, ApiError> {
+    let level = match q.level.as_deref() {
+        None | Some("1") => cis::Level::One,
+        Some("2") => cis::Level::Two,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "level must be 1 or 2, not '{}'",
+                other.escape_debug()
+            )))
+        }
+    };
+    let text = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("text") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format must be json or text, not '{}'",
+                other.escape_debug()
+            )))
+        }
+    };
+    let root = state.bundle.root.clone();
+    let systemctl = cis::Systemctl::new(state.node.systemctl.argv().to_vec());
+    let report = tokio::task::spawn_blocking(move || {
+        let node = cis::Node::new(root, &systemctl);
+        cis::report(&node, level)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the CIS checks did not finish: {e}")))?;
+    Ok(if text {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            report.to_text(),
+        )
+            .into_response()
+    } else {
+        Json(report).into_response()
+    })
 }
 
 // ---- the support bundle ----

@@ -24,6 +24,7 @@ fn sample_request(method: &str, path: &str) -> (String, Option<String>) {
             (format!("{path}?tx=oa"), None)
         }
         ("get", "/tx") | ("delete", "/tx") => (format!("{path}?tx=oa"), None),
+        ("get", "/report/cis") => ("/report/cis?level=2&format=json".into(), None),
         _ => (path.to_string(), None),
     }
 }
@@ -62,6 +63,7 @@ fn openapi_document_matches_the_server() {
         "/units",
         "/status",
         "/report/boot",
+        "/report/cis",
         "/support-bundle",
         "/exec",
         "/openapi.json",

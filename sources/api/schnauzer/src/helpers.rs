@@ -15,6 +15,7 @@
 //! | `with_scheme` | address, scheme? | the address as a URL: `scheme://` (default `https`) added when missing |
 //! | `oci_capabilities` | map | JSON list of the kernel names (`CAP_CHOWN`) of the capabilities set to true in `settings.oci-defaults.capabilities` |
 //! | `oci_rlimits` | map | JSON list of OCI rlimits (`{"type","hard","soft"}`) from `settings.oci-defaults.resource-limits` |
+//! | `ip_family` | list, 4 or 6 | the addresses or `address/prefix` networks of `list` of that IP version |
 
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
@@ -136,6 +137,13 @@ pub fn register(registry: &mut Handlebars<'_>) {
             max: 1,
             usage: "{{oci_rlimits settings.oci-defaults.resource-limits}}",
             function: |p| oci_rlimits(p[0]),
+        },
+        Simple {
+            name: "ip_family",
+            min: 2,
+            max: 2,
+            usage: "{{ip_family LIST 4}} or {{ip_family LIST 6}}",
+            function: |p| ip_family(p[0], p[1]),
         },
     ];
     for helper in helpers {
@@ -336,6 +344,40 @@ pub fn port(value: &Value) -> HelperResult {
     split_address(address).map(|(_, port)| port.map_or(Value::Null, Value::from))
 }
 
+/// The items of `list` (addresses, or networks written `address/prefix`) whose IP version is
+/// `family` (4 or 6), in their order. A missing list gives an empty list, so `{{#if}}` over the
+/// result says whether there are any. Firewall rules need this: IPv4 and IPv6 sources go to
+/// different matches.
+pub fn ip_family(list: &Value, family: &Value) -> HelperResult {
+    let want_v4 = match family.as_u64() {
+        Some(4) => true,
+        Some(6) => false,
+        _ => return Err(format!("the family must be 4 or 6, not {family}")),
+    };
+    let items = match list {
+        Value::Null => return Ok(Value::Array(Vec::new())),
+        Value::Array(items) => items,
+        other => return Err(format!("expected a list of addresses, not {}", kind(other))),
+    };
+    let mut picked = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let Value::String(text) = item else {
+            return Err(format!(
+                "list item {index} must be an address, not {}",
+                kind(item)
+            ));
+        };
+        let address = text.split_once('/').map_or(text.as_str(), |(a, _)| a);
+        let address: std::net::IpAddr = address
+            .parse()
+            .map_err(|_| format!("list item {index} ('{text}') is not an IP address or network"))?;
+        if address.is_ipv4() == want_v4 {
+            picked.push(item.clone());
+        }
+    }
+    Ok(Value::Array(picked))
+}
+
 /// The address as a URL: unchanged when it already has a scheme, else `SCHEME://` prepended
 /// (`https` unless given). Missing gives null.
 pub fn with_scheme(value: &Value, scheme: Option<&Value>) -> HelperResult {
@@ -525,6 +567,25 @@ mod tests {
             assert!(message.contains(expected), "{address}: {message}");
         }
         assert!(port(&json!(["a"])).unwrap_err().contains("a list"));
+    }
+
+    #[test]
+    fn ip_family_splits_sources_by_version() {
+        let list = json!(["10.0.0.0/8", "fd00::/8", "192.168.1.7", "::1"]);
+        assert_eq!(
+            ip_family(&list, &json!(4)).unwrap(),
+            json!(["10.0.0.0/8", "192.168.1.7"])
+        );
+        assert_eq!(
+            ip_family(&list, &json!(6)).unwrap(),
+            json!(["fd00::/8", "::1"])
+        );
+        assert_eq!(ip_family(&Value::Null, &json!(4)).unwrap(), json!([]));
+        assert!(ip_family(&list, &json!(5)).unwrap_err().contains("4 or 6"));
+        assert!(ip_family(&json!(["host"]), &json!(4))
+            .unwrap_err()
+            .contains("'host'"));
+        assert!(ip_family(&json!([1]), &json!(4)).is_err());
     }
 
     #[test]

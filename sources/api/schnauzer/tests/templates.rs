@@ -126,7 +126,19 @@ fn sysctl_conf() {
 
 #[test]
 fn modprobe_conf() {
-    let unset = render("modprobe-conf", &defaults());
+    // The shared defaults block udf and sctp (CIS 1.1.1.1 and 3.3.1).
+    let hardened = render("modprobe-conf", &defaults());
+    let lines: Vec<&str> = hardened.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            "blacklist sctp",
+            "install sctp /bin/false",
+            "blacklist udf",
+            "install udf /bin/false"
+        ]
+    );
+    let unset = render("modprobe-conf", &json!({}));
     assert!(unset.lines().all(|l| l.starts_with('#')), "{unset}");
     let set = render("modprobe-conf", &example());
     let lines: Vec<&str> = set.lines().filter(|l| !l.starts_with('#')).collect();
