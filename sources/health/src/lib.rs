@@ -195,6 +195,10 @@ impl Checker {
     fn probe_once(&self, name: &str, probe: &HealthProbe) -> Result<(), String> {
         let timeout = probe_timeout(probe);
         match (&probe.url, &probe.command) {
+            (Some(_), None) if probe.container.is_some() => Err(format!(
+                "has a url and a container; a url probe runs on the node: remove \
+                 settings.health.probes.{name}.container"
+            )),
             (Some(url), None) => get_once(url.as_str(), timeout),
             (None, Some(command)) => {
                 let Some(container) = &probe.container else {
@@ -204,6 +208,12 @@ impl Checker {
                     ));
                 };
                 let command: Vec<String> = command.iter().map(|a| a.as_str().to_string()).collect();
+                if command.first().is_none_or(|program| program.is_empty()) {
+                    return Err(format!(
+                        "has a command without a program; set settings.health.probes.{name}.command \
+                         to e.g. [\"sh\", \"-c\", \"pgrep app\"]"
+                    ));
+                }
                 command::run(
                     &self.containerd,
                     name,

@@ -440,16 +440,13 @@ pub struct HealthSettings {
 
 /// `settings.health.probes.NAME`: either an HTTP GET of a URL on the node (`url`) or a
 /// command run in a host container's running task (`command` and `container`), each within
-/// `timeout`. A document that sets both kinds, or a `container` beside a `url`, is refused
-/// with the probe's key. A probe is checked one document at a time (a key=value set stages
-/// `command` and `container` one pair after the other), so a probe left incomplete, or given
-/// both kinds by two separate changes, fails when evaluated, naming what to fix.
+/// `timeout`. Each field is checked on its own, as the schema says: a key=value set stages
+/// `command` and `container` one pair after the other, so how they combine can only be judged
+/// once the probe is complete. A probe that is incomplete or contradictory (both kinds, a
+/// `container` beside a `url`, a command without a program) fails when evaluated, naming the
+/// keys to fix, so the health gate and try-mode report it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(
-    rename_all = "kebab-case",
-    deny_unknown_fields,
-    try_from = "HealthProbeFields"
-)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct HealthProbe {
     /// `http://` on a loopback address (127.0.0.0/8, `[::1]`, `localhost`); passes on a 2xx
     /// answer.
@@ -467,52 +464,6 @@ pub struct HealthProbe {
     /// then is killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<SettingDuration>,
-}
-
-/// [`HealthProbe`] as written, before the checks that involve more than one field.
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct HealthProbeFields {
-    #[serde(default)]
-    url: Option<LocalHttpUrl>,
-    #[serde(default)]
-    command: Option<Vec<SingleLineString>>,
-    #[serde(default)]
-    container: Option<Identifier>,
-    #[serde(default)]
-    timeout: Option<SettingDuration>,
-}
-
-impl TryFrom<HealthProbeFields> for HealthProbe {
-    type Error = String;
-
-    fn try_from(fields: HealthProbeFields) -> Result<Self, Self::Error> {
-        if fields.url.is_some() && fields.command.is_some() {
-            return Err("a probe is either a `url` or a `command`, not both".to_string());
-        }
-        if fields.url.is_some() && fields.container.is_some() {
-            return Err(
-                "`container` goes with `command`; a `url` probe runs on the node".to_string(),
-            );
-        }
-        if let Some(command) = &fields.command {
-            if command
-                .first()
-                .is_none_or(|program| program.as_str().is_empty())
-            {
-                return Err(
-                    "`command` must start with a program, e.g. [\"sh\", \"-c\", \"pgrep app\"]"
-                        .to_string(),
-                );
-            }
-        }
-        Ok(HealthProbe {
-            url: fields.url,
-            command: fields.command,
-            container: fields.container,
-            timeout: fields.timeout,
-        })
-    }
 }
 
 /// `settings.oci-defaults`: the starting point of every workload container's OCI spec. The CRI

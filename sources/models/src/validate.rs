@@ -630,26 +630,6 @@ mod tests {
             ),
             (json!({"boot-wait": 5}), "settings.health.boot-wait", ""),
             (
-                json!({"probes": {"app": {"url": "http://127.0.0.1/", "command": ["true"]}}}),
-                "settings.health.probes.app",
-                "not both",
-            ),
-            (
-                json!({"probes": {"app": {"url": "http://127.0.0.1/", "container": "control"}}}),
-                "settings.health.probes.app",
-                "`container` goes with `command`",
-            ),
-            (
-                json!({"probes": {"app": {"command": [], "container": "control"}}}),
-                "settings.health.probes.app",
-                "must start with a program",
-            ),
-            (
-                json!({"probes": {"app": {"command": [""]}}}),
-                "settings.health.probes.app",
-                "must start with a program",
-            ),
-            (
                 json!({"probes": {"app": {"command": "pgrep app"}}}),
                 "settings.health.probes.app.command",
                 "",
